@@ -1,0 +1,3 @@
+//! The sans-I/O protocol core. Nothing in here touches a socket, a thread or the clock.
+
+pub mod types;
