@@ -1,1 +1,258 @@
-fn main() {}
+//! Generates the classic C headers from `src/ffi/` with cbindgen.
+//!
+//! cbindgen runs once over the ffi modules; its output is split into items (constants, types,
+//! functions) and each item goes into the header named after the module that defines it, using
+//! the template `src/ffi/headers/<header>.in` (include guard, includes, `extern "C"`, the
+//! hand-written macros cbindgen cannot express). C++ default arguments are added from
+//! [`CPP_DEFAULTS`]. The result is written to `$OUT_DIR/include/`; `make headers` (which sets
+//! `RSPLIB_HEADERS_DIR`) also writes it to `include/` and a test fails when the committed headers differ from a fresh generation.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// (ffi module, header it generates), in include order.
+const HEADERS: &[(&str, &str)] = &[
+    ("tdtypes", "tdtypes.h"),
+    ("sockaddrunion", "sockaddrunion.h"),
+    ("tagitem", "tagitem.h"),
+    ("rserpoolerror", "rserpoolerror.h"),
+    ("poolpolicysettings", "poolpolicysettings.h"),
+    ("rsplib_tags", "rsplib-tags.h"),
+    ("rsplib", "rsplib.h"),
+];
+
+/// (function, parameter, C++ default) — the original header's `CPP_DEFAULT(x)` arguments.
+const CPP_DEFAULTS: &[(&str, &str, &str)] = &[
+    ("rspInitialize", "tags", "NULL"),
+    ("rspRegister", "tags", "NULL"),
+    ("rspDeregister", "tags", "NULL"),
+    ("rspHandleResolution", "tags", "NULL"),
+    ("rspReportFailure", "tags", "NULL"),
+    ("rspNameResolution", "tags", "NULL"),
+    ("rspFailure", "tags", "NULL"),
+    ("rspSelect", "n", "0"),
+    ("rspSelect", "readfds", "NULL"),
+    ("rspSelect", "writefds", "NULL"),
+    ("rspSelect", "exceptfds", "NULL"),
+    ("rspSelect", "timeout", "NULL"),
+    ("rspCreatePoolElement", "tags", "NULL"),
+    ("rspDeletePoolElement", "tags", "NULL"),
+    ("rspAcceptSession", "tags", "NULL"),
+    ("rspCreateSession", "ped", "NULL"),
+    ("rspCreateSession", "tags", "NULL"),
+    ("rspDeleteSession", "tags", "NULL"),
+    ("rspSessionRead", "tags", "NULL"),
+    ("rspSessionWrite", "tags", "NULL"),
+    ("rspSessionSendCookie", "tags", "NULL"),
+    ("rspSessionSelect", "tags", "NULL"),
+];
+
+fn main() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let ffi = root.join("src/ffi");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,librsplib.so.0");
+    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=include");
+    println!("cargo:rerun-if-env-changed=RSPLIB_HEADERS_DIR");
+
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("include");
+    fs::create_dir_all(&out).unwrap();
+    // `make headers` sets RSPLIB_HEADERS_DIR to include/ to refresh the committed copies.
+    let copy_to = std::env::var_os("RSPLIB_HEADERS_DIR").map(PathBuf::from);
+    for (name, text) in generate(&ffi) {
+        write_if_changed(&out.join(&name), &text);
+        if let Some(dir) = &copy_to {
+            write_if_changed(&dir.join(&name), &text);
+        }
+    }
+}
+
+/// All headers as (file name, content).
+fn generate(ffi: &Path) -> Vec<(String, String)> {
+    let mut config = config();
+    let sources: Vec<String> = HEADERS
+        .iter()
+        .map(|(module, _)| fs::read_to_string(ffi.join(format!("{module}.rs"))).unwrap())
+        .collect();
+    // Types are only emitted when a function uses them, unless listed: list them all.
+    for src in &sources {
+        config
+            .export
+            .include
+            .extend(exported_names(src, TYPE_PREFIXES));
+    }
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    for (module, _) in HEADERS {
+        builder = builder.with_src(ffi.join(format!("{module}.rs")));
+    }
+    let bindings = builder.generate().expect("cbindgen failed on src/ffi");
+    let mut raw = Vec::new();
+    bindings.write(&mut raw);
+    let items = split_items(&String::from_utf8(raw).unwrap());
+
+    let mut used = vec![false; items.len()];
+    let mut headers = Vec::new();
+    for ((_, header), src) in HEADERS.iter().zip(&sources) {
+        let names = exported_names(src, ALL_PREFIXES);
+        let mut body = String::new();
+        for (i, (name, text)) in items.iter().enumerate() {
+            if names.contains(name) {
+                used[i] = true;
+                body.push_str(&apply_cpp_defaults(name, text));
+                body.push('\n');
+            }
+        }
+        let template_path = ffi.join("headers").join(format!("{header}.in"));
+        let template = fs::read_to_string(&template_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", template_path.display()));
+        assert!(
+            template.contains("@CBINDGEN_ITEMS@"),
+            "{header}.in lacks @CBINDGEN_ITEMS@"
+        );
+        let text = template.replace("@CBINDGEN_ITEMS@", body.trim_end());
+        headers.push((header.to_string(), text));
+    }
+    for (i, (name, _)) in items.iter().enumerate() {
+        assert!(
+            used[i],
+            "cbindgen item `{name}` is defined in no header module"
+        );
+    }
+    headers
+}
+
+fn config() -> cbindgen::Config {
+    let mut config = cbindgen::Config {
+        language: cbindgen::Language::C,
+        style: cbindgen::Style::Tag,
+        no_includes: true,
+        documentation: false,
+        usize_is_size_t: true,
+        sort_by: cbindgen::SortKey::None,
+        ..Default::default()
+    };
+    let rename: HashMap<String, String> = [
+        ("sockaddr", "struct sockaddr"),
+        ("sockaddr_in", "struct sockaddr_in"),
+        ("sockaddr_in6", "struct sockaddr_in6"),
+        ("timeval", "struct timeval"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    config.export.rename = rename;
+    config
+}
+
+/// Splits cbindgen's output into (item name, text) in output order.
+fn split_items(raw: &str) -> Vec<(String, String)> {
+    let mut items = Vec::new();
+    for block in raw.split("\n\n") {
+        let block = block.trim_matches('\n');
+        if block.is_empty() {
+            continue;
+        }
+        // cbindgen prints consecutive #defines without blank lines between them.
+        if block.starts_with("#define ") {
+            for line in block.lines() {
+                let name = line.split_whitespace().nth(1).unwrap().to_string();
+                items.push((name, line.to_string()));
+            }
+            continue;
+        }
+        items.push((item_name(block), block.to_string()));
+    }
+    items
+}
+
+/// The C name an item block declares.
+fn item_name(block: &str) -> String {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect()
+    };
+    let first = block.lines().next().unwrap();
+    if let Some(rest) = first.strip_prefix("typedef ") {
+        if let Some(p) = rest.find("(*") {
+            // typedef R (*Name)(args);
+            let after = &rest[p + 2..];
+            return after[..after.find(')').unwrap()].to_string();
+        }
+        return ident(block.trim_end_matches(';'));
+    }
+    for kw in ["struct ", "union ", "enum "] {
+        if let Some(rest) = first.strip_prefix(kw) {
+            return rest
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    }
+    // A function: the identifier right before the first '('.
+    ident(&block[..block.find('(').expect("unrecognised cbindgen item")])
+}
+
+const TYPE_PREFIXES: &[&str] = &["pub type ", "pub struct ", "pub union "];
+const ALL_PREFIXES: &[&str] = &[
+    "pub type ",
+    "pub struct ",
+    "pub union ",
+    "pub const ",
+    "pub extern \"C\" fn ",
+    "pub unsafe extern \"C\" fn ",
+];
+
+/// Names of the items a ffi module defines whose declaration starts with one of `prefixes`.
+fn exported_names(src: &str, prefixes: &[&str]) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in src.lines() {
+        let l = line.trim_start();
+        for prefix in prefixes {
+            if let Some(rest) = l.strip_prefix(prefix) {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// Adds ` CPP_DEFAULT(x)` after the parameters listed in [`CPP_DEFAULTS`] for `function`.
+fn apply_cpp_defaults(function: &str, text: &str) -> String {
+    let mut text = text.to_string();
+    for (f, param, default) in CPP_DEFAULTS {
+        if *f != function {
+            continue;
+        }
+        let open = text.find('(').unwrap();
+        let mut found = false;
+        for end in [",", ")"] {
+            let needle = format!(" {param}{end}");
+            if let Some(pos) = text[open..].find(&needle) {
+                let at = open + pos + 1 + param.len();
+                text.insert_str(at, &format!(" CPP_DEFAULT({default})"));
+                found = true;
+                break;
+            }
+        }
+        assert!(found, "{function}: no parameter `{param}` for CPP_DEFAULT");
+    }
+    text
+}
+
+fn write_if_changed(path: &Path, text: &str) {
+    if fs::read_to_string(path).ok().as_deref() != Some(text) {
+        fs::write(path, text).unwrap();
+    }
+}

@@ -1,1 +1,14 @@
 //! The thin C layer: converts arguments, calls the core, maps errors. No protocol logic.
+//!
+//! One module per classic header; `build.rs` runs cbindgen over exactly these files and writes
+//! each module's items into the header of the same name (`include/`). Every exported function
+//! runs inside [`guard::guard`], the single panic boundary.
+
+pub mod guard;
+pub mod poolpolicysettings;
+pub mod rserpoolerror;
+pub mod rsplib;
+pub mod rsplib_tags;
+pub mod sockaddrunion;
+pub mod tagitem;
+pub mod tdtypes;

@@ -1,0 +1,144 @@
+# rsplib-rs — build, test and install like a distribution package expects.
+#
+#   make                      build the library (librsplib.so/.a), headers and programs
+#   make test                 everything CI runs: cargo tests, clippy, fmt, header check, C tests
+#   make install PREFIX=/usr/local DESTDIR=/tmp/pkg
+#   make uninstall PREFIX=/usr/local DESTDIR=/tmp/pkg
+#   make demo                 the main job (see README)
+#   make headers              regenerate include/ from src/ffi/ (commit the result)
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+EXAMPLESDIR  ?= $(PREFIX)/share/rsplib/examples
+
+VERSION    := 0.8.0
+SOMAJOR    := 0
+LIBNAME    := librsplib.so
+SONAME     := $(LIBNAME).$(SOMAJOR)
+REALNAME   := $(LIBNAME).$(VERSION)
+# Names under which the classic library shipped (rsplib 1.0.0 / 0.8.x): links to ours.
+COMPAT_SONAMES := librsplib-900.so.0 librsplib-801.so.0 librsplib-800.so.0
+
+CARGO      ?= cargo
+PROFILE    := release
+TARGETDIR  ?= $(CURDIR)/target
+OUT        := $(TARGETDIR)/$(PROFILE)
+PROGRAMS   := rspregistrar
+HEADERS    := $(wildcard include/*.h)
+
+# Staged install used by the C tests and the demo: they build against it with pkg-config,
+# exactly as a user would, never against the source tree.
+STAGE      := $(CURDIR)/build/stage
+STAGE_PREFIX := /usr/local
+STAGE_PKG  := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$(STAGE)
+
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all build headers install uninstall stage test cargo-test clippy fmt-check \
+        header-check c-tests install-check examples demo check-tools clean
+
+all: build
+
+# ---------------------------------------------------------------------------------- tools
+# What a fresh Debian machine with Rust may lack: a C compiler, pkg-config, valgrind.
+# As root with apt-get we install them; otherwise we say what is missing.
+NEEDED_TOOLS := cc c++ pkg-config valgrind
+check-tools:
+	@missing=""; for t in $(NEEDED_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing missing tools:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ pkg-config valgrind >/dev/null || exit 1; \
+	  else \
+	    echo "make: missing tools:$$missing — install them (Debian: apt-get install gcc g++ pkg-config valgrind)"; exit 1; \
+	  fi; \
+	fi
+	@command -v $(CARGO) >/dev/null 2>&1 || { echo "make: cargo not found — install Rust (rustup) first"; exit 1; }
+	@for c in clippy rustfmt; do \
+	  sub=$$c; [ $$c = rustfmt ] && sub=fmt; \
+	  $(CARGO) $$sub --version >/dev/null 2>&1 || { \
+	    echo "make: cargo $$sub missing, adding the $$c component"; \
+	    rustup component add $$c || { echo "make: install the Rust $$c component"; exit 1; }; }; \
+	done
+
+# ---------------------------------------------------------------------------------- build
+build:
+	$(CARGO) build --release --lib --bins
+
+headers:
+	RSPLIB_HEADERS_DIR=$(CURDIR)/include $(CARGO) build --lib
+
+# ---------------------------------------------------------------------------------- install
+install: build
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/rsplib $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
+	install -m 0755 $(OUT)/librsplib.so $(DESTDIR)$(LIBDIR)/$(REALNAME)
+	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
+	install -m 0644 $(OUT)/librsplib.a $(DESTDIR)$(LIBDIR)/librsplib.a
+	install -m 0644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/rsplib/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    pkgconfig/rsplib.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
+	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p; done
+	install -d $(DESTDIR)$(EXAMPLESDIR)
+	install -m 0644 c-examples/*.c $(DESTDIR)$(EXAMPLESDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
+	rm -f $(DESTDIR)$(LIBDIR)/librsplib.a $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rsplib/,$(notdir $(HEADERS)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib 2>/dev/null
+	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c)))
+	-rmdir -p $(DESTDIR)$(EXAMPLESDIR) 2>/dev/null
+
+stage:
+	rm -rf $(STAGE)
+	$(MAKE) --no-print-directory install PREFIX=$(STAGE_PREFIX) DESTDIR=$(STAGE)
+
+# ---------------------------------------------------------------------------------- tests
+test: check-tools cargo-test clippy fmt-check header-check c-tests install-check
+
+cargo-test:
+	$(CARGO) test --all-targets
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt-check:
+	$(CARGO) fmt --check
+
+header-check:
+	$(CARGO) test --test headers_fresh
+
+c-tests: check-tools stage
+	$(STAGE_PKG) STAGE_LIB=$(STAGE)$(STAGE_PREFIX)/lib BUILD=$(CURDIR)/build/c-tests \
+	  sh c-tests/run.sh
+
+install-check: build
+	sh c-tests/install-check.sh $(CURDIR)/build/install-check
+
+# ---------------------------------------------------------------------------------- demo
+# For now the main job is: build, install into a local prefix, run the C tests against it,
+# then build an example against that install with pkg-config and run it.
+EXAMPLES := taglist-demo
+examples: stage
+	mkdir -p build/examples
+	for e in $(EXAMPLES); do \
+	  $(STAGE_PKG) sh -c 'cc -Wall -Wextra -Werror c-examples/'$$e'.c $$(pkg-config --cflags --libs rsplib) -o build/examples/'$$e || exit 1; \
+	done
+
+demo: c-tests examples
+	@echo "=== c-examples/taglist-demo, built with pkg-config against build/stage"
+	LD_LIBRARY_PATH=$(STAGE)$(STAGE_PREFIX)/lib build/examples/taglist-demo 7
+
+clean:
+	$(CARGO) clean
+	rm -rf build
+
+-include mk/*.mk

@@ -1,0 +1,33 @@
+#!/bin/sh
+# `make install` into a scratch DESTDIR puts every file where a distribution expects it, and
+# `make uninstall` removes them all again.
+set -u
+DEST=${1:?usage: install-check.sh DESTDIR}
+PREFIX=/usr
+rm -rf "$DEST"
+passed=0
+failed=0
+check() { # description, test...
+   d=$1; shift
+   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL install: $d"; fi
+}
+make --no-print-directory -s install PREFIX=$PREFIX DESTDIR="$DEST" > "$DEST.log" 2>&1 || { cat "$DEST.log"; exit 1; }
+L=$DEST$PREFIX/lib
+check "real library file" test -f "$L/librsplib.so.0.8.0"
+check "soname link" test "$(readlink "$L/librsplib.so.0")" = librsplib.so.0.8.0
+check "dev link" test "$(readlink "$L/librsplib.so")" = librsplib.so.0
+check "static library" test -f "$L/librsplib.a"
+check "soname recorded" sh -c "readelf -d '$L/librsplib.so.0.8.0' | grep -q 'SONAME.*\[librsplib.so.0\]'"
+check "pkg-config file" test -f "$L/pkgconfig/rsplib.pc"
+check "pkg-config prefix is the real one" grep -q "^prefix=$PREFIX\$" "$L/pkgconfig/rsplib.pc"
+check "pkg-config cflags" sh -c "PKG_CONFIG_PATH='$L/pkgconfig' PKG_CONFIG_SYSROOT_DIR='$DEST' pkg-config --cflags rsplib | grep -q -- '-I$DEST$PREFIX/include/rsplib'"
+for h in rsplib.h rsplib-tags.h tagitem.h rserpoolerror.h poolpolicysettings.h sockaddrunion.h tdtypes.h; do
+   check "header $h" test -f "$DEST$PREFIX/include/rsplib/$h"
+done
+check "rspregistrar" test -x "$DEST$PREFIX/bin/rspregistrar"
+make --no-print-directory -s uninstall PREFIX=$PREFIX DESTDIR="$DEST" > "$DEST.log" 2>&1
+left=$(find "$DEST" -type f -o -type l | wc -l)
+check "uninstall removes every file ($left left)" test "$left" = 0
+rm -rf "$DEST" "$DEST.log"
+echo "install: $passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,71 @@
+#!/bin/sh
+# C tests: compile the installed headers in every language mode, build the test programs with
+# `pkg-config --cflags --libs rsplib` against the staged install, run them under valgrind.
+# Environment (set by `make c-tests`): PKG_CONFIG_PATH/PKG_CONFIG_SYSROOT_DIR pointing at the
+# staged install, STAGE_LIB (its lib directory), BUILD (scratch directory).
+set -u
+BUILD=${BUILD:-build/c-tests}
+SRC=$(dirname "$0")
+mkdir -p "$BUILD"
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+
+if ! pkg-config --exists rsplib; then
+   echo "c-tests: pkg-config finds no rsplib (PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-})"; exit 1
+fi
+CFLAGS_PC=$(pkg-config --cflags rsplib)
+LIBS_PC=$(pkg-config --libs rsplib)
+WARN="-Wall -Wextra -Werror"
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+run_cmd() { # name, command...
+   name=$1; shift
+   if "$@" > "$BUILD/last.log" 2>&1; then pass "$name"; else fail "$name"; cat "$BUILD/last.log"; fi
+}
+
+# 1. The headers compile cleanly in every language mode.
+for std in c89 c99 c11 c2x gnu89 gnu17; do
+   run_cmd "headers compile as $std" $CC -std=$std $WARN $CFLAGS_PC -c "$SRC/headers_c.c" -o "$BUILD/headers_$std.o"
+done
+run_cmd "headers compile as c99 after <stdbool.h>" \
+   $CC -std=c99 $WARN -DINCLUDE_STDBOOL_FIRST $CFLAGS_PC -c "$SRC/headers_c.c" -o "$BUILD/headers_stdbool.o"
+run_cmd "headers compile as c11 after <stdbool.h>" \
+   $CC -std=c11 $WARN -DINCLUDE_STDBOOL_FIRST $CFLAGS_PC -c "$SRC/headers_c.c" -o "$BUILD/headers_stdbool11.o"
+
+# 2. The library is found through pkg-config and has the right soname.
+run_cmd "pkg-config names -lrsplib" sh -c "echo '$LIBS_PC' | grep -q -- -lrsplib"
+run_cmd "soname is librsplib.so.0" sh -c "readelf -d '$STAGE_LIB/librsplib.so' | grep -q 'SONAME.*\[librsplib.so.0\]'"
+
+# 3. Test programs, run under valgrind (memcheck): no errors, no leaks.
+VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect"
+run_program() { # name, binary
+   LD_LIBRARY_PATH=$STAGE_LIB $VALGRIND "$2" > "$BUILD/$1.log" 2>&1
+   rc=$?
+   cat "$BUILD/$1.log"
+   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$BUILD/$1.log" | tail -n 1)
+   if [ -z "$line" ]; then fail "$1 (no result line, exit $rc)"; return; fi
+   p=$(echo "$line" | cut -d' ' -f1); f=$(echo "$line" | cut -d' ' -f3)
+   passed=$((passed + p)); failed=$((failed + f))
+   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then fail "$1 under valgrind (exit $rc)"; fi
+   if ! ldd "$2" 2>/dev/null | grep -q "$STAGE_LIB/librsplib.so.0" && \
+      ! LD_LIBRARY_PATH=$STAGE_LIB ldd "$2" | grep -q "$STAGE_LIB/librsplib.so.0"; then
+      fail "$1 did not load the staged librsplib.so.0"
+   fi
+}
+for t in test_abi test_tagitem; do
+   if $CC -std=c99 $WARN "$SRC/$t.c" $CFLAGS_PC $LIBS_PC -o "$BUILD/$t" > "$BUILD/$t.build.log" 2>&1; then
+      run_program "$t" "$BUILD/$t"
+   else
+      fail "build $t"; cat "$BUILD/$t.build.log"
+   fi
+done
+if $CXX -std=c++17 $WARN "$SRC/headers_cpp.cpp" $CFLAGS_PC $LIBS_PC -o "$BUILD/headers_cpp" > "$BUILD/cpp.build.log" 2>&1; then
+   run_cmd "C++17 program runs" env LD_LIBRARY_PATH=$STAGE_LIB $VALGRIND "$BUILD/headers_cpp"
+else
+   fail "headers compile as c++17"; cat "$BUILD/cpp.build.log"
+fi
+
+echo "C tests: $passed passed, $failed failed"
+[ "$failed" = 0 ]
