@@ -10,3 +10,4 @@
 pub mod core;
 pub mod ffi;
 pub mod registrar;
+pub mod transport;

@@ -1,0 +1,102 @@
+//! Message boundaries on a byte stream (our TCP mapping of ASAP and ENRP).
+//!
+//! ASAP and ENRP messages are self-delimiting: bytes 2..4 of the 4-byte common header give the
+//! length of the whole message, header included. Over TCP they are sent back to back, unframed;
+//! [`Deframer`] cuts a received byte stream into messages. A length below 4 cannot be resynchronised
+//! and is reported as an error (the connection must then be closed). rsplib pads every message to
+//! a multiple of 4 and counts the padding in the length; a sender that does not pad is accepted
+//! (the length is taken as given).
+
+/// Size of the common message header.
+pub const HEADER_SIZE: usize = 4;
+
+/// The stream is unusable: a header announced a length below the header size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("message header announces length {0}, below the 4-byte header")]
+pub struct BadLength(pub u16);
+
+/// Cuts a byte stream into messages.
+#[derive(Debug, Default)]
+pub struct Deframer {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Deframer {
+    /// An empty deframer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete message, if one has arrived.
+    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, BadLength> {
+        let avail = &self.buf[self.start..];
+        if avail.len() < HEADER_SIZE {
+            self.compact();
+            return Ok(None);
+        }
+        let len = u16::from_be_bytes([avail[2], avail[3]]);
+        if (len as usize) < HEADER_SIZE {
+            return Err(BadLength(len));
+        }
+        if avail.len() < len as usize {
+            self.compact();
+            return Ok(None);
+        }
+        let msg = avail[..len as usize].to_vec();
+        self.start += len as usize;
+        Ok(Some(msg))
+    }
+
+    /// Bytes received but not yet returned as a message.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_back_to_back_messages_in_any_chunking() {
+        let a = [0x07u8, 0x00, 0x00, 0x08, 1, 2, 3, 4];
+        let b = [0x08u8, 0x01, 0x00, 0x04];
+        let stream: Vec<u8> = a.iter().chain(b.iter()).copied().collect();
+        for chunk in 1..=stream.len() {
+            let mut d = Deframer::new();
+            let mut out = Vec::new();
+            for piece in stream.chunks(chunk) {
+                d.push(piece);
+                while let Some(m) = d.next_message().unwrap() {
+                    out.push(m);
+                }
+            }
+            assert_eq!(out, vec![a.to_vec(), b.to_vec()], "chunk size {chunk}");
+            assert_eq!(d.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn rejects_lengths_below_the_header() {
+        let mut d = Deframer::new();
+        d.push(&[1, 0, 0, 3]);
+        assert_eq!(d.next_message(), Err(BadLength(3)));
+    }
+}

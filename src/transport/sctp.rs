@@ -1,0 +1,447 @@
+//! Kernel SCTP through plain system calls (no libsctp needed at build or run time).
+//!
+//! The constants and structures are the Linux kernel's user API (`<linux/sctp.h>`); the libc
+//! crate does not carry them. PPIDs are sent and read in network byte order, as every SCTP
+//! implementation (and rsplib) does.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use socket2::SockAddr;
+
+pub const IPPROTO_SCTP: libc::c_int = 132;
+pub const SOL_SCTP: libc::c_int = 132;
+
+// Socket options (linux/sctp.h).
+const SCTP_NODELAY: libc::c_int = 3;
+const SCTP_EVENTS: libc::c_int = 11;
+const SCTP_SOCKOPT_BINDX_ADD: libc::c_int = 100;
+const SCTP_GET_PEER_ADDRS: libc::c_int = 108;
+const SCTP_GET_LOCAL_ADDRS: libc::c_int = 109;
+
+// Ancillary data type for struct sctp_sndrcvinfo.
+const SCTP_SNDRCV: libc::c_int = 1;
+
+// sinfo_flags.
+pub const SCTP_ABORT: u16 = 0x0004;
+pub const SCTP_EOF: u16 = libc::MSG_FIN as u16;
+
+// recvmsg flags.
+const MSG_NOTIFICATION: libc::c_int = 0x8000;
+
+// Notification types and association states.
+const SCTP_ASSOC_CHANGE: u16 = (1 << 15) + 1;
+const SCTP_SHUTDOWN_EVENT: u16 = (1 << 15) + 5;
+pub const SCTP_COMM_UP: u16 = 0;
+pub const SCTP_COMM_LOST: u16 = 1;
+pub const SCTP_RESTART: u16 = 2;
+pub const SCTP_SHUTDOWN_COMP: u16 = 3;
+pub const SCTP_CANT_STR_ASSOC: u16 = 4;
+
+/// `sctp_assoc_t` (a signed 32-bit id on Linux).
+pub type AssocId = i32;
+
+/// `struct sctp_sndrcvinfo` (32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+struct SndRcvInfo {
+    stream: u16,
+    ssn: u16,
+    flags: u16,
+    ppid: u32,
+    context: u32,
+    timetolive: u32,
+    tsn: u32,
+    cumtsn: u32,
+    assoc_id: AssocId,
+}
+
+/// `struct sctp_event_subscribe`, the first 11 fields (the kernel accepts a prefix).
+#[repr(C)]
+#[derive(Default)]
+struct EventSubscribe {
+    data_io: u8,
+    association: u8,
+    address: u8,
+    send_failure: u8,
+    peer_error: u8,
+    shutdown: u8,
+    partial_delivery: u8,
+    adaptation_layer: u8,
+    authentication: u8,
+    sender_dry: u8,
+    stream_reset: u8,
+}
+
+/// What one `recvmsg` on an SCTP socket returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// `len` bytes of user data in the buffer; `complete` unless the message was cut.
+    Data {
+        assoc: AssocId,
+        ppid: u32,
+        stream: u16,
+        len: usize,
+        complete: bool,
+    },
+    /// An association changed state (`SCTP_COMM_UP`, `SCTP_COMM_LOST`, …).
+    AssocChange { assoc: AssocId, state: u16 },
+    /// The peer started a graceful shutdown.
+    Shutdown { assoc: AssocId },
+    /// Another notification, ignored.
+    OtherNotification,
+}
+
+/// True if the kernel offers SCTP (a probe socket can be created).
+pub fn available() -> bool {
+    socket(libc::AF_INET, libc::SOCK_SEQPACKET).is_ok()
+}
+
+/// A non-blocking, close-on-exec SCTP socket (`SOCK_SEQPACKET` = one-to-many,
+/// `SOCK_STREAM` = one-to-one).
+pub fn socket(family: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call; the descriptor is owned from here on.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            IPPROTO_SCTP,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn setsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+    len: usize,
+) -> io::Result<()> {
+    // SAFETY: `value` points to at least `len` readable bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Subscribes to data-I/O (PPID on receive), association and shutdown events; sets NODELAY.
+pub fn configure(fd: &OwnedFd) -> io::Result<()> {
+    let events = EventSubscribe {
+        data_io: 1,
+        association: 1,
+        shutdown: 1,
+        ..Default::default()
+    };
+    setsockopt(
+        fd.as_raw_fd(),
+        SOL_SCTP,
+        SCTP_EVENTS,
+        &events,
+        size_of::<EventSubscribe>(),
+    )?;
+    let one: libc::c_int = 1;
+    setsockopt(
+        fd.as_raw_fd(),
+        SOL_SCTP,
+        SCTP_NODELAY,
+        &one,
+        size_of::<libc::c_int>(),
+    )?;
+    Ok(())
+}
+
+/// Binds to every address (the first with `bind`, the others with `sctp_bindx` ADD):
+/// multihoming. All addresses share the first one's port.
+pub fn bind_all(fd: &OwnedFd, addrs: &[SocketAddr]) -> io::Result<()> {
+    let first = addrs
+        .first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
+    let sa = SockAddr::from(*first);
+    // SAFETY: sa is a valid socket address of the given length.
+    if unsafe { libc::bind(fd.as_raw_fd(), sa.as_ptr().cast(), sa.len()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if addrs.len() > 1 {
+        let port = local_addrs(fd)?
+            .first()
+            .map(|a| a.port())
+            .unwrap_or(first.port());
+        let mut packed = Vec::new();
+        for a in &addrs[1..] {
+            let mut a = *a;
+            a.set_port(port);
+            let sa = SockAddr::from(a);
+            // SAFETY: sa.as_ptr() points to sa.len() bytes.
+            packed.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(sa.as_ptr().cast::<u8>(), sa.len() as usize)
+            });
+        }
+        // SAFETY: packed holds the concatenated socket addresses.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                SOL_SCTP,
+                SCTP_SOCKOPT_BINDX_ADD,
+                packed.as_ptr().cast(),
+                packed.len() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `listen(2)`.
+pub fn listen(fd: &OwnedFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: plain system call on an owned descriptor.
+    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends one message. On a one-to-many socket `assoc` selects the association; `flags` may
+/// carry [`SCTP_ABORT`] or [`SCTP_EOF`]. Never raises SIGPIPE.
+pub fn send(
+    fd: RawFd,
+    assoc: AssocId,
+    ppid: u32,
+    stream: u16,
+    flags: u16,
+    data: &[u8],
+) -> io::Result<usize> {
+    let info = SndRcvInfo {
+        stream,
+        flags,
+        ppid: ppid.to_be(),
+        assoc_id: assoc,
+        ..Default::default()
+    };
+    // SAFETY: the control buffer is sized with CMSG_SPACE for one SndRcvInfo and filled
+    // through the CMSG_* accessors; the iovec points to `data`.
+    unsafe {
+        let space = libc::CMSG_SPACE(size_of::<SndRcvInfo>() as u32) as usize;
+        let mut control = vec![0u8; space];
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        let mut msg: libc::msghdr = zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = IPPROTO_SCTP;
+        (*cmsg).cmsg_type = SCTP_SNDRCV;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<SndRcvInfo>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<SndRcvInfo>(), info);
+        let n = libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL);
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+/// Aborts an association of a one-to-many socket.
+pub fn abort(fd: RawFd, assoc: AssocId) -> io::Result<()> {
+    send(fd, assoc, 0, 0, SCTP_ABORT, &[]).map(|_| ())
+}
+
+/// Receives one message or notification into `buf`.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: msghdr and the control buffer are set up for recvmsg; the ancillary data is read
+    // through the CMSG_* accessors with unaligned reads.
+    unsafe {
+        let space = libc::CMSG_SPACE(size_of::<SndRcvInfo>() as u32) as usize + 64;
+        let mut control = vec![0u8; space];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut msg: libc::msghdr = zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let n = libc::recvmsg(fd, &mut msg, 0);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if msg.msg_flags & MSG_NOTIFICATION != 0 {
+            return Ok(parse_notification(&buf[..n]));
+        }
+        let mut info = SndRcvInfo::default();
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == IPPROTO_SCTP && (*cmsg).cmsg_type == SCTP_SNDRCV {
+                info = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<SndRcvInfo>());
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        Ok(Received::Data {
+            assoc: info.assoc_id,
+            ppid: u32::from_be(info.ppid),
+            stream: info.stream,
+            len: n,
+            complete: msg.msg_flags & libc::MSG_EOR != 0,
+        })
+    }
+}
+
+fn parse_notification(b: &[u8]) -> Received {
+    let u16_at = |i: usize| b.get(i..i + 2).map(|s| u16::from_ne_bytes([s[0], s[1]]));
+    let i32_at = |i: usize| {
+        b.get(i..i + 4)
+            .map(|s| i32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    match u16_at(0) {
+        // struct sctp_assoc_change: type, flags, length(u32), state, error, out, in, assoc_id
+        Some(SCTP_ASSOC_CHANGE) => match (u16_at(8), i32_at(16)) {
+            (Some(state), Some(assoc)) => Received::AssocChange { assoc, state },
+            _ => Received::OtherNotification,
+        },
+        // struct sctp_shutdown_event: type, flags, length(u32), assoc_id
+        Some(SCTP_SHUTDOWN_EVENT) => match i32_at(8) {
+            Some(assoc) => Received::Shutdown { assoc },
+            None => Received::OtherNotification,
+        },
+        _ => Received::OtherNotification,
+    }
+}
+
+/// Packed socket addresses as `SCTP_GET_PEER_ADDRS` / `SCTP_GET_LOCAL_ADDRS` return them.
+fn addrs_opt(fd: RawFd, name: libc::c_int, assoc: AssocId) -> io::Result<Vec<SocketAddr>> {
+    // struct sctp_getaddrs { sctp_assoc_t assoc_id; __u32 addr_num; __u8 addrs[]; }
+    let mut buf = vec![0u8; 8 + 64 * size_of::<libc::sockaddr_in6>()];
+    buf[..4].copy_from_slice(&assoc.to_ne_bytes());
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: buf is writable for len bytes.
+    let rc = unsafe { libc::getsockopt(fd, SOL_SCTP, name, buf.as_mut_ptr().cast(), &mut len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let count = u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+    let end = (len as usize).min(buf.len());
+    let mut out = Vec::new();
+    let mut off = 8;
+    while out.len() < count && off + 2 <= end {
+        let family = u16::from_ne_bytes([buf[off], buf[off + 1]]) as libc::c_int;
+        let size = match family {
+            libc::AF_INET => size_of::<libc::sockaddr_in>(),
+            libc::AF_INET6 => size_of::<libc::sockaddr_in6>(),
+            _ => break,
+        };
+        if off + size > end {
+            break;
+        }
+        if let Some(a) = parse_sockaddr(&buf[off..off + size]) {
+            out.push(a);
+        }
+        off += size;
+    }
+    Ok(out)
+}
+
+/// A raw `sockaddr_in` / `sockaddr_in6` as the kernel packs them.
+fn parse_sockaddr(b: &[u8]) -> Option<SocketAddr> {
+    let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]) as libc::c_int;
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    match family {
+        libc::AF_INET if b.len() >= 8 => {
+            let ip = std::net::Ipv4Addr::new(b[4], b[5], b[6], b[7]);
+            Some(SocketAddr::new(ip.into(), port))
+        }
+        libc::AF_INET6 if b.len() >= 28 => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(&b[8..24]);
+            let flow = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+            let scope = u32::from_ne_bytes([b[24], b[25], b[26], b[27]]);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                octets.into(),
+                port,
+                flow,
+                scope,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The peer's addresses of an association (`assoc` 0 on a one-to-one socket).
+pub fn peer_addrs(fd: &impl AsRawFd, assoc: AssocId) -> io::Result<Vec<SocketAddr>> {
+    addrs_opt(fd.as_raw_fd(), SCTP_GET_PEER_ADDRS, assoc)
+}
+
+/// The local addresses the socket is bound to.
+pub fn local_addrs(fd: &impl AsRawFd) -> io::Result<Vec<SocketAddr>> {
+    addrs_opt(fd.as_raw_fd(), SCTP_GET_LOCAL_ADDRS, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn struct_sizes_match_the_kernel_abi() {
+        assert_eq!(size_of::<SndRcvInfo>(), 32);
+        assert_eq!(std::mem::offset_of!(SndRcvInfo, ppid), 8);
+        assert_eq!(std::mem::offset_of!(SndRcvInfo, assoc_id), 28);
+    }
+
+    #[test]
+    fn parses_assoc_change_notifications() {
+        let mut n = vec![0u8; 20];
+        n[0..2].copy_from_slice(&SCTP_ASSOC_CHANGE.to_ne_bytes());
+        n[8..10].copy_from_slice(&SCTP_COMM_LOST.to_ne_bytes());
+        n[16..20].copy_from_slice(&7i32.to_ne_bytes());
+        assert_eq!(
+            parse_notification(&n),
+            Received::AssocChange {
+                assoc: 7,
+                state: SCTP_COMM_LOST
+            }
+        );
+        assert_eq!(parse_notification(&n[..10]), Received::OtherNotification);
+        assert_eq!(parse_notification(&[]), Received::OtherNotification);
+    }
+
+    #[test]
+    fn parses_packed_socket_addresses() {
+        let sa = SockAddr::from("10.255.0.1:3863".parse::<SocketAddr>().unwrap());
+        let bytes =
+            unsafe { std::slice::from_raw_parts(sa.as_ptr().cast::<u8>(), sa.len() as usize) };
+        assert_eq!(
+            parse_sockaddr(bytes),
+            Some("10.255.0.1:3863".parse().unwrap())
+        );
+        let sa6 = SockAddr::from("[::1]:9901".parse::<SocketAddr>().unwrap());
+        let bytes6 =
+            unsafe { std::slice::from_raw_parts(sa6.as_ptr().cast::<u8>(), sa6.len() as usize) };
+        assert_eq!(parse_sockaddr(bytes6), Some("[::1]:9901".parse().unwrap()));
+        assert_eq!(parse_sockaddr(&bytes[..5]), None);
+    }
+}
