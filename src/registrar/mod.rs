@@ -2,6 +2,8 @@
 //!
 //! Unfinished: only the command line entry point exists so far.
 
+pub mod config;
+
 use std::io::Write;
 
 /// Usage text printed by `rspregistrar --help`.

@@ -1,0 +1,444 @@
+//! The registrar's command line: rsplib 3.4's option names and meanings, so existing init
+//! scripts keep working, plus `-transport=`.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::transport::Selection;
+
+/// Default ASAP announce group (rsplib 3.x).
+pub const ASAP_ANNOUNCE_DEFAULT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(239, 0, 0, 50)), 3863);
+/// Default ENRP presence group (rsplib 3.x).
+pub const ENRP_ANNOUNCE_DEFAULT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(239, 0, 0, 51)), 9901);
+
+/// Smallest address scope accepted in registrations (rsplib's `-minaddressscope`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AddressScope {
+    Loopback,
+    LinkLocal,
+    SiteLocal,
+    Global,
+}
+
+impl AddressScope {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "loopback" => Some(AddressScope::Loopback),
+            "linklocal" => Some(AddressScope::LinkLocal),
+            "sitelocal" => Some(AddressScope::SiteLocal),
+            "global" => Some(AddressScope::Global),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AddressScope::Loopback => "loopback",
+            AddressScope::LinkLocal => "linklocal",
+            AddressScope::SiteLocal => "sitelocal",
+            AddressScope::Global => "global",
+        }
+    }
+
+    /// The scope of an address (multicast and unspecified count as not usable: loopback-).
+    pub fn of(addr: &IpAddr) -> AddressScope {
+        match addr {
+            IpAddr::V4(a) => {
+                if a.is_loopback() || a.is_unspecified() {
+                    AddressScope::Loopback
+                } else if a.is_link_local() {
+                    AddressScope::LinkLocal
+                } else if a.is_private() {
+                    AddressScope::SiteLocal
+                } else {
+                    AddressScope::Global
+                }
+            }
+            IpAddr::V6(a) => {
+                if let Some(v4) = a.to_ipv4_mapped() {
+                    return AddressScope::of(&IpAddr::V4(v4));
+                }
+                let seg0 = a.segments()[0];
+                if a.is_loopback() || a.is_unspecified() {
+                    AddressScope::Loopback
+                } else if seg0 & 0xffc0 == 0xfe80 {
+                    AddressScope::LinkLocal
+                } else if seg0 & 0xffc0 == 0xfec0 || seg0 & 0xfe00 == 0xfc00 {
+                    AddressScope::SiteLocal
+                } else {
+                    AddressScope::Global
+                }
+            }
+        }
+    }
+}
+
+/// Everything the registrar is configured with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub asap: Vec<SocketAddr>,
+    pub asap_announce: Option<SocketAddr>,
+    pub enrp: Vec<SocketAddr>,
+    pub enrp_announce: Option<SocketAddr>,
+    pub peers: Vec<SocketAddr>,
+    pub identifier: Option<u32>,
+    pub max_bad_pe_reports: u32,
+    /// Handle resolutions per second and PU; `None` = no limit.
+    pub max_hr_rate: Option<u32>,
+    /// Endpoint Unreachable reports per second and PU; `None` = no limit.
+    pub max_eu_rate: Option<u32>,
+    pub max_hr_items: u32,
+    pub keepalive_transmission_interval_ms: u64,
+    pub keepalive_timeout_interval_ms: u64,
+    pub server_announce_cycle_ms: u64,
+    pub min_address_scope: AddressScope,
+    pub transport: Selection,
+    pub log_level: u32,
+    pub log_file: Option<(PathBuf, bool)>,
+    pub quiet: bool,
+    pub pid_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            asap: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3863)],
+            asap_announce: Some(ASAP_ANNOUNCE_DEFAULT),
+            enrp: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9901)],
+            enrp_announce: Some(ENRP_ANNOUNCE_DEFAULT),
+            peers: Vec::new(),
+            identifier: None,
+            max_bad_pe_reports: 3,
+            max_hr_rate: None,
+            max_eu_rate: None,
+            max_hr_items: 3,
+            keepalive_transmission_interval_ms: 5000,
+            keepalive_timeout_interval_ms: 5000,
+            server_announce_cycle_ms: 1000,
+            min_address_scope: AddressScope::SiteLocal,
+            transport: Selection::Both,
+            log_level: 3,
+            log_file: None,
+            quiet: false,
+            pid_file: None,
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+}
+
+/// A bad option: one line for the user.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses one address with optional port: `a.b.c.d[:port]`, `[v6][:port]`, `host!port`.
+pub fn parse_address(s: &str, default_port: u16) -> Option<SocketAddr> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let ip: IpAddr = ip.parse().ok()?;
+        let port = match after {
+            "" => default_port,
+            p => p.strip_prefix([':', '!'])?.parse().ok()?,
+        };
+        return Some(SocketAddr::new(ip, port));
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, default_port));
+    }
+    let (ip, port) = s.rsplit_once([':', '!'])?;
+    Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+}
+
+/// Parses `addr[:port],addr…` (all addresses of one multihomed endpoint). Addresses without a
+/// port get the first explicit port, or `default_port`.
+pub fn parse_address_list(s: &str, default_port: u16) -> Option<Vec<SocketAddr>> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    let mut explicit = None;
+    for part in s.split(',') {
+        let a = parse_address(part, 0)?;
+        if a.port() != 0 && explicit.is_none() {
+            explicit = Some(a.port());
+        }
+        out.push(a);
+    }
+    let port = explicit.unwrap_or(default_port);
+    for a in &mut out {
+        if a.port() == 0 {
+            a.set_port(port);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn number<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, ConfigError> {
+    let parsed = if let Some(hex) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16)
+            .ok()
+            .and_then(|n| n.to_string().parse().ok())
+    } else {
+        v.parse().ok()
+    };
+    parsed.ok_or_else(|| ConfigError(format!("invalid value \"{v}\" for option {opt}")))
+}
+
+/// Parses the command line (without the program name).
+pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
+    let mut c = Config::default();
+    for arg in args {
+        if matches!(arg.as_str(), "--help" | "-help" | "-h") {
+            return Ok(Command::Help);
+        }
+        let (opt, value) = match arg.split_once('=') {
+            Some((o, v)) => (o, Some(v)),
+            None => (arg.as_str(), None),
+        };
+        let need = || value.ok_or_else(|| ConfigError(format!("option {opt} needs a value")));
+        let bad = |what: &str| {
+            ConfigError(format!(
+                "invalid {what} \"{}\" for option {opt}",
+                value.unwrap_or("")
+            ))
+        };
+        match opt {
+            "-asap" => {
+                let v = need()?;
+                c.asap = if v == "auto" {
+                    Config::default().asap
+                } else {
+                    parse_address_list(v, 3863).ok_or_else(|| bad("address"))?
+                };
+            }
+            "-enrp" => {
+                let v = need()?;
+                c.enrp = if v == "auto" {
+                    Config::default().enrp
+                } else {
+                    parse_address_list(v, 9901).ok_or_else(|| bad("address"))?
+                };
+            }
+            "-asapannounce" => {
+                c.asap_announce = match need()? {
+                    "off" => None,
+                    "auto" | "on" => Some(ASAP_ANNOUNCE_DEFAULT),
+                    v => Some(parse_address(v, 3863).ok_or_else(|| bad("address"))?),
+                }
+            }
+            "-enrpannounce" => {
+                c.enrp_announce = match need()? {
+                    "off" => None,
+                    "auto" | "on" => Some(ENRP_ANNOUNCE_DEFAULT),
+                    v => Some(parse_address(v, 9901).ok_or_else(|| bad("address"))?),
+                }
+            }
+            "-peer" => c
+                .peers
+                .push(parse_address(need()?, 9901).ok_or_else(|| bad("address"))?),
+            "-identifier" => c.identifier = Some(number(opt, need()?)?),
+            "-maxbadpereports" => c.max_bad_pe_reports = number(opt, need()?)?,
+            "-maxhrrate" => c.max_hr_rate = rate(opt, need()?)?,
+            "-maxeurate" => c.max_eu_rate = rate(opt, need()?)?,
+            "-maxhresitems" => {
+                let n: u32 = number(opt, need()?)?;
+                if !(1..=128).contains(&n) {
+                    return Err(bad("count (1..128)"));
+                }
+                c.max_hr_items = n;
+            }
+            "-endpointkeepalivetransmissioninterval" => {
+                c.keepalive_transmission_interval_ms = positive(opt, need()?)?
+            }
+            "-endpointkeepalivetimeoutinterval" => {
+                c.keepalive_timeout_interval_ms = positive(opt, need()?)?
+            }
+            "-serverannouncecycle" => c.server_announce_cycle_ms = positive(opt, need()?)?,
+            "-minaddressscope" => {
+                c.min_address_scope = AddressScope::parse(need()?).ok_or_else(|| bad("scope"))?
+            }
+            "-transport" => {
+                c.transport = Selection::parse(need()?).ok_or_else(|| bad("transport"))?
+            }
+            "-loglevel" => {
+                let n: u32 = number(opt, need()?)?;
+                if n > 9 {
+                    return Err(bad("level (0..9)"));
+                }
+                c.log_level = n;
+            }
+            "-logfile" => c.log_file = Some((PathBuf::from(need()?), false)),
+            "-logappend" => c.log_file = Some((PathBuf::from(need()?), true)),
+            "-logquiet" => c.log_level = 0,
+            "-logcolor" => {}
+            "-quiet" => c.quiet = true,
+            "-daemonpidfile" => c.pid_file = Some(PathBuf::from(need()?)),
+            _ => {
+                return Err(ConfigError(format!(
+                    "unknown option \"{arg}\" (see --help)"
+                )))
+            }
+        }
+    }
+    Ok(Command::Run(Box::new(c)))
+}
+
+fn positive(opt: &str, v: &str) -> Result<u64, ConfigError> {
+    let n: u64 = number(opt, v)?;
+    if n == 0 {
+        return Err(ConfigError(format!("option {opt} must be > 0")));
+    }
+    Ok(n)
+}
+
+/// A rate option: a negative value or 0 means "no limit" (as rsplib's -1 default).
+fn rate(opt: &str, v: &str) -> Result<Option<u32>, ConfigError> {
+    if v.starts_with('-') {
+        let _: i64 = number(opt, v)?;
+        return Ok(None);
+    }
+    let n: u32 = number(opt, v)?;
+    Ok((n > 0).then_some(n))
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Config {
+    /// The effective configuration, printed at start-up like rsplib does.
+    pub fn describe(&self, identifier: u32, transports: &str) -> String {
+        let opt = |a: &Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+        let r = |r: &Option<u32>| r.map(|n| format!("{n}/s")).unwrap_or_else(|| "off".into());
+        format!(
+            "Registrar identifier:                      0x{identifier:08x}\n\
+             Transport:                                 {transports}\n\
+             ASAP address(es):                          {}\n\
+             ASAP announce address:                     {}\n\
+             ENRP address(es):                          {}\n\
+             ENRP announce address:                     {}\n\
+             Static ENRP peers:                         {}\n\
+             Max bad PE reports:                        {}\n\
+             Max handle resolution items:               {}\n\
+             Max handle resolution rate:                {}\n\
+             Max endpoint unreachable rate:             {}\n\
+             Endpoint keep-alive transmission interval: {} ms\n\
+             Endpoint keep-alive timeout interval:      {} ms\n\
+             Server announce cycle:                     {} ms\n\
+             Minimum address scope:                     {}\n",
+            list(&self.asap),
+            opt(&self.asap_announce),
+            list(&self.enrp),
+            opt(&self.enrp_announce),
+            if self.peers.is_empty() {
+                "none".into()
+            } else {
+                list(&self.peers)
+            },
+            self.max_bad_pe_reports,
+            self.max_hr_items,
+            r(&self.max_hr_rate),
+            r(&self.max_eu_rate),
+            self.keepalive_transmission_interval_ms,
+            self.keepalive_timeout_interval_ms,
+            self.server_announce_cycle_ms,
+            self.min_address_scope.name(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, ConfigError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&args)? {
+            Command::Run(c) => Ok(*c),
+            Command::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn rsplib_style_options() {
+        let c = run(&[
+            "-asap=10.255.0.1:3863,192.168.1.1",
+            "-asapannounce=off",
+            "-enrp=[::1]:9902",
+            "-peer=10.255.0.1:9901",
+            "-peer=10.255.0.2",
+            "-identifier=0x11111111",
+            "-maxbadpereports=5",
+            "-maxhresitems=7",
+            "-endpointkeepalivetransmissioninterval=2000",
+            "-endpointkeepalivetimeoutinterval=1500",
+            "-minaddressscope=loopback",
+            "-transport=tcp",
+            "-loglevel=9",
+            "-maxhrrate=-1",
+            "-maxeurate=20",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.asap,
+            vec![
+                "10.255.0.1:3863".parse().unwrap(),
+                "192.168.1.1:3863".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.asap_announce, None);
+        assert_eq!(c.enrp, vec!["[::1]:9902".parse().unwrap()]);
+        assert_eq!(c.peers[1], "10.255.0.2:9901".parse().unwrap());
+        assert_eq!(c.identifier, Some(0x11111111));
+        assert_eq!(c.max_bad_pe_reports, 5);
+        assert_eq!(c.max_hr_items, 7);
+        assert_eq!(c.keepalive_transmission_interval_ms, 2000);
+        assert_eq!(c.keepalive_timeout_interval_ms, 1500);
+        assert_eq!(c.min_address_scope, AddressScope::Loopback);
+        assert_eq!(c.transport, Selection::Tcp);
+        assert_eq!(c.max_hr_rate, None);
+        assert_eq!(c.max_eu_rate, Some(20));
+        assert_eq!(run(&[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn bad_options_give_one_clear_error() {
+        assert!(run(&["-bogus"]).unwrap_err().0.contains("unknown option"));
+        assert!(run(&["-asap=1.2.3"]).unwrap_err().0.contains("-asap"));
+        assert!(run(&["-maxhresitems=0"]).is_err());
+        assert!(run(&["-loglevel=10"]).is_err());
+        assert!(run(&["-identifier=zz"]).is_err());
+        assert!(run(&["-peer"]).unwrap_err().0.contains("needs a value"));
+        assert!(run(&["-transport=udp"]).is_err());
+    }
+
+    #[test]
+    fn address_scopes() {
+        let s = |a: &str| AddressScope::of(&a.parse().unwrap());
+        assert_eq!(s("127.0.0.1"), AddressScope::Loopback);
+        assert_eq!(s("169.254.1.1"), AddressScope::LinkLocal);
+        assert_eq!(s("10.255.0.1"), AddressScope::SiteLocal);
+        assert_eq!(s("8.8.8.8"), AddressScope::Global);
+        assert_eq!(s("::1"), AddressScope::Loopback);
+        assert_eq!(s("fe80::1"), AddressScope::LinkLocal);
+        assert_eq!(s("fd00::1"), AddressScope::SiteLocal);
+        assert_eq!(s("2001:db8::1"), AddressScope::Global);
+        assert_eq!(s("::ffff:10.0.0.1"), AddressScope::SiteLocal);
+    }
+}
