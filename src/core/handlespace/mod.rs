@@ -15,6 +15,7 @@ mod error;
 mod fenwick;
 pub mod policy;
 pub mod rng;
+mod slab;
 
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ use crate::core::types::{
 use checksum::{pe_partial_sum, ChecksumAccumulator};
 use fenwick::Fenwick;
 use policy::{Engine, SelectionState};
+use slab::Slab;
 
 /// A point in time: microseconds on the caller's monotonic clock.
 pub type Micros = u64;
@@ -110,8 +112,10 @@ pub struct PoolElement {
     expiry: Micros,
     /// Value-tree position inside the pool (unused by sorted policies).
     pos: u32,
-    unreachable_reports: u32,
-    policy: PolicyInfo,
+    unreachable_reports: u16,
+    /// The policy type and its wire values (values a policy does not use are not kept).
+    policy_type: PolicyType,
+    policy_values: [u32; 4],
     state: SelectionState,
     user_transport: TransportAddress,
     registrator_transport: Option<Box<TransportAddress>>,
@@ -137,9 +141,20 @@ impl PoolElement {
     pub fn registrator_transport(&self) -> Option<&TransportAddress> {
         self.registrator_transport.as_deref()
     }
-    /// The policy values as registered (the registrar sets `distance`).
-    pub fn policy(&self) -> &PolicyInfo {
-        &self.policy
+    /// The policy values as registered (the registrar sets `distance`); values the policy type
+    /// does not carry on the wire read as 0.
+    pub fn policy(&self) -> PolicyInfo {
+        let n = self.policy_type.wire_values().len();
+        PolicyInfo::from_wire_values(self.policy_type, &self.policy_values[..n])
+            .expect("enough values")
+    }
+
+    fn set_policy(&mut self, info: &PolicyInfo) {
+        self.policy_type = info.policy;
+        self.policy_values = [0; 4];
+        for (slot, v) in self.policy_values.iter_mut().zip(info.wire_values()) {
+            *slot = v;
+        }
     }
     /// Selection state: sequence number, selection count, degradation, WRR counters.
     pub fn selection_state(&self) -> &SelectionState {
@@ -147,7 +162,7 @@ impl PoolElement {
     }
     /// Endpoint Unreachable reports counted so far.
     pub fn unreachable_reports(&self) -> u32 {
-        self.unreachable_reports
+        u32::from(self.unreachable_reports)
     }
     /// True if the PE takes ASAP control messages on its user transport.
     pub fn has_control_channel(&self) -> bool {
@@ -221,7 +236,7 @@ struct SortEntry {
 
 impl SortEntry {
     fn of(pe: &PoolElement, slot: u32) -> Self {
-        let k = policy::sort_key(&pe.policy, &pe.state);
+        let k = policy::sort_key(&pe.policy(), &pe.state);
         SortEntry {
             primary: k.primary,
             secondary: k.secondary,
@@ -264,8 +279,7 @@ pub struct Handlespace<R = SplitMix64> {
     pools: Vec<Option<Pool>>,
     free_pools: Vec<u32>,
     pool_index: BTreeMap<PoolHandle, u32>,
-    pes: Vec<Option<PoolElement>>,
-    free_pes: Vec<u32>,
+    pes: Slab<PoolElement>,
     pe_count: usize,
     expiry: BTreeSet<(Micros, u32)>,
     owners: HashMap<RegistrarId, Owner>,
@@ -306,8 +320,8 @@ fn pool_mut(pools: &mut [Option<Pool>], idx: u32) -> &mut Pool {
     pools[idx as usize].as_mut().expect("live pool index")
 }
 
-fn pe_mut(pes: &mut [Option<PoolElement>], slot: u32) -> &mut PoolElement {
-    pes[slot as usize].as_mut().expect("live PE slot")
+fn pe_mut(pes: &mut Slab<PoolElement>, slot: u32) -> &mut PoolElement {
+    pes.get_mut(slot)
 }
 
 fn owner_add(
@@ -367,8 +381,7 @@ impl<R: RandomSource> Handlespace<R> {
             pools: Vec::new(),
             free_pools: Vec::new(),
             pool_index: BTreeMap::new(),
-            pes: Vec::new(),
-            free_pes: Vec::new(),
+            pes: Slab::new(),
             pe_count: 0,
             expiry: BTreeSet::new(),
             owners: HashMap::new(),
@@ -443,7 +456,7 @@ impl<R: RandomSource> Handlespace<R> {
     ///
     /// Panics if the PE has been removed since.
     pub fn pe(&self, r: PeRef) -> &PoolElement {
-        self.pes[r.0 as usize].as_ref().expect("live PE slot")
+        self.pes.get(r.0)
     }
 
     /// The pool handle of a stored PE.
@@ -570,13 +583,7 @@ impl<R: RandomSource> Handlespace<R> {
     }
 
     fn insert(&mut self, pidx: u32, reg: Registration, expiry: Micros) {
-        let slot = match self.free_pes.pop() {
-            Some(s) => s,
-            None => {
-                self.pes.push(None);
-                (self.pes.len() - 1) as u32
-            }
-        };
+        let slot = self.pes.next_slot();
         let Handlespace {
             pools,
             pes,
@@ -601,10 +608,12 @@ impl<R: RandomSource> Handlespace<R> {
             pos: u32::MAX,
             unreachable_reports: 0,
             state: policy::on_insert(&reg.policy, seq, head_round),
-            policy: reg.policy,
+            policy_type: reg.policy.policy,
+            policy_values: [0; 4],
             user_transport: reg.user_transport,
             registrator_transport: reg.registrator_transport.map(Box::new),
         };
+        pe.set_policy(&reg.policy);
         match &mut pool.selection {
             Selection::Sorted(set) => {
                 set.insert(SortEntry::of(&pe, slot));
@@ -612,14 +621,15 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::ValueTree { tree, members } => {
                 pe.pos = members.len() as u32;
                 members.push(slot);
-                tree.push(policy::weight_value(&pe.policy, &pe.state));
+                tree.push(policy::weight_value(&reg.policy, &pe.state));
             }
         }
         pool.by_id.insert(pe.id, slot);
         timers.insert((expiry, slot));
         owner_add(owners, pe.home, &pool.handle, pe.id);
         checksum.add(pe_partial_sum(&pool.handle, pe.id));
-        pes[slot as usize] = Some(pe);
+        let stored = pes.insert(pe);
+        debug_assert_eq!(stored, slot);
         self.pe_count += 1;
     }
 
@@ -646,8 +656,8 @@ impl<R: RandomSource> Handlespace<R> {
             owner_add(owners, reg.home, &pool.handle, pe.id);
             pe.home = reg.home;
         }
-        policy::on_reregistration(&pe.policy, &reg.policy, &mut pe.state);
-        pe.policy = reg.policy;
+        policy::on_reregistration(&pe.policy(), &reg.policy, &mut pe.state);
+        pe.set_policy(&reg.policy);
         pe.registration_life_ms = reg.registration_life_ms;
         pe.user_transport = reg.user_transport;
         pe.registrator_transport = reg.registrator_transport.map(Box::new);
@@ -656,7 +666,10 @@ impl<R: RandomSource> Handlespace<R> {
                 set.insert(SortEntry::of(pe, slot));
             }
             Selection::ValueTree { tree, .. } => {
-                tree.set(pe.pos as usize, policy::weight_value(&pe.policy, &pe.state));
+                tree.set(
+                    pe.pos as usize,
+                    policy::weight_value(&pe.policy(), &pe.state),
+                );
             }
         }
     }
@@ -670,7 +683,7 @@ impl<R: RandomSource> Handlespace<R> {
             expiry: timers,
             ..
         } = self;
-        let pe = pes[slot as usize].take().expect("live PE slot");
+        let pe = pes.remove(slot);
         let pidx = pe.pool;
         let pool = pool_mut(pools, pidx);
         match &mut pool.selection {
@@ -703,7 +716,6 @@ impl<R: RandomSource> Handlespace<R> {
             self.pool_index.remove(&pool.handle);
             self.free_pools.push(pidx);
         }
-        self.free_pes.push(slot);
         self.pe_count -= 1;
         pe
     }
@@ -747,7 +759,7 @@ impl<R: RandomSource> Handlespace<R> {
                 for r in out.iter().take(max_increment) {
                     let pe = pe_mut(pes, r.0);
                     set.remove(&SortEntry::of(pe, r.0));
-                    policy::on_selected(&pe.policy, &mut pe.state, pool.next_seq);
+                    policy::on_selected(&pe.policy(), &mut pe.state, pool.next_seq);
                     pool.next_seq += 1;
                     set.insert(SortEntry::of(pe, r.0));
                 }
@@ -769,9 +781,12 @@ impl<R: RandomSource> Handlespace<R> {
                 }
                 for r in out.iter().take(max_increment) {
                     let pe = pe_mut(pes, r.0);
-                    policy::on_selected(&pe.policy, &mut pe.state, pool.next_seq);
+                    policy::on_selected(&pe.policy(), &mut pe.state, pool.next_seq);
                     pool.next_seq += 1;
-                    tree.set(pe.pos as usize, policy::weight_value(&pe.policy, &pe.state));
+                    tree.set(
+                        pe.pos as usize,
+                        policy::weight_value(&pe.policy(), &pe.state),
+                    );
                 }
             }
         }
@@ -795,11 +810,12 @@ impl<R: RandomSource> Handlespace<R> {
             return UnreachableOutcome::Unknown;
         };
         let pe = pe_mut(&mut self.pes, slot);
-        pe.unreachable_reports += 1;
-        if pe.unreachable_reports >= self.config.max_bad_pe_reports {
+        pe.unreachable_reports = pe.unreachable_reports.saturating_add(1);
+        let reports = pe.unreachable_reports();
+        if reports >= self.config.max_bad_pe_reports {
             UnreachableOutcome::Removed(self.remove_slot(slot))
         } else {
-            UnreachableOutcome::Counted(pe.unreachable_reports)
+            UnreachableOutcome::Counted(reports)
         }
     }
 

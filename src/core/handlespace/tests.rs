@@ -747,3 +747,11 @@ fn value_tree_survives_removals() {
     let chi = chi_square(&c, &expected, 50_000);
     assert!(chi < 40.0, "chi^2 = {chi} (df 14)"); // p = 0.001 → 36.12
 }
+
+/// The per-PE footprint is part of the design (docs/handlespace.md); keep it from creeping up.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn entry_sizes() {
+    assert_eq!(std::mem::size_of::<Option<PoolElement>>(), 128);
+    assert_eq!(std::mem::size_of::<SortEntry>(), 24);
+}
