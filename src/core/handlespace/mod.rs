@@ -278,7 +278,10 @@ pub struct Handlespace<R = SplitMix64> {
     rng: R,
     pools: Vec<Option<Pool>>,
     free_pools: Vec<u32>,
+    /// Pool handle → pool slot, ordered (walks).
     pool_index: BTreeMap<PoolHandle, u32>,
+    /// The same, hashed (lookups: no pointer-chasing byte-string compares down a tree).
+    pool_lookup: HashMap<PoolHandle, u32>,
     pes: Slab<PoolElement>,
     pe_count: usize,
     expiry: BTreeSet<(Micros, u32)>,
@@ -381,6 +384,7 @@ impl<R: RandomSource> Handlespace<R> {
             pools: Vec::new(),
             free_pools: Vec::new(),
             pool_index: BTreeMap::new(),
+            pool_lookup: HashMap::new(),
             pes: Slab::new(),
             pe_count: 0,
             expiry: BTreeSet::new(),
@@ -419,7 +423,7 @@ impl<R: RandomSource> Handlespace<R> {
 
     /// A pool's shared attributes and size.
     pub fn pool(&self, handle: &PoolHandle) -> Option<PoolSummary> {
-        let p = self.pools[*self.pool_index.get(handle)? as usize].as_ref()?;
+        let p = self.pools[*self.pool_lookup.get(handle)? as usize].as_ref()?;
         Some(PoolSummary {
             policy: p.policy,
             protocol: p.protocol,
@@ -434,7 +438,7 @@ impl<R: RandomSource> Handlespace<R> {
         handle: &PoolHandle,
     ) -> impl Iterator<Item = &'a PoolElement> + 'a {
         let pool = self
-            .pool_index
+            .pool_lookup
             .get(handle)
             .and_then(|i| self.pools[*i as usize].as_ref());
         pool.into_iter()
@@ -443,7 +447,7 @@ impl<R: RandomSource> Handlespace<R> {
     }
 
     fn lookup(&self, handle: &PoolHandle, id: PeId) -> Option<u32> {
-        let p = self.pools[*self.pool_index.get(handle)? as usize].as_ref()?;
+        let p = self.pools[*self.pool_lookup.get(handle)? as usize].as_ref()?;
         p.by_id.get(&id).copied()
     }
 
@@ -494,7 +498,7 @@ impl<R: RandomSource> Handlespace<R> {
         validate(handle, &reg)?;
         let ctrl = reg.user_transport.has_control_channel();
         let protocol = reg.user_transport.protocol;
-        let pidx = match self.pool_index.get(handle) {
+        let pidx = match self.pool_lookup.get(handle) {
             Some(&pidx) => {
                 let pool = self.pools[pidx as usize].as_ref().expect("live pool");
                 if pool.policy != reg.policy.policy {
@@ -579,6 +583,7 @@ impl<R: RandomSource> Handlespace<R> {
             }
         };
         self.pool_index.insert(handle.clone(), idx);
+        self.pool_lookup.insert(handle.clone(), idx);
         idx
     }
 
@@ -714,6 +719,7 @@ impl<R: RandomSource> Handlespace<R> {
         if pool.by_id.is_empty() {
             let pool = pools[pidx as usize].take().expect("live pool");
             self.pool_index.remove(&pool.handle);
+            self.pool_lookup.remove(&pool.handle);
             self.free_pools.push(pidx);
         }
         self.pe_count -= 1;
@@ -737,7 +743,7 @@ impl<R: RandomSource> Handlespace<R> {
     ) -> Result<(), HandlespaceError> {
         out.clear();
         let &pidx = self
-            .pool_index
+            .pool_lookup
             .get(handle)
             .ok_or(HandlespaceError::UnknownPoolHandle)?;
         let Handlespace {
@@ -765,19 +771,41 @@ impl<R: RandomSource> Handlespace<R> {
                 }
             }
             Selection::ValueTree { tree, members } => {
+                // Without replacement: a draw that hits an already chosen PE is repeated
+                // (exactly the conditional distribution); after a few misses in a row the chosen
+                // PEs are taken out of the tree instead, which also ends the search when only
+                // they carry weight.
                 scratch.clear();
-                for _ in 0..n.min(members.len()) {
-                    let total = tree.total();
-                    if total == 0 {
-                        break;
-                    }
-                    let pos = tree.find(rng.next_u64() % total);
+                let mut excluded = false;
+                'picks: for _ in 0..n.min(members.len()) {
+                    let mut misses = 0;
+                    let pos = loop {
+                        let total = tree.total();
+                        if total == 0 {
+                            break 'picks;
+                        }
+                        let pos = tree.find(rng.next_u64() % total);
+                        if excluded || !scratch.iter().any(|(p, _)| *p == pos) {
+                            break pos;
+                        }
+                        misses += 1;
+                        if misses == 4 {
+                            for &(p, _) in scratch.iter() {
+                                tree.set(p, 0);
+                            }
+                            excluded = true;
+                        }
+                    };
                     scratch.push((pos, tree.get(pos)));
-                    tree.set(pos, 0);
+                    if excluded {
+                        tree.set(pos, 0);
+                    }
                     out.push(PeRef(members[pos]));
                 }
-                for &(pos, value) in scratch.iter() {
-                    tree.set(pos, value);
+                if excluded {
+                    for &(pos, value) in scratch.iter() {
+                        tree.set(pos, value);
+                    }
                 }
                 for r in out.iter().take(max_increment) {
                     let pe = pe_mut(pes, r.0);
