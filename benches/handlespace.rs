@@ -1,0 +1,193 @@
+//! Handlespace throughput and memory: `cargo bench --bench handlespace`.
+//!
+//! For 10^3 … 10^6 PEs, in one pool and in pools of 100 PEs (10^4 pools at 10^6), and for the
+//! policies RR, WRR, Random and LU, it measures operations per second of registration,
+//! re-registration (new policy value), handle resolution of 3 PEs and deregistration, and the
+//! heap bytes per PE counted by a global allocator wrapper (requested bytes of all handlespace
+//! structures, excluding the PE's address list — one IPv4 address, 17 bytes — and without an
+//! ASAP (registrator) transport, which would add a boxed 40-byte transport plus its addresses).
+//! "RSS MiB" is the process's VmRSS right after building (includes the benchmark's own data).
+//! Sizes below 3·10⁵ PEs are repeated and the best run of each operation is printed.
+//! `HS_BENCH_MAX=100000` limits the sizes.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use rsplib::core::handlespace::{Config, Handlespace, PeRef, Registration};
+use rsplib::core::types::{
+    PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
+};
+
+struct Counting;
+
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(l.size(), Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        ALLOCATED.fetch_sub(l.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new, Ordering::Relaxed);
+        ALLOCATED.fetch_sub(l.size(), Ordering::Relaxed);
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A bijection on u32 (odd multiplier), so ids are unique, non-sequential and never 0.
+fn pe_id(i: usize) -> PeId {
+    PeId(((i as u32).wrapping_add(1)).wrapping_mul(0x9e37_79b1))
+}
+
+fn registration(i: usize, policy: PolicyType, generation: u32) -> Registration {
+    let mut info = PolicyInfo::new(policy);
+    info.weight = 1 + (i as u32 + generation) % 7;
+    info.load = ((i as u32).wrapping_mul(2_654_435_761) >> 8).wrapping_add(generation);
+    let octets = (i as u32 + 1).to_be_bytes();
+    Registration {
+        pe_id: pe_id(i),
+        home: RegistrarId(1 + (i as u32 % 3)),
+        registration_life_ms: 90_000,
+        user_transport: TransportAddress::new(
+            TransportProtocol::Sctp,
+            4711,
+            vec![IpAddr::V4(Ipv4Addr::from(octets))],
+        ),
+        policy: info,
+        registrator_transport: None,
+    }
+}
+
+fn rate(ops: usize, secs: f64) -> String {
+    let r = ops as f64 / secs;
+    if r >= 1e6 {
+        format!("{:.2} M", r / 1e6)
+    } else {
+        format!("{:.0} k", r / 1e3)
+    }
+}
+
+fn main() {
+    let max: usize = std::env::var("HS_BENCH_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let sizes: Vec<usize> = [1_000, 10_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|n| *n <= max)
+        .collect();
+    let policies = [
+        PolicyType::RoundRobin,
+        PolicyType::WeightedRoundRobin,
+        PolicyType::Random,
+        PolicyType::LeastUsed,
+    ];
+    const RESOLUTIONS: usize = 100_000;
+    println!(
+        "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>7}",
+        "PEs", "pools", "policy", "reg/s", "rereg/s", "HR(3)/s", "dereg/s", "B/PE", "RSS MiB"
+    );
+    for pools_of_100 in [false, true] {
+        for &n in &sizes {
+            let pool_count = if pools_of_100 { n / 100 } else { 1 };
+            let handles: Vec<PoolHandle> = (0..pool_count)
+                .map(|p| PoolHandle::from(format!("pool-{p:05}").as_str()))
+                .collect();
+            for policy in policies {
+                // Small sizes are repeated and the best run of each operation kept (the machine
+                // is shared; the minimum is the least disturbed measurement).
+                let reps = (300_000 / n).clamp(1, 30);
+                let (mut t_reg, mut t_rereg, mut t_hr, mut t_dereg) =
+                    (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+                let mut per_pe = 0.0;
+                let mut rss = 0.0;
+                for _ in 0..reps {
+                    let mut hs = Handlespace::with_seed(Config::registrar(), 1);
+                    let regs: Vec<Registration> =
+                        (0..n).map(|i| registration(i, policy, 0)).collect();
+                    let before = ALLOCATED.load(Ordering::Relaxed);
+                    let t = Instant::now();
+                    for (i, r) in regs.into_iter().enumerate() {
+                        let h = &handles[i % pool_count];
+                        black_box(hs.register(h, r, 0).unwrap());
+                    }
+                    t_reg = t_reg.min(t.elapsed().as_secs_f64());
+                    // The delta is: handlespace structures − the freed Registration buffer. The
+                    // address lists were allocated before `before` and moved in, so they are not
+                    // in the delta.
+                    let delta = ALLOCATED.load(Ordering::Relaxed) as f64 - before as f64;
+                    per_pe = (delta + (n * std::mem::size_of::<Registration>()) as f64) / n as f64;
+                    rss = vm_rss_kib() as f64 / 1024.0;
+
+                    let regs: Vec<Registration> =
+                        (0..n).map(|i| registration(i, policy, 1)).collect();
+                    let t = Instant::now();
+                    for (i, r) in regs.into_iter().enumerate() {
+                        let h = &handles[i % pool_count];
+                        black_box(hs.register(h, r, 1).unwrap());
+                    }
+                    t_rereg = t_rereg.min(t.elapsed().as_secs_f64());
+
+                    let mut out: Vec<PeRef> = Vec::with_capacity(3);
+                    let mut x: u64 = 0x1234_5678;
+                    let t = Instant::now();
+                    for _ in 0..RESOLUTIONS {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let h = &handles[(x % pool_count as u64) as usize];
+                        hs.select_into(h, 3, &mut out).unwrap();
+                        black_box(&out);
+                    }
+                    t_hr = t_hr.min(t.elapsed().as_secs_f64());
+
+                    let t = Instant::now();
+                    for i in 0..n {
+                        let h = &handles[i % pool_count];
+                        black_box(hs.deregister(h, pe_id(i)).unwrap());
+                    }
+                    t_dereg = t_dereg.min(t.elapsed().as_secs_f64());
+                    assert!(hs.is_empty());
+                }
+                println!(
+                    "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8.1} {:>7.0}",
+                    n,
+                    pool_count,
+                    match policy {
+                        PolicyType::RoundRobin => "RR",
+                        PolicyType::WeightedRoundRobin => "WRR",
+                        PolicyType::Random => "RAND",
+                        _ => "LU",
+                    },
+                    rate(n, t_reg),
+                    rate(n, t_rereg),
+                    rate(RESOLUTIONS, t_hr),
+                    rate(n, t_dereg),
+                    per_pe,
+                    rss,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,1009 @@
+//! The handlespace: pools keyed by pool handle, PEs keyed by (pool, PE id), with per-policy
+//! selection, expiry, per-registrar ownership (checksum, takeover) and a resumable paged walk.
+//!
+//! A registrar keeps the whole handlespace; a PU keeps a cache (a slice of it, built with
+//! [`Config::pu_cache`]). Sans-I/O: time comes in as [`Micros`] arguments, randomness from the
+//! injected [`RandomSource`]. Facts: `wire-format-detailed.md` §5.3, §6, §7, §8; the choice of
+//! data structures is explained in `docs/handlespace.md`.
+//!
+//! Complexities (n = PEs in the handlespace or pool, k = items asked for): register, re-register,
+//! deregister, unreachable report, expiry pop, home change: O(log n); handle resolution:
+//! O(k log n); checksum: O(1); a walk page: O(k + log n).
+
+pub mod checksum;
+mod error;
+mod fenwick;
+pub mod policy;
+pub mod rng;
+mod slab;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{cause, rsperr, HandlespaceError, MAX_PE_TRANSPORT_ADDRESSES};
+pub use rng::{RandomSource, SplitMix64};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+
+use crate::core::types::{
+    PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
+};
+use checksum::{pe_partial_sum, ChecksumAccumulator};
+use fenwick::Fenwick;
+use policy::{Engine, SelectionState};
+use slab::Slab;
+
+/// A point in time: microseconds on the caller's monotonic clock.
+pub type Micros = u64;
+
+/// rsplib's MAX-BAD-PE-REPORT default: Endpoint Unreachable reports before a PE is removed.
+pub const DEFAULT_MAX_BAD_PE_REPORTS: u32 = 3;
+
+/// maxIncrement of a PU cache: every returned PE is "updated".
+pub const PU_CACHE_MAX_INCREMENT: u32 = 1_000_000_000;
+
+/// Tunables of a handlespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// How many of the PEs returned by a selection get "updated"; 0 = the policy's default
+    /// (registrar option `-maxincrement`).
+    pub max_increment: u32,
+    /// Endpoint Unreachable reports before a PE is removed.
+    pub max_bad_pe_reports: u32,
+    /// Cap on the PEs of one pool (registration flood protection); beyond → lack of resources.
+    pub max_pes_per_pool: usize,
+    /// Cap on the PEs of the whole handlespace.
+    pub max_pes: usize,
+}
+
+impl Config {
+    /// A registrar's handlespace: policy-default maxIncrement, 3 bad reports, no caps.
+    pub const fn registrar() -> Self {
+        Config {
+            max_increment: 0,
+            max_bad_pe_reports: DEFAULT_MAX_BAD_PE_REPORTS,
+            max_pes_per_pool: usize::MAX,
+            max_pes: usize::MAX,
+        }
+    }
+
+    /// A PU's cache: maxIncrement 1e9.
+    pub const fn pu_cache() -> Self {
+        Config {
+            max_increment: PU_CACHE_MAX_INCREMENT,
+            ..Config::registrar()
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::registrar()
+    }
+}
+
+/// What a (re-)registration carries: the content of a Pool Element parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub pe_id: PeId,
+    /// The home registrar (the accepting registrar puts its own id here).
+    pub home: RegistrarId,
+    /// Registration life in milliseconds.
+    pub registration_life_ms: u32,
+    pub user_transport: TransportAddress,
+    pub policy: PolicyInfo,
+    /// The transport the PE uses towards its registrar (ENRP-imported PEs and the registrar's
+    /// own PEs; absent in a PU cache).
+    pub registrator_transport: Option<TransportAddress>,
+}
+
+/// A stable reference to a stored PE, valid until that PE is removed (the slot is then reused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeRef(u32);
+
+/// One pool element as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolElement {
+    id: PeId,
+    pool: u32,
+    home: RegistrarId,
+    registration_life_ms: u32,
+    expiry: Micros,
+    /// Value-tree position inside the pool (unused by sorted policies).
+    pos: u32,
+    unreachable_reports: u16,
+    /// The policy type and its wire values (values a policy does not use are not kept).
+    policy_type: PolicyType,
+    policy_values: [u32; 4],
+    state: SelectionState,
+    user_transport: TransportAddress,
+    registrator_transport: Option<Box<TransportAddress>>,
+}
+
+impl PoolElement {
+    pub fn id(&self) -> PeId {
+        self.id
+    }
+    pub fn home(&self) -> RegistrarId {
+        self.home
+    }
+    pub fn registration_life_ms(&self) -> u32 {
+        self.registration_life_ms
+    }
+    /// When the PE expires (registration life or cache staleness).
+    pub fn expiry(&self) -> Micros {
+        self.expiry
+    }
+    pub fn user_transport(&self) -> &TransportAddress {
+        &self.user_transport
+    }
+    pub fn registrator_transport(&self) -> Option<&TransportAddress> {
+        self.registrator_transport.as_deref()
+    }
+    /// The policy values as registered (the registrar sets `distance`); values the policy type
+    /// does not carry on the wire read as 0.
+    pub fn policy(&self) -> PolicyInfo {
+        let n = self.policy_type.wire_values().len();
+        PolicyInfo::from_wire_values(self.policy_type, &self.policy_values[..n])
+            .expect("enough values")
+    }
+
+    fn set_policy(&mut self, info: &PolicyInfo) {
+        self.policy_type = info.policy;
+        self.policy_values = [0; 4];
+        for (slot, v) in self.policy_values.iter_mut().zip(info.wire_values()) {
+            *slot = v;
+        }
+    }
+    /// Selection state: sequence number, selection count, degradation, WRR counters.
+    pub fn selection_state(&self) -> &SelectionState {
+        &self.state
+    }
+    /// Endpoint Unreachable reports counted so far.
+    pub fn unreachable_reports(&self) -> u32 {
+        u32::from(self.unreachable_reports)
+    }
+    /// True if the PE takes ASAP control messages on its user transport.
+    pub fn has_control_channel(&self) -> bool {
+        self.user_transport.has_control_channel()
+    }
+}
+
+/// Result of a successful registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    Added,
+    Updated,
+}
+
+/// Result of an Endpoint Unreachable report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnreachableOutcome {
+    /// No such PE.
+    Unknown,
+    /// Counted; the PE stays (reports so far).
+    Counted(u32),
+    /// The threshold was reached; the PE was removed.
+    Removed(PoolElement),
+}
+
+/// The attributes every PE of a pool shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSummary {
+    pub policy: PolicyType,
+    pub protocol: TransportProtocol,
+    pub control_channel: bool,
+    pub len: usize,
+}
+
+/// Where a paged walk resumes: after this (pool handle, PE id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalkCursor {
+    pub pool: PoolHandle,
+    pub pe: PeId,
+}
+
+/// One page of a walk, in (pool handle, PE id) order.
+#[derive(Debug)]
+pub struct WalkPage<'a> {
+    pub items: Vec<(&'a PoolHandle, &'a PoolElement)>,
+    /// True if more items follow (ENRP Handle Table Response M flag).
+    pub more: bool,
+}
+
+impl WalkPage<'_> {
+    /// The cursor to continue after this page's last item (`None` when the walk is complete).
+    pub fn next_cursor(&self) -> Option<WalkCursor> {
+        if !self.more {
+            return None;
+        }
+        self.items.last().map(|(h, pe)| WalkCursor {
+            pool: (*h).clone(),
+            pe: pe.id,
+        })
+    }
+}
+
+/// Sorted-engine entry: key then slot (24 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SortEntry {
+    primary: u64,
+    secondary: u32,
+    seq: u64,
+    slot: u32,
+}
+
+impl SortEntry {
+    fn of(pe: &PoolElement, slot: u32) -> Self {
+        let k = policy::sort_key(&pe.policy(), &pe.state);
+        SortEntry {
+            primary: k.primary,
+            secondary: k.secondary,
+            seq: k.seq,
+            slot,
+        }
+    }
+}
+
+enum Selection {
+    Sorted(BTreeSet<SortEntry>),
+    /// Fenwick tree of weights by position, and position → slot.
+    ValueTree {
+        tree: Fenwick,
+        members: Vec<u32>,
+    },
+}
+
+struct Pool {
+    handle: PoolHandle,
+    policy: PolicyType,
+    protocol: TransportProtocol,
+    control_channel: bool,
+    next_seq: u64,
+    by_id: BTreeMap<PeId, u32>,
+    selection: Selection,
+}
+
+#[derive(Default)]
+struct Owner {
+    checksum: ChecksumAccumulator,
+    count: usize,
+    pools: BTreeMap<PoolHandle, BTreeSet<PeId>>,
+}
+
+/// A handlespace (registrar) or handlespace cache (PU).
+pub struct Handlespace<R = SplitMix64> {
+    config: Config,
+    rng: R,
+    pools: Vec<Option<Pool>>,
+    free_pools: Vec<u32>,
+    /// Pool handle → pool slot, ordered (walks).
+    pool_index: BTreeMap<PoolHandle, u32>,
+    /// The same, hashed (lookups: no pointer-chasing byte-string compares down a tree).
+    pool_lookup: HashMap<PoolHandle, u32>,
+    pes: Slab<PoolElement>,
+    pe_count: usize,
+    expiry: BTreeSet<(Micros, u32)>,
+    owners: HashMap<RegistrarId, Owner>,
+    checksum: ChecksumAccumulator,
+    scratch: Vec<(usize, u32)>,
+}
+
+/// Checks a registration on its own (before looking at the pool).
+pub fn validate(handle: &PoolHandle, reg: &Registration) -> Result<(), HandlespaceError> {
+    use HandlespaceError::*;
+    if !handle.is_valid() {
+        return Err(InvalidPoolHandle(handle.len()));
+    }
+    if reg.pe_id.0 == 0 {
+        return Err(InvalidPeId);
+    }
+    if reg.registration_life_ms == 0 {
+        return Err(InvalidRegistrationLife);
+    }
+    let t = &reg.user_transport;
+    let n = t.addresses.len();
+    if n == 0 {
+        return Err(NoAddresses);
+    }
+    if n > MAX_PE_TRANSPORT_ADDRESSES {
+        return Err(TooManyAddresses(n));
+    }
+    if n > 1 && t.protocol != TransportProtocol::Sctp {
+        return Err(MultihomedNonSctp(t.protocol, n));
+    }
+    if t.port == 0 {
+        return Err(InvalidPort);
+    }
+    Ok(())
+}
+
+fn pool_mut(pools: &mut [Option<Pool>], idx: u32) -> &mut Pool {
+    pools[idx as usize].as_mut().expect("live pool index")
+}
+
+fn pe_mut(pes: &mut Slab<PoolElement>, slot: u32) -> &mut PoolElement {
+    pes.get_mut(slot)
+}
+
+fn owner_add(
+    owners: &mut HashMap<RegistrarId, Owner>,
+    home: RegistrarId,
+    handle: &PoolHandle,
+    id: PeId,
+) {
+    let o = owners.entry(home).or_default();
+    o.checksum.add(pe_partial_sum(handle, id));
+    o.count += 1;
+    match o.pools.get_mut(handle) {
+        Some(set) => {
+            set.insert(id);
+        }
+        None => {
+            o.pools.insert(handle.clone(), BTreeSet::from([id]));
+        }
+    }
+}
+
+fn owner_remove(
+    owners: &mut HashMap<RegistrarId, Owner>,
+    home: RegistrarId,
+    handle: &PoolHandle,
+    id: PeId,
+) {
+    let Some(o) = owners.get_mut(&home) else {
+        return;
+    };
+    o.checksum.remove(pe_partial_sum(handle, id));
+    o.count -= 1;
+    if let Some(set) = o.pools.get_mut(handle) {
+        set.remove(&id);
+        if set.is_empty() {
+            o.pools.remove(handle);
+        }
+    }
+    if o.count == 0 {
+        owners.remove(&home);
+    }
+}
+
+impl Handlespace<SplitMix64> {
+    /// A handlespace with the built-in generator seeded with `seed`.
+    pub fn with_seed(config: Config, seed: u64) -> Self {
+        Handlespace::new(config, SplitMix64::new(seed))
+    }
+}
+
+impl<R: RandomSource> Handlespace<R> {
+    /// An empty handlespace.
+    pub fn new(config: Config, rng: R) -> Self {
+        Handlespace {
+            config,
+            rng,
+            pools: Vec::new(),
+            free_pools: Vec::new(),
+            pool_index: BTreeMap::new(),
+            pool_lookup: HashMap::new(),
+            pes: Slab::new(),
+            pe_count: 0,
+            expiry: BTreeSet::new(),
+            owners: HashMap::new(),
+            checksum: ChecksumAccumulator::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// Number of PEs.
+    pub fn len(&self) -> usize {
+        self.pe_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pe_count == 0
+    }
+
+    /// Number of (non-empty) pools.
+    pub fn pool_count(&self) -> usize {
+        self.pool_index.len()
+    }
+
+    /// Pool handles in order.
+    pub fn pool_handles(&self) -> impl Iterator<Item = &PoolHandle> + '_ {
+        self.pool_index.keys()
+    }
+
+    /// A pool's shared attributes and size.
+    pub fn pool(&self, handle: &PoolHandle) -> Option<PoolSummary> {
+        let p = self.pools[*self.pool_lookup.get(handle)? as usize].as_ref()?;
+        Some(PoolSummary {
+            policy: p.policy,
+            protocol: p.protocol,
+            control_channel: p.control_channel,
+            len: p.by_id.len(),
+        })
+    }
+
+    /// A pool's PEs in PE id order (empty for an unknown pool).
+    pub fn pool_elements<'a>(
+        &'a self,
+        handle: &PoolHandle,
+    ) -> impl Iterator<Item = &'a PoolElement> + 'a {
+        let pool = self
+            .pool_lookup
+            .get(handle)
+            .and_then(|i| self.pools[*i as usize].as_ref());
+        pool.into_iter()
+            .flat_map(|p| p.by_id.values())
+            .map(|s| self.pe(PeRef(*s)))
+    }
+
+    fn lookup(&self, handle: &PoolHandle, id: PeId) -> Option<u32> {
+        let p = self.pools[*self.pool_lookup.get(handle)? as usize].as_ref()?;
+        p.by_id.get(&id).copied()
+    }
+
+    /// The stored PE `(handle, id)`.
+    pub fn get(&self, handle: &PoolHandle, id: PeId) -> Option<&PoolElement> {
+        self.lookup(handle, id).map(|s| self.pe(PeRef(s)))
+    }
+
+    /// The PE behind a reference from [`Handlespace::select_into`].
+    ///
+    /// Panics if the PE has been removed since.
+    pub fn pe(&self, r: PeRef) -> &PoolElement {
+        self.pes.get(r.0)
+    }
+
+    /// The pool handle of a stored PE.
+    pub fn pool_handle_of(&self, pe: &PoolElement) -> &PoolHandle {
+        &self.pools[pe.pool as usize]
+            .as_ref()
+            .expect("live pool")
+            .handle
+    }
+
+    /// Registers or re-registers a PE; it expires `registration_life_ms` after `now`.
+    pub fn register(
+        &mut self,
+        handle: &PoolHandle,
+        reg: Registration,
+        now: Micros,
+    ) -> Result<RegisterOutcome, HandlespaceError> {
+        let expiry = now.saturating_add(u64::from(reg.registration_life_ms) * 1000);
+        self.register_until(handle, reg, expiry)
+    }
+
+    /// Registers or re-registers a PE with an explicit expiry time (a PU cache uses its stale
+    /// cache value here).
+    ///
+    /// A new PE is checked against the pool's policy type, transport protocol and control-channel
+    /// flag; so is an update (a pool's attributes are fixed while it has PEs). An update replaces
+    /// transport, policy values, life and home, resets the accumulated degradation and keeps the
+    /// PE's position (sequence number) and unreachable count.
+    pub fn register_until(
+        &mut self,
+        handle: &PoolHandle,
+        reg: Registration,
+        expiry: Micros,
+    ) -> Result<RegisterOutcome, HandlespaceError> {
+        validate(handle, &reg)?;
+        let ctrl = reg.user_transport.has_control_channel();
+        let protocol = reg.user_transport.protocol;
+        let pidx = match self.pool_lookup.get(handle) {
+            Some(&pidx) => {
+                let pool = self.pools[pidx as usize].as_ref().expect("live pool");
+                if pool.policy != reg.policy.policy {
+                    return Err(HandlespaceError::InconsistentPolicy {
+                        pool: pool.policy,
+                        requested: reg.policy.policy,
+                    });
+                }
+                if pool.protocol != protocol {
+                    return Err(HandlespaceError::InconsistentTransport {
+                        pool: pool.protocol,
+                        requested: protocol,
+                    });
+                }
+                if pool.control_channel != ctrl {
+                    return Err(HandlespaceError::InconsistentControlChannel {
+                        pool: pool.control_channel,
+                        requested: ctrl,
+                    });
+                }
+                if let Some(&slot) = pool.by_id.get(&reg.pe_id) {
+                    self.update(slot, reg, expiry);
+                    return Ok(RegisterOutcome::Updated);
+                }
+                if pool.by_id.len() >= self.config.max_pes_per_pool {
+                    return Err(HandlespaceError::PoolFull(pool.by_id.len()));
+                }
+                self.check_capacity()?;
+                pidx
+            }
+            None => {
+                self.check_capacity()?;
+                if self.config.max_pes_per_pool == 0 {
+                    return Err(HandlespaceError::PoolFull(0));
+                }
+                self.new_pool(handle, reg.policy.policy, protocol, ctrl)
+            }
+        };
+        self.insert(pidx, reg, expiry);
+        Ok(RegisterOutcome::Added)
+    }
+
+    fn check_capacity(&self) -> Result<(), HandlespaceError> {
+        if self.pe_count >= self.config.max_pes {
+            Err(HandlespaceError::HandlespaceFull(self.pe_count))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn new_pool(
+        &mut self,
+        handle: &PoolHandle,
+        policy: PolicyType,
+        protocol: TransportProtocol,
+        control_channel: bool,
+    ) -> u32 {
+        let selection = match policy::engine(policy) {
+            Engine::Sorted => Selection::Sorted(BTreeSet::new()),
+            Engine::ValueTree => Selection::ValueTree {
+                tree: Fenwick::default(),
+                members: Vec::new(),
+            },
+        };
+        let pool = Pool {
+            handle: handle.clone(),
+            policy,
+            protocol,
+            control_channel,
+            next_seq: 0,
+            by_id: BTreeMap::new(),
+            selection,
+        };
+        let idx = match self.free_pools.pop() {
+            Some(i) => {
+                self.pools[i as usize] = Some(pool);
+                i
+            }
+            None => {
+                self.pools.push(Some(pool));
+                (self.pools.len() - 1) as u32
+            }
+        };
+        self.pool_index.insert(handle.clone(), idx);
+        self.pool_lookup.insert(handle.clone(), idx);
+        idx
+    }
+
+    fn insert(&mut self, pidx: u32, reg: Registration, expiry: Micros) {
+        let slot = self.pes.next_slot();
+        let Handlespace {
+            pools,
+            pes,
+            owners,
+            checksum,
+            expiry: timers,
+            ..
+        } = self;
+        let pool = pool_mut(pools, pidx);
+        let seq = pool.next_seq;
+        pool.next_seq += 1;
+        let head_round = match &pool.selection {
+            Selection::Sorted(set) => set.first().map_or(0, |e| pe_mut(pes, e.slot).state.round),
+            Selection::ValueTree { .. } => 0,
+        };
+        let mut pe = PoolElement {
+            id: reg.pe_id,
+            pool: pidx,
+            home: reg.home,
+            registration_life_ms: reg.registration_life_ms,
+            expiry,
+            pos: u32::MAX,
+            unreachable_reports: 0,
+            state: policy::on_insert(&reg.policy, seq, head_round),
+            policy_type: reg.policy.policy,
+            policy_values: [0; 4],
+            user_transport: reg.user_transport,
+            registrator_transport: reg.registrator_transport.map(Box::new),
+        };
+        pe.set_policy(&reg.policy);
+        match &mut pool.selection {
+            Selection::Sorted(set) => {
+                set.insert(SortEntry::of(&pe, slot));
+            }
+            Selection::ValueTree { tree, members } => {
+                pe.pos = members.len() as u32;
+                members.push(slot);
+                tree.push(policy::weight_value(&reg.policy, &pe.state));
+            }
+        }
+        pool.by_id.insert(pe.id, slot);
+        timers.insert((expiry, slot));
+        owner_add(owners, pe.home, &pool.handle, pe.id);
+        checksum.add(pe_partial_sum(&pool.handle, pe.id));
+        let stored = pes.insert(pe);
+        debug_assert_eq!(stored, slot);
+        self.pe_count += 1;
+    }
+
+    fn update(&mut self, slot: u32, reg: Registration, expiry: Micros) {
+        let Handlespace {
+            pools,
+            pes,
+            owners,
+            expiry: timers,
+            ..
+        } = self;
+        let pe = pe_mut(pes, slot);
+        let pool = pool_mut(pools, pe.pool);
+        if let Selection::Sorted(set) = &mut pool.selection {
+            set.remove(&SortEntry::of(pe, slot));
+        }
+        if pe.expiry != expiry {
+            timers.remove(&(pe.expiry, slot));
+            timers.insert((expiry, slot));
+            pe.expiry = expiry;
+        }
+        if pe.home != reg.home {
+            owner_remove(owners, pe.home, &pool.handle, pe.id);
+            owner_add(owners, reg.home, &pool.handle, pe.id);
+            pe.home = reg.home;
+        }
+        policy::on_reregistration(&pe.policy(), &reg.policy, &mut pe.state);
+        pe.set_policy(&reg.policy);
+        pe.registration_life_ms = reg.registration_life_ms;
+        pe.user_transport = reg.user_transport;
+        pe.registrator_transport = reg.registrator_transport.map(Box::new);
+        match &mut pool.selection {
+            Selection::Sorted(set) => {
+                set.insert(SortEntry::of(pe, slot));
+            }
+            Selection::ValueTree { tree, .. } => {
+                tree.set(
+                    pe.pos as usize,
+                    policy::weight_value(&pe.policy(), &pe.state),
+                );
+            }
+        }
+    }
+
+    fn remove_slot(&mut self, slot: u32) -> PoolElement {
+        let Handlespace {
+            pools,
+            pes,
+            owners,
+            checksum,
+            expiry: timers,
+            ..
+        } = self;
+        let pe = pes.remove(slot);
+        let pidx = pe.pool;
+        let pool = pool_mut(pools, pidx);
+        match &mut pool.selection {
+            Selection::Sorted(set) => {
+                set.remove(&SortEntry::of(&pe, slot));
+            }
+            Selection::ValueTree { tree, members } => {
+                let pos = pe.pos as usize;
+                let last = members.len() - 1;
+                if pos != last {
+                    let moved = members[last];
+                    tree.set(pos, tree.get(last));
+                    members[pos] = moved;
+                    pe_mut(pes, moved).pos = pos as u32;
+                }
+                members.pop();
+                tree.pop();
+                if members.len() * 4 < members.capacity() {
+                    members.shrink_to_fit();
+                    tree.shrink_to_fit();
+                }
+            }
+        }
+        pool.by_id.remove(&pe.id);
+        timers.remove(&(pe.expiry, slot));
+        owner_remove(owners, pe.home, &pool.handle, pe.id);
+        checksum.remove(pe_partial_sum(&pool.handle, pe.id));
+        if pool.by_id.is_empty() {
+            let pool = pools[pidx as usize].take().expect("live pool");
+            self.pool_index.remove(&pool.handle);
+            self.pool_lookup.remove(&pool.handle);
+            self.free_pools.push(pidx);
+        }
+        self.pe_count -= 1;
+        pe
+    }
+
+    /// Removes a PE; `None` if it was not there (deregistration of an unknown PE succeeds).
+    pub fn deregister(&mut self, handle: &PoolHandle, id: PeId) -> Option<PoolElement> {
+        let slot = self.lookup(handle, id)?;
+        Some(self.remove_slot(slot))
+    }
+
+    /// Selects up to `n` PEs of the pool by its policy (best first) into `out`, updating the
+    /// selection state of the first maxIncrement of them. References stay valid until the next
+    /// removal.
+    pub fn select_into(
+        &mut self,
+        handle: &PoolHandle,
+        n: usize,
+        out: &mut Vec<PeRef>,
+    ) -> Result<(), HandlespaceError> {
+        out.clear();
+        let &pidx = self
+            .pool_lookup
+            .get(handle)
+            .ok_or(HandlespaceError::UnknownPoolHandle)?;
+        let Handlespace {
+            pools,
+            pes,
+            rng,
+            config,
+            scratch,
+            ..
+        } = self;
+        let pool = pool_mut(pools, pidx);
+        let max_increment = match config.max_increment {
+            0 => policy::default_max_increment(pool.policy),
+            m => m,
+        } as usize;
+        match &mut pool.selection {
+            Selection::Sorted(set) => {
+                out.extend(set.iter().take(n).map(|e| PeRef(e.slot)));
+                for r in out.iter().take(max_increment) {
+                    let pe = pe_mut(pes, r.0);
+                    set.remove(&SortEntry::of(pe, r.0));
+                    policy::on_selected(&pe.policy(), &mut pe.state, pool.next_seq);
+                    pool.next_seq += 1;
+                    set.insert(SortEntry::of(pe, r.0));
+                }
+            }
+            Selection::ValueTree { tree, members } => {
+                // Without replacement: a draw that hits an already chosen PE is repeated
+                // (exactly the conditional distribution); after a few misses in a row the chosen
+                // PEs are taken out of the tree instead, which also ends the search when only
+                // they carry weight.
+                scratch.clear();
+                let mut excluded = false;
+                'picks: for _ in 0..n.min(members.len()) {
+                    let mut misses = 0;
+                    let pos = loop {
+                        let total = tree.total();
+                        if total == 0 {
+                            break 'picks;
+                        }
+                        let pos = tree.find(rng.next_u64() % total);
+                        if excluded || !scratch.iter().any(|(p, _)| *p == pos) {
+                            break pos;
+                        }
+                        misses += 1;
+                        if misses == 4 {
+                            for &(p, _) in scratch.iter() {
+                                tree.set(p, 0);
+                            }
+                            excluded = true;
+                        }
+                    };
+                    scratch.push((pos, tree.get(pos)));
+                    if excluded {
+                        tree.set(pos, 0);
+                    }
+                    out.push(PeRef(members[pos]));
+                }
+                if excluded {
+                    for &(pos, value) in scratch.iter() {
+                        tree.set(pos, value);
+                    }
+                }
+                for r in out.iter().take(max_increment) {
+                    let pe = pe_mut(pes, r.0);
+                    policy::on_selected(&pe.policy(), &mut pe.state, pool.next_seq);
+                    pool.next_seq += 1;
+                    tree.set(
+                        pe.pos as usize,
+                        policy::weight_value(&pe.policy(), &pe.state),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handle resolution: up to `n` PEs chosen by the pool's policy, best first.
+    pub fn handle_resolution(
+        &mut self,
+        handle: &PoolHandle,
+        n: usize,
+    ) -> Result<Vec<&PoolElement>, HandlespaceError> {
+        let mut refs = Vec::with_capacity(n.min(128));
+        self.select_into(handle, n, &mut refs)?;
+        Ok(refs.into_iter().map(|r| self.pe(r)).collect())
+    }
+
+    /// Counts an Endpoint Unreachable report; at `max_bad_pe_reports` the PE is removed.
+    pub fn report_unreachable(&mut self, handle: &PoolHandle, id: PeId) -> UnreachableOutcome {
+        let Some(slot) = self.lookup(handle, id) else {
+            return UnreachableOutcome::Unknown;
+        };
+        let pe = pe_mut(&mut self.pes, slot);
+        pe.unreachable_reports = pe.unreachable_reports.saturating_add(1);
+        let reports = pe.unreachable_reports();
+        if reports >= self.config.max_bad_pe_reports {
+            UnreachableOutcome::Removed(self.remove_slot(slot))
+        } else {
+            UnreachableOutcome::Counted(reports)
+        }
+    }
+
+    /// The earliest expiry time of any PE (the next timer to arm), O(log n).
+    pub fn next_expiry(&self) -> Option<Micros> {
+        self.expiry.first().map(|e| e.0)
+    }
+
+    /// Removes and returns one PE whose expiry is ≤ `now` (call until `None`).
+    pub fn pop_expired(&mut self, now: Micros) -> Option<(PoolHandle, PoolElement)> {
+        let &(at, slot) = self.expiry.first()?;
+        if at > now {
+            return None;
+        }
+        let handle = self.pool_handle_of(self.pe(PeRef(slot))).clone();
+        Some((handle, self.remove_slot(slot)))
+    }
+
+    /// Re-arms a PE's expiry (e.g. a registrar's keep-alive supervision, a refreshed cache
+    /// entry). False if there is no such PE.
+    pub fn set_expiry(&mut self, handle: &PoolHandle, id: PeId, at: Micros) -> bool {
+        let Some(slot) = self.lookup(handle, id) else {
+            return false;
+        };
+        let pe = pe_mut(&mut self.pes, slot);
+        if pe.expiry != at {
+            self.expiry.remove(&(pe.expiry, slot));
+            self.expiry.insert((at, slot));
+            pe.expiry = at;
+        }
+        true
+    }
+
+    /// The handlespace checksum over all PEs (hsdump "Handlespace=").
+    pub fn checksum(&self) -> u16 {
+        self.checksum.value()
+    }
+
+    /// The ownership checksum of a registrar: over the PEs whose home it is (ENRP Presence).
+    pub fn ownership_checksum(&self, owner: RegistrarId) -> u16 {
+        self.owners
+            .get(&owner)
+            .map_or(ChecksumAccumulator::default(), |o| o.checksum)
+            .value()
+    }
+
+    /// Number of PEs whose home is `owner`.
+    pub fn owned_count(&self, owner: RegistrarId) -> usize {
+        self.owners.get(&owner).map_or(0, |o| o.count)
+    }
+
+    /// Registrars that own at least one PE.
+    pub fn owners(&self) -> impl Iterator<Item = RegistrarId> + '_ {
+        self.owners.keys().copied()
+    }
+
+    /// The PEs whose home is `owner`, in (pool handle, PE id) order.
+    pub fn owned_by(
+        &self,
+        owner: RegistrarId,
+    ) -> impl Iterator<Item = (&PoolHandle, &PoolElement)> + '_ {
+        self.owners.get(&owner).into_iter().flat_map(move |o| {
+            o.pools.iter().flat_map(move |(h, ids)| {
+                ids.iter()
+                    .map(move |id| (h, self.get(h, *id).expect("indexed PE")))
+            })
+        })
+    }
+
+    /// Makes `home` the home registrar of a PE (takeover, home change). False if unknown.
+    pub fn set_home(&mut self, handle: &PoolHandle, id: PeId, home: RegistrarId) -> bool {
+        let Some(slot) = self.lookup(handle, id) else {
+            return false;
+        };
+        let pe = pe_mut(&mut self.pes, slot);
+        if pe.home != home {
+            owner_remove(&mut self.owners, pe.home, handle, id);
+            owner_add(&mut self.owners, home, handle, id);
+            pe.home = home;
+        }
+        true
+    }
+
+    /// Takeover: every PE owned by `from` becomes owned by `to`; returns how many.
+    pub fn take_over(&mut self, from: RegistrarId, to: RegistrarId) -> usize {
+        if from == to {
+            return self.owned_count(from);
+        }
+        let Some(old) = self.owners.remove(&from) else {
+            return 0;
+        };
+        for (h, ids) in &old.pools {
+            for id in ids {
+                let slot = self.lookup(h, *id).expect("indexed PE");
+                pe_mut(&mut self.pes, slot).home = to;
+                owner_add(&mut self.owners, to, h, *id);
+            }
+        }
+        old.count
+    }
+
+    /// Removes every PE owned by `owner` (e.g. a dead peer nobody takes over).
+    pub fn remove_owned_by(&mut self, owner: RegistrarId) -> Vec<(PoolHandle, PoolElement)> {
+        let keys: Vec<(PoolHandle, PeId)> = self
+            .owned_by(owner)
+            .map(|(h, pe)| (h.clone(), pe.id))
+            .collect();
+        keys.into_iter()
+            .filter_map(|(h, id)| self.deregister(&h, id).map(|pe| (h, pe)))
+            .collect()
+    }
+
+    /// A page of at most `max` PEs after `after` (from the start if `None`), in
+    /// (pool handle, PE id) order, over the whole handlespace or, with `owner`, over that
+    /// registrar's PEs only (ENRP Handle Table Response, W flag). The cursor stays valid
+    /// whatever is added or removed in between.
+    pub fn walk(
+        &self,
+        after: Option<&WalkCursor>,
+        owner: Option<RegistrarId>,
+        max: usize,
+    ) -> WalkPage<'_> {
+        let mut items = Vec::with_capacity(max.min(1024) + 1);
+        let start = after.map_or(Bound::Unbounded, |c| Bound::Included(&c.pool));
+        let id_start = |h: &PoolHandle| match after {
+            Some(c) if c.pool == *h => Bound::Excluded(c.pe),
+            _ => Bound::Unbounded,
+        };
+        match owner {
+            None => {
+                'pools: for (h, &pidx) in self
+                    .pool_index
+                    .range::<PoolHandle, _>((start, Bound::Unbounded))
+                {
+                    let pool = self.pools[pidx as usize].as_ref().expect("live pool");
+                    for (_, &slot) in pool.by_id.range((id_start(h), Bound::Unbounded)) {
+                        items.push((h, self.pe(PeRef(slot))));
+                        if items.len() > max {
+                            break 'pools;
+                        }
+                    }
+                }
+            }
+            Some(owner) => {
+                if let Some(o) = self.owners.get(&owner) {
+                    'owned: for (h, ids) in
+                        o.pools.range::<PoolHandle, _>((start, Bound::Unbounded))
+                    {
+                        for id in ids.range((id_start(h), Bound::Unbounded)) {
+                            items.push((h, self.get(h, *id).expect("indexed PE")));
+                            if items.len() > max {
+                                break 'owned;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let more = items.len() > max;
+        items.truncate(max);
+        WalkPage { items, more }
+    }
+}

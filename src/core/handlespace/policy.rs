@@ -1,0 +1,231 @@
+//! Member selection policies (RFC 5356 + rsplib's extensions): how each policy orders or weighs
+//! the PEs of a pool, and what a selection changes. Facts: `wire-format-detailed.md` §7.
+//!
+//! Two engines, as in rsplib:
+//! * **sorted** — the pool is ordered by a per-policy key (ascending); a request for N PEs returns
+//!   the first N, then the first `min(N, maxIncrement)` are "updated" (new sequence number, i.e.
+//!   moved behind equal keys, plus the policy hook: degradation, WRR counters);
+//! * **value tree** — each PE has a weight; each pick draws `r = rand64 % Σweights` and takes the
+//!   PE whose cumulative range holds `r`, without replacement.
+
+use crate::core::types::{PolicyInfo, PolicyType};
+
+/// Saturation limit of loads (a load is a fraction of 0xFFFFFFFF).
+pub const MAX_LOAD: u64 = 0xffff_ffff;
+
+/// The selection engine a policy uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sorted,
+    ValueTree,
+}
+
+/// The engine of a policy.
+pub const fn engine(p: PolicyType) -> Engine {
+    use PolicyType::*;
+    match p {
+        Random
+        | WeightedRandom
+        | WeightedRandomDpf
+        | RandomizedLeastUsed
+        | RandomizedLeastUsedDegradation
+        | RandomizedPriorityLeastUsed
+        | RandomizedPriorityLeastUsedDegradation => Engine::ValueTree,
+        _ => Engine::Sorted,
+    }
+}
+
+/// The policy's default maxIncrement (rsplib: 0 for RAND, WRAND, WRAND-DPF; 1 otherwise).
+pub const fn default_max_increment(p: PolicyType) -> u32 {
+    use PolicyType::*;
+    match p {
+        Random | WeightedRandom | WeightedRandomDpf => 0,
+        _ => 1,
+    }
+}
+
+/// Per-PE selection state kept by the engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelectionState {
+    /// Per-pool sequence number, assigned on insert and on every update.
+    pub seq: u64,
+    /// How often the PE was updated by a selection.
+    pub selections: u64,
+    /// Accumulated load degradation (reset on every (re-)registration).
+    pub degradation: u32,
+    /// WRR round counter.
+    pub round: u64,
+    /// WRR virtual counter (selections left in the current round).
+    pub virtual_counter: u32,
+}
+
+/// The ordering key of a PE under a sorted policy: `(primary, secondary, seq)`, ascending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SortKey {
+    pub primary: u64,
+    pub secondary: u32,
+    pub seq: u64,
+}
+
+fn sat_load(parts: &[u64]) -> u64 {
+    parts.iter().sum::<u64>().min(MAX_LOAD)
+}
+
+/// `distance · DPF` in load units (DPF is a fraction of 0xFFFFFFFF per ms of distance).
+fn distance_penalty(info: &PolicyInfo) -> u64 {
+    (u64::from(info.distance) * u64::from(info.load_dpf)).min(MAX_LOAD)
+}
+
+/// The sorted-engine key (meaningless for value-tree policies).
+pub fn sort_key(info: &PolicyInfo, st: &SelectionState) -> SortKey {
+    use PolicyType::*;
+    let load = u64::from(info.load);
+    let inc = u64::from(info.load_degradation);
+    let deg = u64::from(st.degradation);
+    let (primary, secondary) = match info.policy {
+        RoundRobin => (0, 0),
+        WeightedRoundRobin => (st.round, st.virtual_counter),
+        Priority => (u64::from(u32::MAX - info.priority), 0),
+        LeastUsed => (load, 0),
+        LeastUsedDegradation => (sat_load(&[load, deg]), 0),
+        PriorityLeastUsed => (sat_load(&[load, inc]), 0),
+        PriorityLeastUsedDegradation => (sat_load(&[load, inc, deg]), 0),
+        LeastUsedDpf => (sat_load(&[load, distance_penalty(info)]), 0),
+        LeastUsedDegradationDpf => (sat_load(&[load, deg, distance_penalty(info)]), 0),
+        // Not in rsplib's wire codec; extrapolated as PLU / PLUD plus the distance penalty.
+        PriorityLeastUsedDpf => (sat_load(&[load, inc, distance_penalty(info)]), 0),
+        PriorityLeastUsedDegradationDpf => (sat_load(&[load, inc, deg, distance_penalty(info)]), 0),
+        // Value-tree policies.
+        _ => (0, 0),
+    };
+    SortKey {
+        primary,
+        secondary,
+        seq: st.seq,
+    }
+}
+
+/// The value-tree weight of a PE (meaningless for sorted policies).
+pub fn weight_value(info: &PolicyInfo, st: &SelectionState) -> u32 {
+    use PolicyType::*;
+    let inv = |sub: &[u64]| -> u32 {
+        let s = sub.iter().sum::<u64>();
+        MAX_LOAD.saturating_sub(s).max(1) as u32
+    };
+    let load = u64::from(info.load);
+    let inc = u64::from(info.load_degradation);
+    let deg = u64::from(st.degradation);
+    match info.policy {
+        Random => 1,
+        WeightedRandom => info.weight,
+        WeightedRandomDpf => {
+            // weight − rint(weight · distance · weightDPF / 0xFFFFFFFF); negative → 1.
+            let num =
+                u128::from(info.weight) * u128::from(info.distance) * u128::from(info.weight_dpf);
+            let den = u128::from(MAX_LOAD);
+            let penalty = (2 * num + den) / (2 * den);
+            if penalty > u128::from(info.weight) {
+                1
+            } else {
+                info.weight - penalty as u32
+            }
+        }
+        RandomizedLeastUsed => inv(&[load]),
+        RandomizedPriorityLeastUsed => inv(&[load, inc]),
+        RandomizedLeastUsedDegradation => inv(&[load, deg]),
+        RandomizedPriorityLeastUsedDegradation => inv(&[load, inc, deg]),
+        _ => 1,
+    }
+}
+
+/// Initial state of a PE inserted into a pool; `head_round` is the WRR round of the pool's
+/// current head (0 for an empty pool).
+pub fn on_insert(info: &PolicyInfo, seq: u64, head_round: u64) -> SelectionState {
+    SelectionState {
+        seq,
+        selections: 0,
+        degradation: 0,
+        round: head_round,
+        virtual_counter: info.weight,
+    }
+}
+
+/// State change on re-registration with new policy values `info` (old values `old`): the
+/// accumulated degradation is reset; the position (sequence number) is kept; a changed WRR weight
+/// restarts the PE's virtual counter.
+pub fn on_reregistration(old: &PolicyInfo, info: &PolicyInfo, st: &mut SelectionState) {
+    st.degradation = 0;
+    if old.weight != info.weight {
+        st.virtual_counter = info.weight;
+    }
+}
+
+/// The policy hook of an "update" after a selection (sequence number set by the caller).
+pub fn on_selected(info: &PolicyInfo, st: &mut SelectionState, seq: u64) {
+    use PolicyType::*;
+    st.seq = seq;
+    st.selections += 1;
+    match info.policy {
+        WeightedRoundRobin => {
+            if st.virtual_counter <= 1 {
+                st.round += 1;
+                st.virtual_counter = info.weight;
+            } else {
+                st.virtual_counter -= 1;
+            }
+        }
+        LeastUsedDegradation
+        | PriorityLeastUsedDegradation
+        | LeastUsedDegradationDpf
+        | PriorityLeastUsedDegradationDpf => {
+            st.degradation = st.degradation.saturating_add(info.load_degradation);
+        }
+        PriorityLeastUsedDpf => {}
+        // RLUD / RPLUD: rsplib never increments the degradation (≡ RLU / RPLU).
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_and_defaults() {
+        assert_eq!(engine(PolicyType::RoundRobin), Engine::Sorted);
+        assert_eq!(engine(PolicyType::RandomizedLeastUsed), Engine::ValueTree);
+        assert_eq!(default_max_increment(PolicyType::WeightedRandom), 0);
+        assert_eq!(default_max_increment(PolicyType::LeastUsed), 1);
+    }
+
+    #[test]
+    fn loads_saturate_instead_of_wrapping() {
+        let mut info = PolicyInfo::new(PolicyType::LeastUsedDegradation);
+        info.load = u32::MAX;
+        info.load_degradation = u32::MAX;
+        let mut st = SelectionState::default();
+        on_selected(&info, &mut st, 1);
+        on_selected(&info, &mut st, 2);
+        assert_eq!(st.degradation, u32::MAX);
+        assert_eq!(sort_key(&info, &st).primary, MAX_LOAD);
+        let mut rlu = PolicyInfo::new(PolicyType::RandomizedPriorityLeastUsed);
+        rlu.load = u32::MAX;
+        rlu.load_degradation = u32::MAX;
+        assert_eq!(weight_value(&rlu, &st), 1);
+        let mut dpf = PolicyInfo::new(PolicyType::LeastUsedDpf);
+        dpf.distance = u32::MAX;
+        dpf.load_dpf = u32::MAX;
+        assert_eq!(sort_key(&dpf, &st).primary, MAX_LOAD);
+    }
+
+    #[test]
+    fn wrand_dpf_weight() {
+        let mut info = PolicyInfo::new(PolicyType::WeightedRandomDpf);
+        info.weight = 1000;
+        info.distance = 100;
+        info.weight_dpf = (MAX_LOAD / 1000) as u32; // 0.1 % per ms → 10 % penalty
+        assert_eq!(weight_value(&info, &SelectionState::default()), 900);
+        info.distance = 5000; // 500 % penalty → negative → 1
+        assert_eq!(weight_value(&info, &SelectionState::default()), 1);
+    }
+}

@@ -1,0 +1,757 @@
+//! Behaviour of the handlespace and of every policy.
+
+use super::*;
+use crate::core::types::{PolicyInfo, PolicyType, TRANSPORT_USE_DATA_PLUS_CONTROL};
+use std::net::{IpAddr, Ipv4Addr};
+
+const R1: RegistrarId = RegistrarId(0x1111_1111);
+const R2: RegistrarId = RegistrarId(0x2222_2222);
+const SEC: Micros = 1_000_000;
+
+fn ph(s: &str) -> PoolHandle {
+    PoolHandle::from(s)
+}
+
+fn addr(i: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))
+}
+
+fn sctp() -> TransportAddress {
+    let mut t = TransportAddress::new(TransportProtocol::Sctp, 4711, vec![addr(1)]);
+    t.transport_use = TRANSPORT_USE_DATA_PLUS_CONTROL;
+    t
+}
+
+fn reg_with(id: u32, policy: PolicyInfo) -> Registration {
+    Registration {
+        pe_id: PeId(id),
+        home: R1,
+        registration_life_ms: 90_000,
+        user_transport: sctp(),
+        policy,
+        registrator_transport: None,
+    }
+}
+
+fn reg(id: u32, p: PolicyType) -> Registration {
+    reg_with(id, PolicyInfo::new(p))
+}
+
+fn hs() -> Handlespace {
+    Handlespace::with_seed(Config::registrar(), 42)
+}
+
+fn pct(p: f64) -> u32 {
+    (p / 100.0 * f64::from(u32::MAX)).round() as u32
+}
+
+fn ids(v: &[&PoolElement]) -> Vec<u32> {
+    v.iter().map(|pe| pe.id().0).collect()
+}
+
+/// Counts selections of single PEs by id over `rounds` resolutions of 1.
+fn histogram(h: &mut Handlespace, pool: &PoolHandle, rounds: usize) -> HashMap<u32, usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..rounds {
+        let r = h.handle_resolution(pool, 1).unwrap();
+        *counts.entry(r[0].id().0).or_default() += 1;
+    }
+    counts
+}
+
+/// Pearson's chi-square of observed counts against expected probabilities.
+fn chi_square(counts: &HashMap<u32, usize>, expected: &[(u32, f64)], total: usize) -> f64 {
+    expected
+        .iter()
+        .map(|(id, p)| {
+            let e = p * total as f64;
+            let o = *counts.get(id).unwrap_or(&0) as f64;
+            (o - e) * (o - e) / e
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration checks
+
+#[test]
+fn bad_registrations_are_refused_with_their_causes() {
+    let mut h = hs();
+    let p = ph("P");
+    let e = h.register(&ph(""), reg(1, PolicyType::RoundRobin), 0);
+    assert_eq!(e, Err(HandlespaceError::InvalidPoolHandle(0)));
+    let long = PoolHandle::new(&[b'x'; 33]);
+    let e = h
+        .register(&long, reg(1, PolicyType::RoundRobin), 0)
+        .unwrap_err();
+    assert_eq!((e.cause_code(), e.rsperr()), (0x0003, 0xf00a));
+    assert!(h
+        .register(
+            &PoolHandle::new(&[b'x'; 32]),
+            reg(1, PolicyType::RoundRobin),
+            0
+        )
+        .is_ok());
+
+    let e = h
+        .register(&p, reg(0, PolicyType::RoundRobin), 0)
+        .unwrap_err();
+    assert_eq!(e, HandlespaceError::InvalidPeId);
+    assert_eq!((e.cause_code(), e.rsperr()), (0x0003, 0xf004));
+
+    let mut r = reg(1, PolicyType::RoundRobin);
+    r.registration_life_ms = 0;
+    assert_eq!(
+        h.register(&p, r, 0),
+        Err(HandlespaceError::InvalidRegistrationLife)
+    );
+
+    let mut r = reg(1, PolicyType::RoundRobin);
+    r.user_transport.addresses.clear();
+    let e = h.register(&p, r, 0).unwrap_err();
+    assert_eq!(
+        (e.clone(), e.cause_code()),
+        (HandlespaceError::NoAddresses, 3)
+    );
+
+    let mut r = reg(1, PolicyType::RoundRobin);
+    r.user_transport.addresses = (0..65).map(addr).collect();
+    assert_eq!(
+        h.register(&p, r, 0),
+        Err(HandlespaceError::TooManyAddresses(65))
+    );
+    let mut r = reg(1, PolicyType::RoundRobin);
+    r.user_transport.addresses = (0..64).map(addr).collect();
+    assert!(h.register(&p, r, 0).is_ok());
+
+    let mut r = reg(2, PolicyType::RoundRobin);
+    r.user_transport = TransportAddress::new(TransportProtocol::Tcp, 1, vec![addr(1), addr(2)]);
+    let e = h.register(&ph("T"), r, 0).unwrap_err();
+    assert_eq!(e.rsperr(), 0xf00b);
+
+    let mut r = reg(2, PolicyType::RoundRobin);
+    r.user_transport.port = 0;
+    assert_eq!(h.register(&p, r, 0), Err(HandlespaceError::InvalidPort));
+    assert_eq!(h.len(), 2);
+}
+
+#[test]
+fn pools_are_homogeneous() {
+    let mut h = hs();
+    let p = ph("P");
+    h.register(&p, reg(1, PolicyType::RoundRobin), 0).unwrap();
+
+    let e = h
+        .register(&p, reg(2, PolicyType::LeastUsed), 0)
+        .unwrap_err();
+    assert_eq!((e.cause_code(), e.rsperr()), (0x0005, 0xf008));
+
+    let mut r = reg(2, PolicyType::RoundRobin);
+    r.user_transport = TransportAddress::new(TransportProtocol::Tcp, 80, vec![addr(1)]);
+    let e = h.register(&p, r, 0).unwrap_err();
+    assert_eq!((e.cause_code(), e.rsperr()), (0x0007, 0xf006));
+
+    let mut r = reg(2, PolicyType::RoundRobin);
+    r.user_transport.transport_use = 0;
+    let e = h.register(&p, r, 0).unwrap_err();
+    assert_eq!((e.cause_code(), e.rsperr()), (0x0008, 0xf007));
+
+    // The same checks apply to an update of the existing PE.
+    assert!(h.register(&p, reg(1, PolicyType::Random), 0).is_err());
+    assert_eq!(h.pool(&p).unwrap().len, 1);
+    // Once the pool is gone, its attributes are free again.
+    h.deregister(&p, PeId(1)).unwrap();
+    assert_eq!(h.pool_count(), 0);
+    h.register(&p, reg(2, PolicyType::LeastUsed), 0).unwrap();
+    assert_eq!(h.pool(&p).unwrap().policy, PolicyType::LeastUsed);
+}
+
+#[test]
+fn resource_caps() {
+    let mut cfg = Config::registrar();
+    cfg.max_pes_per_pool = 2;
+    cfg.max_pes = 3;
+    let mut h = Handlespace::with_seed(cfg, 1);
+    let p = ph("P");
+    h.register(&p, reg(1, PolicyType::RoundRobin), 0).unwrap();
+    h.register(&p, reg(2, PolicyType::RoundRobin), 0).unwrap();
+    let e = h
+        .register(&p, reg(3, PolicyType::RoundRobin), 0)
+        .unwrap_err();
+    assert_eq!((e.cause_code(), e.rsperr()), (0x0006, 0xf002));
+    // Updates are not new PEs.
+    assert_eq!(
+        h.register(&p, reg(2, PolicyType::RoundRobin), 0),
+        Ok(RegisterOutcome::Updated)
+    );
+    h.register(&ph("Q"), reg(3, PolicyType::RoundRobin), 0)
+        .unwrap();
+    assert_eq!(
+        h.register(&ph("R"), reg(4, PolicyType::RoundRobin), 0),
+        Err(HandlespaceError::HandlespaceFull(3))
+    );
+}
+
+#[test]
+fn unknown_pool_resolution() {
+    let mut h = hs();
+    let e = h.handle_resolution(&ph("none"), 3).unwrap_err();
+    assert_eq!((e.cause_code(), e.rsperr()), (0x0009, 0xf003));
+}
+
+#[test]
+fn reregistration_updates_in_place() {
+    let mut h = hs();
+    let p = ph("P");
+    let mut info = PolicyInfo::new(PolicyType::LeastUsedDegradation);
+    info.load_degradation = pct(10.0);
+    assert_eq!(
+        h.register(&p, reg_with(1, info), 0),
+        Ok(RegisterOutcome::Added)
+    );
+    h.handle_resolution(&p, 1).unwrap();
+    assert_eq!(
+        h.get(&p, PeId(1)).unwrap().selection_state().degradation,
+        pct(10.0)
+    );
+    let mut r = reg_with(1, info);
+    r.home = R2;
+    r.user_transport.port = 9999;
+    r.registration_life_ms = 1000;
+    assert_eq!(h.register(&p, r, 5 * SEC), Ok(RegisterOutcome::Updated));
+    let pe = h.get(&p, PeId(1)).unwrap();
+    assert_eq!(pe.selection_state().degradation, 0);
+    assert_eq!(pe.user_transport().port, 9999);
+    assert_eq!(pe.home(), R2);
+    assert_eq!(pe.expiry(), 6 * SEC);
+    assert_eq!(h.next_expiry(), Some(6 * SEC));
+    assert_eq!(h.owned_count(R1), 0);
+    assert_eq!(h.owned_count(R2), 1);
+    assert_eq!(h.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checksums, ownership, takeover
+
+/// The six PEs of captures/hsdump-before.txt.
+fn lab_handlespace() -> Handlespace {
+    let mut h = hs();
+    let pes = [
+        ("LudPool", 0xc001, R2, PolicyType::LeastUsedDegradation),
+        ("WrrPool", 0xa001, R1, PolicyType::WeightedRoundRobin),
+        ("EchoPool", 0xe001, R1, PolicyType::RoundRobin),
+        ("EchoPool", 0xe002, R2, PolicyType::RoundRobin),
+        ("CalcAppPool", 0xca01, R1, PolicyType::LeastUsed),
+        ("CalcAppPool", 0xca02, R2, PolicyType::LeastUsed),
+    ];
+    for (pool, id, home, p) in pes {
+        let mut r = reg(id, p);
+        r.home = home;
+        h.register(&ph(pool), r, 0).unwrap();
+    }
+    h
+}
+
+#[test]
+fn checksums_match_the_capture() {
+    let mut h = lab_handlespace();
+    assert_eq!(h.ownership_checksum(R2), 0x1f5f);
+    assert_eq!(h.ownership_checksum(R1).to_le_bytes(), [0x66, 0x24]);
+    assert_eq!(h.checksum(), 0x43c5);
+    assert_eq!(h.ownership_checksum(RegistrarId(7)), 0xffff);
+    h.deregister(&ph("EchoPool"), PeId(0xe001)).unwrap();
+    assert_eq!(h.ownership_checksum(R1).to_le_bytes(), [0xb3, 0xd4]);
+    assert_eq!(h.ownership_checksum(R2), 0x1f5f);
+    assert_eq!(
+        Handlespace::with_seed(Config::registrar(), 0).checksum(),
+        0xffff
+    );
+}
+
+#[test]
+fn takeover_moves_ownership_and_checksum() {
+    let mut h = lab_handlespace();
+    let owned: Vec<_> = h
+        .owned_by(R2)
+        .map(|(p, pe)| (p.to_string(), pe.id().0))
+        .collect();
+    assert_eq!(
+        owned,
+        vec![
+            ("CalcAppPool".to_string(), 0xca02),
+            ("EchoPool".to_string(), 0xe002),
+            ("LudPool".to_string(), 0xc001),
+        ]
+    );
+    let me = RegistrarId(0x5c46_3c96);
+    assert_eq!(h.take_over(R2, me), 3);
+    assert_eq!(h.ownership_checksum(me), 0x1f5f);
+    assert_eq!(h.ownership_checksum(R2), 0xffff);
+    assert_eq!(h.get(&ph("LudPool"), PeId(0xc001)).unwrap().home(), me);
+    assert!(h.set_home(&ph("LudPool"), PeId(0xc001), R2));
+    assert_eq!(h.owned_count(me), 2);
+    assert_eq!(h.checksum(), 0x43c5);
+    let removed = h.remove_owned_by(R1);
+    assert_eq!(removed.len(), 3);
+    assert_eq!(h.len(), 3);
+    assert_eq!(h.pool_count(), 3); // WrrPool went away
+    assert_eq!(h.checksum(), 0x1f5f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers and reports
+
+#[test]
+fn expiry_in_time_order() {
+    let mut h = hs();
+    for (id, life) in [(1, 3000), (2, 1000), (3, 2000)] {
+        let mut r = reg(id, PolicyType::RoundRobin);
+        r.registration_life_ms = life;
+        h.register(&ph("P"), r, 10 * SEC).unwrap();
+    }
+    assert_eq!(h.next_expiry(), Some(11 * SEC));
+    assert!(h.pop_expired(11 * SEC - 1).is_none());
+    let (pool, pe) = h.pop_expired(12 * SEC).unwrap();
+    assert_eq!((pool, pe.id()), (ph("P"), PeId(2)));
+    assert_eq!(h.pop_expired(12 * SEC).unwrap().1.id(), PeId(3));
+    assert!(h.pop_expired(12 * SEC).is_none());
+    assert!(h.set_expiry(&ph("P"), PeId(1), 20 * SEC));
+    assert_eq!(h.next_expiry(), Some(20 * SEC));
+    assert!(!h.set_expiry(&ph("P"), PeId(9), 0));
+    assert_eq!(h.pop_expired(u64::MAX).unwrap().1.id(), PeId(1));
+    assert_eq!(h.next_expiry(), None);
+    assert_eq!(h.pool_count(), 0);
+}
+
+#[test]
+fn unreachable_reports_remove_after_threshold() {
+    let mut h = hs();
+    let p = ph("P");
+    h.register(&p, reg(1, PolicyType::RoundRobin), 0).unwrap();
+    assert_eq!(
+        h.report_unreachable(&p, PeId(2)),
+        UnreachableOutcome::Unknown
+    );
+    assert_eq!(
+        h.report_unreachable(&p, PeId(1)),
+        UnreachableOutcome::Counted(1)
+    );
+    assert_eq!(
+        h.report_unreachable(&p, PeId(1)),
+        UnreachableOutcome::Counted(2)
+    );
+    match h.report_unreachable(&p, PeId(1)) {
+        UnreachableOutcome::Removed(pe) => assert_eq!(pe.id(), PeId(1)),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paged walk
+
+#[test]
+fn paged_walk_resumes_after_cursor() {
+    let mut h = lab_handlespace();
+    let all: Vec<(String, u32)> = {
+        let mut v = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = h.walk(cursor.as_ref(), None, 4);
+            assert!(page.items.len() <= 4);
+            v.extend(page.items.iter().map(|(p, pe)| (p.to_string(), pe.id().0)));
+            cursor = page.next_cursor();
+            if cursor.is_none() {
+                break;
+            }
+        }
+        v
+    };
+    let expect: Vec<(String, u32)> = [
+        ("CalcAppPool", 0xca01),
+        ("CalcAppPool", 0xca02),
+        ("EchoPool", 0xe001),
+        ("EchoPool", 0xe002),
+        ("LudPool", 0xc001),
+        ("WrrPool", 0xa001),
+    ]
+    .iter()
+    .map(|(p, i)| (p.to_string(), *i))
+    .collect();
+    assert_eq!(all, expect);
+
+    // Owner walk, 1 per page; the cursor survives removal of its own pool.
+    let page = h.walk(None, Some(R2), 1);
+    assert!(page.more);
+    let c = page.next_cursor().unwrap();
+    assert_eq!(
+        (c.pool.to_string(), c.pe),
+        ("CalcAppPool".into(), PeId(0xca02))
+    );
+    h.deregister(&ph("CalcAppPool"), PeId(0xca01));
+    h.deregister(&ph("CalcAppPool"), PeId(0xca02));
+    let page = h.walk(Some(&c), Some(R2), 5);
+    assert!(!page.more);
+    assert_eq!(
+        ids(&page.items.iter().map(|x| x.1).collect::<Vec<_>>()),
+        [0xe002, 0xc001]
+    );
+    assert!(h.walk(None, Some(RegistrarId(9)), 5).items.is_empty());
+    // Exactly full page: more = false.
+    let page = h.walk(None, None, 4);
+    assert_eq!((page.items.len(), page.more), (4, false));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policies
+
+#[test]
+fn round_robin_cycles() {
+    let mut h = hs();
+    let p = ph("RR");
+    for id in 1..=3 {
+        h.register(&p, reg(id, PolicyType::RoundRobin), 0).unwrap();
+    }
+    let seq: Vec<u32> = (0..6)
+        .map(|_| ids(&h.handle_resolution(&p, 1).unwrap())[0])
+        .collect();
+    assert_eq!(seq, [1, 2, 3, 1, 2, 3]);
+    // N = 3 with maxIncrement 1: the list rotates by one per request.
+    assert_eq!(ids(&h.handle_resolution(&p, 3).unwrap()), [1, 2, 3]);
+    assert_eq!(ids(&h.handle_resolution(&p, 3).unwrap()), [2, 3, 1]);
+    // A re-registration keeps the position.
+    h.register(&p, reg(3, PolicyType::RoundRobin), 0).unwrap();
+    assert_eq!(ids(&h.handle_resolution(&p, 3).unwrap()), [3, 1, 2]);
+}
+
+#[test]
+fn pu_cache_updates_every_returned_pe() {
+    let mut h = Handlespace::with_seed(Config::pu_cache(), 3);
+    let p = ph("RR");
+    for id in 1..=4 {
+        h.register(&p, reg(id, PolicyType::RoundRobin), 0).unwrap();
+    }
+    assert_eq!(ids(&h.handle_resolution(&p, 3).unwrap()), [1, 2, 3]);
+    assert_eq!(ids(&h.handle_resolution(&p, 3).unwrap()), [4, 1, 2]);
+}
+
+#[test]
+fn weighted_round_robin_gives_weight_shares_per_round() {
+    let mut h = hs();
+    let p = ph("WRR");
+    for (id, w) in [(1, 1), (2, 2), (3, 7)] {
+        let mut info = PolicyInfo::new(PolicyType::WeightedRoundRobin);
+        info.weight = w;
+        h.register(&p, reg_with(id, info), 0).unwrap();
+    }
+    for _round in 0..5 {
+        let c = histogram(&mut h, &p, 10);
+        assert_eq!((c[&1], c[&2], c[&3]), (1, 2, 7));
+    }
+    let c = histogram(&mut h, &p, 1000);
+    assert_eq!((c[&1], c[&2], c[&3]), (100, 200, 700));
+}
+
+#[test]
+fn priority_picks_highest_first() {
+    let mut h = hs();
+    let p = ph("PRIO");
+    for (id, prio) in [(1, 1), (2, 5), (3, 3), (4, 5)] {
+        let mut info = PolicyInfo::new(PolicyType::Priority);
+        info.priority = prio;
+        h.register(&p, reg_with(id, info), 0).unwrap();
+    }
+    assert_eq!(ids(&h.handle_resolution(&p, 4).unwrap()), [2, 4, 3, 1]);
+    // Equal priorities take turns.
+    assert_eq!(ids(&h.handle_resolution(&p, 2).unwrap()), [4, 2]);
+}
+
+#[test]
+fn least_used_lowest_first_ties_round_robin() {
+    let mut h = hs();
+    let p = ph("LU");
+    for (id, load) in [(1, 30.0), (2, 10.0), (3, 50.0), (4, 10.0)] {
+        let mut info = PolicyInfo::new(PolicyType::LeastUsed);
+        info.load = pct(load);
+        h.register(&p, reg_with(id, info), 0).unwrap();
+    }
+    assert_eq!(ids(&h.handle_resolution(&p, 4).unwrap()), [2, 4, 1, 3]);
+    let firsts: Vec<u32> = (0..4)
+        .map(|_| ids(&h.handle_resolution(&p, 1).unwrap())[0])
+        .collect();
+    assert_eq!(firsts, [4, 2, 4, 2]);
+    // A new load report re-sorts.
+    let mut info = PolicyInfo::new(PolicyType::LeastUsed);
+    info.load = 0;
+    h.register(&p, reg_with(3, info), 0).unwrap();
+    assert_eq!(ids(&h.handle_resolution(&p, 1).unwrap()), [3]);
+}
+
+#[test]
+fn least_used_degradation_spreads_a_burst() {
+    let mk = |policy| {
+        let mut h = hs();
+        for (id, load) in [(1, 0.0), (2, 5.0), (3, 5.0)] {
+            let mut info = PolicyInfo::new(policy);
+            info.load = pct(load);
+            info.load_degradation = pct(10.0);
+            h.register(&ph("P"), reg_with(id, info), 0).unwrap();
+        }
+        h
+    };
+    // Plain LU sends the whole burst to the least loaded PE...
+    let mut lu = mk(PolicyType::LeastUsed);
+    let burst: Vec<u32> = (0..3)
+        .map(|_| ids(&lu.handle_resolution(&ph("P"), 1).unwrap())[0])
+        .collect();
+    assert_eq!(burst, [1, 1, 1]);
+    // ... LUD raises each chosen PE's load by its degradation until it re-registers.
+    let mut lud = mk(PolicyType::LeastUsedDegradation);
+    let burst: Vec<u32> = (0..6)
+        .map(|_| ids(&lud.handle_resolution(&ph("P"), 1).unwrap())[0])
+        .collect();
+    assert_eq!(burst, [1, 2, 3, 1, 2, 3]);
+    assert_eq!(
+        lud.get(&ph("P"), PeId(1))
+            .unwrap()
+            .selection_state()
+            .degradation,
+        2 * pct(10.0)
+    );
+    // Re-registration resets the degradation: PE 1 is best again.
+    let mut info = PolicyInfo::new(PolicyType::LeastUsedDegradation);
+    info.load_degradation = pct(10.0);
+    lud.register(&ph("P"), reg_with(1, info), 0).unwrap();
+    assert_eq!(ids(&lud.handle_resolution(&ph("P"), 1).unwrap()), [1]);
+}
+
+#[test]
+fn priority_least_used_is_static() {
+    let mut h = hs();
+    let p = ph("PLU");
+    for (id, load, inc) in [(1, 10.0, 20.0), (2, 20.0, 0.0), (3, 25.0, 0.0)] {
+        let mut info = PolicyInfo::new(PolicyType::PriorityLeastUsed);
+        info.load = pct(load);
+        info.load_degradation = pct(inc);
+        h.register(&p, reg_with(id, info), 0).unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(ids(&h.handle_resolution(&p, 3).unwrap()), [2, 3, 1]);
+    }
+    // PLUD accumulates the increment as degradation.
+    let mut h = hs();
+    for (id, load) in [(1, 0.0), (2, 15.0)] {
+        let mut info = PolicyInfo::new(PolicyType::PriorityLeastUsedDegradation);
+        info.load = pct(load);
+        info.load_degradation = pct(10.0);
+        h.register(&p, reg_with(id, info), 0).unwrap();
+    }
+    // 10 % vs 25 %, then 20 % vs 25 %, then 30 % vs 25 %, then 30 % vs 35 %.
+    let burst: Vec<u32> = (0..4)
+        .map(|_| ids(&h.handle_resolution(&p, 1).unwrap())[0])
+        .collect();
+    assert_eq!(burst, [1, 1, 2, 1]);
+}
+
+#[test]
+fn least_used_dpf_penalises_distance() {
+    let mut h = hs();
+    let p = ph("DPF");
+    let mut near = PolicyInfo::new(PolicyType::LeastUsedDpf);
+    near.load = pct(10.0);
+    near.load_dpf = pct(0.2); // 0.2 % per ms
+    let mut far = near;
+    far.load = 0;
+    far.distance = 100; // + 20 %
+    h.register(&p, reg_with(1, near), 0).unwrap();
+    h.register(&p, reg_with(2, far), 0).unwrap();
+    assert_eq!(ids(&h.handle_resolution(&p, 2).unwrap()), [1, 2]);
+
+    // LUD-DPF: degradation on top of the penalty.
+    let mut h = hs();
+    let mut a = PolicyInfo::new(PolicyType::LeastUsedDegradationDpf);
+    a.load_dpf = pct(0.1);
+    a.load_degradation = pct(15.0);
+    let mut b = a;
+    a.distance = 100; // 10 %
+    b.load = pct(20.0);
+    h.register(&p, reg_with(1, a), 0).unwrap();
+    h.register(&p, reg_with(2, b), 0).unwrap();
+    let burst: Vec<u32> = (0..3)
+        .map(|_| ids(&h.handle_resolution(&p, 1).unwrap())[0])
+        .collect();
+    assert_eq!(burst, [1, 2, 1]);
+}
+
+fn weighted_pool(policy: PolicyType, pes: &[(u32, PolicyInfo)], seed: u64) -> Handlespace {
+    let mut h = Handlespace::with_seed(Config::registrar(), seed);
+    for (id, mut info) in pes.iter().copied() {
+        info.policy = policy;
+        h.register(&ph("W"), reg_with(id, info), 0).unwrap();
+    }
+    h
+}
+
+/// χ² critical values at p = 0.001: df 2 → 13.82, df 3 → 16.27.
+#[test]
+fn weighted_random_matches_weights() {
+    let pes: Vec<(u32, PolicyInfo)> = [1, 2, 3, 4]
+        .iter()
+        .map(|w| {
+            let mut i = PolicyInfo::new(PolicyType::WeightedRandom);
+            i.weight = *w * 1000;
+            (*w, i)
+        })
+        .collect();
+    let mut h = weighted_pool(PolicyType::WeightedRandom, &pes, 7);
+    let n = 100_000;
+    let c = histogram(&mut h, &ph("W"), n);
+    let chi = chi_square(&c, &[(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)], n);
+    assert!(chi < 16.27, "chi^2 = {chi}, counts {c:?}");
+    // maxIncrement 0: selections do not touch the state.
+    assert_eq!(
+        h.get(&ph("W"), PeId(1))
+            .unwrap()
+            .selection_state()
+            .selections,
+        0
+    );
+}
+
+#[test]
+fn weighted_random_zero_weight_never_chosen_and_no_duplicates() {
+    let mut pes = Vec::new();
+    for (id, w) in [(1, 0), (2, 5), (3, 5)] {
+        let mut i = PolicyInfo::new(PolicyType::WeightedRandom);
+        i.weight = w;
+        pes.push((id, i));
+    }
+    let mut h = weighted_pool(PolicyType::WeightedRandom, &pes, 9);
+    for _ in 0..200 {
+        let mut got = ids(&h.handle_resolution(&ph("W"), 3).unwrap());
+        got.sort();
+        assert_eq!(got, [2, 3]);
+    }
+}
+
+#[test]
+fn random_is_uniform_without_replacement() {
+    let pes: Vec<(u32, PolicyInfo)> = (1..=4)
+        .map(|id| (id, PolicyInfo::new(PolicyType::Random)))
+        .collect();
+    let mut h = weighted_pool(PolicyType::Random, &pes, 11);
+    let n = 40_000;
+    let c = histogram(&mut h, &ph("W"), n);
+    let chi = chi_square(&c, &[(1, 0.25), (2, 0.25), (3, 0.25), (4, 0.25)], n);
+    assert!(chi < 16.27, "chi^2 = {chi}");
+    for _ in 0..100 {
+        let mut got = ids(&h.handle_resolution(&ph("W"), 4).unwrap());
+        got.sort();
+        assert_eq!(got, [1, 2, 3, 4]);
+    }
+}
+
+#[test]
+fn randomized_least_used_proportional_to_free_capacity() {
+    let pes: Vec<(u32, PolicyInfo)> = [(1, 0.0), (2, 50.0), (3, 75.0)]
+        .iter()
+        .map(|(id, load)| {
+            let mut i = PolicyInfo::new(PolicyType::RandomizedLeastUsed);
+            i.load = pct(*load);
+            (*id, i)
+        })
+        .collect();
+    let mut h = weighted_pool(PolicyType::RandomizedLeastUsed, &pes, 13);
+    let n = 70_000;
+    let c = histogram(&mut h, &ph("W"), n);
+    let chi = chi_square(&c, &[(1, 4.0 / 7.0), (2, 2.0 / 7.0), (3, 1.0 / 7.0)], n);
+    assert!(chi < 13.82, "chi^2 = {chi}, {c:?}");
+    // maxIncrement 1 by default: the first pick counts as a selection.
+    let total: u64 = h
+        .pool_elements(&ph("W"))
+        .map(|pe| pe.selection_state().selections)
+        .sum();
+    assert_eq!(total, n as u64);
+}
+
+#[test]
+fn randomized_variants_use_load_increment_degradation() {
+    // RPLU: weight ∝ 1 − load − increment.
+    let pes: Vec<(u32, PolicyInfo)> = [(1, 0.0, 50.0), (2, 0.0, 0.0)]
+        .iter()
+        .map(|(id, load, inc)| {
+            let mut i = PolicyInfo::new(PolicyType::RandomizedPriorityLeastUsed);
+            i.load = pct(*load);
+            i.load_degradation = pct(*inc);
+            (*id, i)
+        })
+        .collect();
+    let mut h = weighted_pool(PolicyType::RandomizedPriorityLeastUsed, &pes, 17);
+    let n = 30_000;
+    let c = histogram(&mut h, &ph("W"), n);
+    let chi = chi_square(&c, &[(1, 1.0 / 3.0), (2, 2.0 / 3.0)], n);
+    assert!(chi < 10.83, "chi^2 = {chi}");
+    // RLUD never accumulates degradation (as rsplib): still 1:1 after many selections.
+    let pes: Vec<(u32, PolicyInfo)> = (1..=2)
+        .map(|id| {
+            let mut i = PolicyInfo::new(PolicyType::RandomizedLeastUsedDegradation);
+            i.load_degradation = pct(10.0);
+            (id, i)
+        })
+        .collect();
+    let mut h = weighted_pool(PolicyType::RandomizedLeastUsedDegradation, &pes, 19);
+    let c = histogram(&mut h, &ph("W"), 20_000);
+    let chi = chi_square(&c, &[(1, 0.5), (2, 0.5)], 20_000);
+    assert!(chi < 10.83, "chi^2 = {chi}");
+}
+
+#[test]
+fn weighted_random_dpf_penalises_distance() {
+    let mut near = PolicyInfo::new(PolicyType::WeightedRandomDpf);
+    near.weight = 1000;
+    near.weight_dpf = pct(0.5); // 0.5 % per ms
+    let mut far = near;
+    far.distance = 100; // weight − 50 % → 500
+    let mut h = weighted_pool(PolicyType::WeightedRandomDpf, &[(1, near), (2, far)], 23);
+    let n = 30_000;
+    let c = histogram(&mut h, &ph("W"), n);
+    let chi = chi_square(&c, &[(1, 2.0 / 3.0), (2, 1.0 / 3.0)], n);
+    assert!(chi < 10.83, "chi^2 = {chi}");
+}
+
+#[test]
+fn value_tree_survives_removals() {
+    let pes: Vec<(u32, PolicyInfo)> = (1..=50)
+        .map(|id| {
+            let mut i = PolicyInfo::new(PolicyType::WeightedRandom);
+            i.weight = id;
+            (id, i)
+        })
+        .collect();
+    let mut h = weighted_pool(PolicyType::WeightedRandom, &pes, 29);
+    for id in (1..=50).filter(|i| i % 3 != 0) {
+        h.deregister(&ph("W"), PeId(id)).unwrap();
+    }
+    // Remaining: multiples of 3 with weight = id; re-weight 3 to 0.
+    let mut zero = PolicyInfo::new(PolicyType::WeightedRandom);
+    zero.weight = 0;
+    h.register(&ph("W"), reg_with(3, zero), 0).unwrap();
+    let c = histogram(&mut h, &ph("W"), 50_000);
+    assert!(!c.contains_key(&3));
+    assert!(c.keys().all(|id| id % 3 == 0));
+    let total: f64 = (6..=48).step_by(3).map(f64::from).sum();
+    let expected: Vec<(u32, f64)> = (6..=48)
+        .step_by(3)
+        .map(|id| (id, f64::from(id) / total))
+        .collect();
+    let chi = chi_square(&c, &expected, 50_000);
+    assert!(chi < 40.0, "chi^2 = {chi} (df 14)"); // p = 0.001 → 36.12
+}
+
+/// The per-PE footprint is part of the design (docs/handlespace.md); keep it from creeping up.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn entry_sizes() {
+    assert_eq!(std::mem::size_of::<Option<PoolElement>>(), 128);
+    assert_eq!(std::mem::size_of::<SortEntry>(), 24);
+}
