@@ -1,3 +1,6 @@
 //! The sans-I/O protocol core. Nothing in here touches a socket, a thread or the clock.
 
+pub mod checksum;
+pub mod pcap;
 pub mod types;
+pub mod wire;
