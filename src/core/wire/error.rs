@@ -190,11 +190,10 @@ impl WireError {
     /// The error cause to send back: [`Self::cause_code`] with the offending TLV or message as
     /// info; when the error carries none, `message` (the received bytes, capped at 1024) is used.
     pub fn error_cause(&self, message: &[u8]) -> ErrorCause {
-        let info: &[u8] = match self.offending_bytes() {
-            Some(b) => b,
-            None => &message[..message.len().min(1024)],
-        };
-        ErrorCause::new(self.cause_code(), info)
+        match self.offending_bytes() {
+            Some(b) => ErrorCause::with_tlv(self.cause_code(), b),
+            None => ErrorCause::with_tlv(self.cause_code(), &message[..message.len().min(1024)]),
+        }
     }
 
     /// A whole Operation Error parameter with one cause, see [`Self::error_cause`].

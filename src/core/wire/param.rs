@@ -763,10 +763,21 @@ impl ErrorCause {
         }
     }
 
+    /// A cause whose info is a TLV, embedded with its padding (as rsplib and the §9.2 vector do:
+    /// the cause length covers the TLV's padding).
+    pub fn with_tlv(code: u16, tlv: &[u8]) -> Self {
+        let mut info = tlv.to_vec();
+        pad_to4(&mut info);
+        ErrorCause {
+            code,
+            info: info.into(),
+        }
+    }
+
     /// "Unrecognized parameter" with the offending TLV (e.g. from
     /// [`super::Decoded::unrecognized`]).
     pub fn unrecognized_parameter(p: &RawParam) -> Self {
-        ErrorCause::new(super::cause::UNRECOGNIZED_PARAMETER, p.bytes())
+        ErrorCause::with_tlv(super::cause::UNRECOGNIZED_PARAMETER, p.bytes())
     }
 }
 
