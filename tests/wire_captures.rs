@@ -126,3 +126,19 @@ fn hsdump_checksums_are_reproduced() {
         }
     }
 }
+
+/// Seeds the fuzzer (`make fuzz-seed`): one corpus file per captured message.
+#[test]
+#[ignore]
+fn write_fuzz_corpus() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/decode");
+    std::fs::create_dir_all(dir).unwrap();
+    let file = std::fs::read(CAPTURE).unwrap();
+    for (i, m) in extract_messages(&file).unwrap().messages.iter().enumerate() {
+        std::fs::write(
+            format!("{dir}/capture-{i:04}-{}", m.protocol.name()),
+            &m.bytes,
+        )
+        .unwrap();
+    }
+}

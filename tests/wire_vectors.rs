@@ -188,3 +188,125 @@ fn built_messages_encode_canonically() {
         )
     );
 }
+
+/// Prints "asap|enrp HEX" lines of messages covering every policy, transport and message type,
+/// for a manual cross-check with tshark (see the codec commit message).
+#[test]
+#[ignore]
+fn print_tshark_samples() {
+    let a4 = || vec!["10.255.0.1".parse().unwrap()];
+    let mut out = Vec::new();
+    for (i, p) in PolicyType::ALL.iter().enumerate() {
+        let proto = [
+            TransportProtocol::Sctp,
+            TransportProtocol::Tcp,
+            TransportProtocol::Udp,
+            TransportProtocol::UdpLite,
+            TransportProtocol::Dccp,
+        ][i % 5];
+        let mut t = TransportAddress::new(proto, 1000 + i as u16, a4());
+        t.dccp_service_code = 42;
+        let mut pi = PolicyInfo::new(*p);
+        for (k, v) in p.wire_values().iter().enumerate() {
+            pi.set(*v, 0x1000_0000 * (k as u32 + 1));
+        }
+        let mut pe = PoolElement::new(PeId(0x100 + i as u32), t, pi);
+        pe.home_registrar = RegistrarId(0x11111111);
+        pe.registration_life = 90000;
+        let m = AsapMessage::new(AsapBody::HandleResolutionResponse {
+            pool_handle: "EchoPool".into(),
+            policy: Some(pi),
+            elements: vec![pe],
+            error: None,
+        });
+        out.push(("asap", m.to_bytes().unwrap()));
+    }
+    let mut pe = PoolElement::new(
+        PeId(0xe001),
+        TransportAddress::new(
+            TransportProtocol::Sctp,
+            5000,
+            vec!["::1".parse().unwrap(), "10.0.0.1".parse().unwrap()],
+        ),
+        PolicyInfo::new(PolicyType::RoundRobin),
+    );
+    pe.asap_transport = Some(TransportAddress::new(TransportProtocol::Sctp, 40000, a4()));
+    pe.home_registrar = RegistrarId(0x11111111);
+    let r1 = RegistrarId(0x11111111);
+    let r2 = RegistrarId(0x22222222);
+    let si = ServerInformation::new(
+        r1,
+        vec![TransportAddress::new(TransportProtocol::Sctp, 9901, a4())],
+    );
+    for body in [
+        EnrpBody::Presence {
+            checksum: 0x5f1f,
+            server_info: si.clone(),
+        },
+        EnrpBody::HandleTableRequest,
+        EnrpBody::HandleTableResponse {
+            pools: vec![PoolEntries {
+                pool_handle: "EchoPool".into(),
+                elements: vec![pe.clone()],
+            }],
+        },
+        EnrpBody::HandleUpdate {
+            action: 1,
+            reserved: 0,
+            pool_handle: "EchoPool".into(),
+            element: pe.clone(),
+        },
+        EnrpBody::ListRequest,
+        EnrpBody::ListResponse {
+            servers: vec![si.clone(), si],
+        },
+        EnrpBody::InitTakeover { target: r2 },
+        EnrpBody::Error {
+            error: OperationError::new(cause::INVALID_VALUES, &hex("000e0008 00000001")),
+        },
+    ] {
+        out.push(("enrp", EnrpMessage::new(r1, r2, body).to_bytes().unwrap()));
+    }
+    let mut reg_pe = pe.clone();
+    reg_pe.asap_transport = None;
+    for body in [
+        AsapBody::Registration {
+            pool_handle: "EchoPool".into(),
+            element: reg_pe,
+        },
+        AsapBody::HandleResolution {
+            pool_handle: "EchoPool".into(),
+            items: Some(3),
+        },
+        AsapBody::ServerAnnounce {
+            server_id: r1,
+            transports: vec![TransportAddress::new(TransportProtocol::Sctp, 3863, a4())],
+        },
+        AsapBody::Cookie {
+            cookie: b"abcde".to_vec().into(),
+        },
+        AsapBody::EndpointKeepAlive {
+            server_id: r1,
+            pool_handle: "EchoPool".into(),
+            pe_id: Some(PeId(1)),
+        },
+        AsapBody::RegistrationResponse {
+            pool_handle: "EchoPool".into(),
+            pe_id: PeId(1),
+            error: Some(OperationError {
+                causes: vec![ErrorCause::with_tlv(
+                    cause::INCONSISTENT_POOLING_POLICY,
+                    &hex("00080008 00000001"),
+                )],
+            }),
+        },
+    ] {
+        out.push(("asap", AsapMessage::new(body).to_bytes().unwrap()));
+    }
+    for (p, b) in out {
+        println!(
+            "SAMPLE {p} {}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        );
+    }
+}
