@@ -61,7 +61,7 @@ fn main() {
             .unwrap_or(1000),
     );
     println!(
-        "{:<36} {:>6} {:>14} {:>10}",
+        "{:<42} {:>6} {:>14} {:>10}",
         "benchmark", "bytes", "messages/s", "MB/s"
     );
     for (name, m) in [
@@ -81,7 +81,7 @@ fn main() {
         });
         for (what, r) in [("decode", dec), ("encode", enc)] {
             println!(
-                "{:<36} {:>6} {:>14.0} {:>10.1}",
+                "{:<42} {:>6} {:>14.0} {:>10.1}",
                 format!("{what} {name}"),
                 bytes.len(),
                 r,

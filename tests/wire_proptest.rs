@@ -263,3 +263,25 @@ proptest! {
         prop_assert_eq!(d.message.to_bytes().unwrap(), b);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// Arbitrary bytes (and arbitrary bytes behind a plausible header) never panic; whatever
+    /// decodes re-encodes to bytes that decode to the same message.
+    #[test]
+    fn arbitrary_bytes_never_panic(t in 0u8..16, f in any::<u8>(), body in vec(any::<u8>(), 0..200), raw in any::<bool>()) {
+        let mut b = if raw { body.clone() } else { vec![t, f, 0, 0] };
+        if !raw {
+            b.extend_from_slice(&body);
+            let len = b.len() as u16;
+            b[2..4].copy_from_slice(&len.to_be_bytes());
+        }
+        for p in [Protocol::Asap, Protocol::Enrp] {
+            if let Ok(d) = decode(p, &b) {
+                let again = d.message.to_bytes().unwrap();
+                prop_assert_eq!(&decode(p, &again).unwrap().message, &d.message);
+            }
+        }
+    }
+}
