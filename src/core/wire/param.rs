@@ -259,6 +259,8 @@ pub(crate) struct Reader<'a> {
     parent: &'static str,
     count: usize,
     skipped: Vec<SkippedParam>,
+    /// The next known TLV (already checked) and the bytes it occupies, if looked at.
+    pending: Option<(Tlv<'a>, usize)>,
 }
 
 impl<'a> Reader<'a> {
@@ -268,15 +270,21 @@ impl<'a> Reader<'a> {
             parent,
             count: 0,
             skipped: Vec::new(),
+            pending: None,
         }
     }
 
-    fn skip_unknown(&mut self, ctx: &mut Ctx) -> Result<(), WireError> {
+    /// Skips unknown "skip" TLVs; returns the next known one without consuming it.
+    fn skip_unknown(&mut self, ctx: &mut Ctx) -> Result<Option<(Tlv<'a>, usize)>, WireError> {
+        if self.pending.is_some() {
+            return Ok(self.pending);
+        }
         while !self.rest.is_empty() {
             let (tlv, used) = Tlv::new_checked(self.rest, self.parent)?;
             let param_type = tlv.param_type();
             if is_known_param(param_type) {
-                return Ok(());
+                self.pending = Some((tlv, used));
+                return Ok(self.pending);
             }
             let action = UnknownAction::of(param_type);
             if !action.skips() {
@@ -296,29 +304,25 @@ impl<'a> Reader<'a> {
             });
             self.rest = &self.rest[used..];
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The type of the next known parameter, without consuming it.
     pub fn peek(&mut self, ctx: &mut Ctx) -> Result<Option<u16>, WireError> {
-        self.skip_unknown(ctx)?;
-        Ok(if self.rest.is_empty() {
-            None
-        } else {
-            Some(be16(self.rest, 0))
-        })
+        Ok(self.skip_unknown(ctx)?.map(|(t, _)| t.param_type()))
     }
 
     /// The next known parameter.
     pub fn next(&mut self, ctx: &mut Ctx) -> Result<Option<Tlv<'a>>, WireError> {
-        self.skip_unknown(ctx)?;
-        if self.rest.is_empty() {
-            return Ok(None);
+        match self.skip_unknown(ctx)? {
+            None => Ok(None),
+            Some((tlv, used)) => {
+                self.pending = None;
+                self.rest = &self.rest[used..];
+                self.count += 1;
+                Ok(Some(tlv))
+            }
         }
-        let (tlv, used) = Tlv::new_checked(self.rest, self.parent)?;
-        self.rest = &self.rest[used..];
-        self.count += 1;
-        Ok(Some(tlv))
     }
 
     /// The next known parameter if `pred` accepts its type.
@@ -353,9 +357,7 @@ impl<'a> Reader<'a> {
 
     /// Checks that no known parameter is left; returns the skipped unknown ones.
     pub fn finish(mut self, ctx: &mut Ctx) -> Result<Vec<SkippedParam>, WireError> {
-        self.skip_unknown(ctx)?;
-        if !self.rest.is_empty() {
-            let (tlv, _) = Tlv::new_checked(self.rest, self.parent)?;
+        if let Some((tlv, _)) = self.skip_unknown(ctx)? {
             return Err(WireError::UnexpectedParameter {
                 expected: "no further parameter",
                 found: tlv.param_type(),
