@@ -1,4 +1,7 @@
 //! The sans-I/O protocol core. Nothing in here touches a socket, a thread or the clock.
 
+pub mod checksum;
 pub mod handlespace;
+pub mod pcap;
 pub mod types;
+pub mod wire;

@@ -1,0 +1,183 @@
+//! The sans-I/O ASAP/ENRP wire codec (RFC 5352, 5353, 5354, 5356 and rsplib's extensions).
+//!
+//! * [`header`] — the common 4-byte header and a checked [`MessageView`].
+//! * [`param`] — parameter type codes, the checked [`Tlv`] view and the owned parameter types
+//!   ([`PoolElement`], [`ServerInformation`], [`OperationError`], …).
+//! * [`asap`] / [`enrp`] — [`AsapMessage`] / [`EnrpMessage`]: `decode(&[u8])` and `emit`.
+//! * [`error`](WireError) — typed decoding errors and their Operation Error cause codes.
+//!
+//! Decoding validates every length against the bytes actually present before trusting it, so
+//! it never panics and allocates at most in proportion to the input. Unknown parameters follow
+//! their action bits: "stop" types fail with [`WireError::UnrecognizedParameter`], "skip" types
+//! are kept in the message (re-encoded at the same place) and, with the report bit, also listed
+//! in [`Decoded::unrecognized`]. Encoding is canonical (zero padding, message length including
+//! the final padding, as rsplib sends it), so every canonical message re-encodes byte-exactly.
+//! Non-canonical but accepted input (non-zero padding, unpadded message length, policy values
+//! beyond those the policy carries, unknown "skip" parameters inside transports) decodes to the
+//! value of its canonical form.
+//!
+//! A registrar decodes with [`decode`] (or `AsapMessage::decode`), answers
+//! `Decoded::unrecognized` with [`Decoded::report`] and a decoding error with
+//! [`WireError::operation_error`] (when [`WireError::should_report`]).
+
+pub mod asap;
+pub mod enrp;
+mod error;
+pub mod header;
+pub mod param;
+
+pub use asap::{AsapBody, AsapMessage};
+pub use enrp::{EnrpBody, EnrpMessage, PoolEntries};
+pub use error::{cause, WireError};
+pub use header::{message_length, MessageView};
+pub use param::{
+    ErrorCause, OperationError, PoolElement, RawParam, ServerInformation, SkippedParam, Tlv,
+    UnknownAction, MAX_ADDRESSES,
+};
+
+/// SCTP payload protocol identifier of ASAP (RFC 5352).
+pub const PPID_ASAP: u32 = 11;
+/// SCTP payload protocol identifier of ENRP (RFC 5353).
+pub const PPID_ENRP: u32 = 12;
+/// Well-known ASAP port (SCTP; UDP announces; our TCP mapping).
+pub const ASAP_PORT: u16 = 3863;
+/// Well-known ENRP port.
+pub const ENRP_PORT: u16 = 9901;
+
+/// Which of the two protocols a message belongs to (carried by the PPID or the port; the type
+/// codes overlap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Asap,
+    Enrp,
+}
+
+impl Protocol {
+    /// The SCTP PPID.
+    pub const fn ppid(self) -> u32 {
+        match self {
+            Protocol::Asap => PPID_ASAP,
+            Protocol::Enrp => PPID_ENRP,
+        }
+    }
+
+    /// The protocol of an SCTP PPID.
+    pub fn from_ppid(ppid: u32) -> Option<Self> {
+        match ppid {
+            PPID_ASAP => Some(Protocol::Asap),
+            PPID_ENRP => Some(Protocol::Enrp),
+            _ => None,
+        }
+    }
+
+    /// The well-known port.
+    pub const fn port(self) -> u16 {
+        match self {
+            Protocol::Asap => ASAP_PORT,
+            Protocol::Enrp => ENRP_PORT,
+        }
+    }
+
+    /// "asap" or "enrp".
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Asap => "asap",
+            Protocol::Enrp => "enrp",
+        }
+    }
+}
+
+/// A decoded message and the unknown "skip and report" parameters met on the way (from any
+/// nesting level), which the receiver should answer with an "unrecognized parameter" error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded<M> {
+    pub message: M,
+    pub unrecognized: Vec<RawParam>,
+}
+
+impl<M> Decoded<M> {
+    /// An Operation Error with one "unrecognized parameter" cause per reported parameter, or
+    /// `None` if there is nothing to report.
+    pub fn report(&self) -> Option<OperationError> {
+        if self.unrecognized.is_empty() {
+            return None;
+        }
+        Some(OperationError {
+            causes: self
+                .unrecognized
+                .iter()
+                .map(ErrorCause::unrecognized_parameter)
+                .collect(),
+        })
+    }
+}
+
+/// An ASAP or ENRP message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Asap(AsapMessage),
+    Enrp(EnrpMessage),
+}
+
+impl Message {
+    /// The protocol.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Message::Asap(_) => Protocol::Asap,
+            Message::Enrp(_) => Protocol::Enrp,
+        }
+    }
+
+    /// The wire type code.
+    pub fn msg_type(&self) -> u8 {
+        match self {
+            Message::Asap(m) => m.msg_type(),
+            Message::Enrp(m) => m.msg_type(),
+        }
+    }
+
+    /// The flags byte.
+    pub fn flags(&self) -> u8 {
+        match self {
+            Message::Asap(m) => m.flags,
+            Message::Enrp(m) => m.flags,
+        }
+    }
+
+    /// The message name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Asap(m) => m.name(),
+            Message::Enrp(m) => m.name(),
+        }
+    }
+
+    /// Appends the encoded message to `buf`.
+    pub fn emit(&self, buf: &mut Vec<u8>) -> Result<(), WireError> {
+        match self {
+            Message::Asap(m) => m.emit(buf),
+            Message::Enrp(m) => m.emit(buf),
+        }
+    }
+
+    /// The encoded message.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
+        let mut buf = Vec::with_capacity(64);
+        self.emit(&mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Decodes exactly one message of the given protocol.
+pub fn decode(protocol: Protocol, bytes: &[u8]) -> Result<Decoded<Message>, WireError> {
+    match protocol {
+        Protocol::Asap => AsapMessage::decode(bytes).map(|d| Decoded {
+            message: Message::Asap(d.message),
+            unrecognized: d.unrecognized,
+        }),
+        Protocol::Enrp => EnrpMessage::decode(bytes).map(|d| Decoded {
+            message: Message::Enrp(d.message),
+            unrecognized: d.unrecognized,
+        }),
+    }
+}
