@@ -9,5 +9,6 @@
 
 pub mod core;
 pub mod ffi;
+pub mod logging;
 pub mod registrar;
 pub mod transport;

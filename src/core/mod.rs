@@ -3,5 +3,6 @@
 pub mod checksum;
 pub mod handlespace;
 pub mod pcap;
+pub mod registrar;
 pub mod types;
 pub mod wire;

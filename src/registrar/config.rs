@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+pub use crate::core::registrar::AddressScope;
 use crate::transport::Selection;
 
 /// Default ASAP announce group (rsplib 3.x).
@@ -13,68 +14,6 @@ pub const ASAP_ANNOUNCE_DEFAULT: SocketAddr =
 /// Default ENRP presence group (rsplib 3.x).
 pub const ENRP_ANNOUNCE_DEFAULT: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(239, 0, 0, 51)), 9901);
-
-/// Smallest address scope accepted in registrations (rsplib's `-minaddressscope`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AddressScope {
-    Loopback,
-    LinkLocal,
-    SiteLocal,
-    Global,
-}
-
-impl AddressScope {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "loopback" => Some(AddressScope::Loopback),
-            "linklocal" => Some(AddressScope::LinkLocal),
-            "sitelocal" => Some(AddressScope::SiteLocal),
-            "global" => Some(AddressScope::Global),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            AddressScope::Loopback => "loopback",
-            AddressScope::LinkLocal => "linklocal",
-            AddressScope::SiteLocal => "sitelocal",
-            AddressScope::Global => "global",
-        }
-    }
-
-    /// The scope of an address (multicast and unspecified count as not usable: loopback-).
-    pub fn of(addr: &IpAddr) -> AddressScope {
-        match addr {
-            IpAddr::V4(a) => {
-                if a.is_loopback() || a.is_unspecified() {
-                    AddressScope::Loopback
-                } else if a.is_link_local() {
-                    AddressScope::LinkLocal
-                } else if a.is_private() {
-                    AddressScope::SiteLocal
-                } else {
-                    AddressScope::Global
-                }
-            }
-            IpAddr::V6(a) => {
-                if let Some(v4) = a.to_ipv4_mapped() {
-                    return AddressScope::of(&IpAddr::V4(v4));
-                }
-                let seg0 = a.segments()[0];
-                if a.is_loopback() || a.is_unspecified() {
-                    AddressScope::Loopback
-                } else if seg0 & 0xffc0 == 0xfe80 {
-                    AddressScope::LinkLocal
-                } else if seg0 & 0xffc0 == 0xfec0 || seg0 & 0xfe00 == 0xfc00 {
-                    AddressScope::SiteLocal
-                } else {
-                    AddressScope::Global
-                }
-            }
-        }
-    }
-}
 
 /// Everything the registrar is configured with.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,10 +1,27 @@
-//! The registrar (pool registrar, PR): the I/O loop around the core.
+//! The registrar (pool registrar, PR): the I/O loop around [`crate::core::registrar`].
 //!
-//! Unfinished: only the command line entry point exists so far.
+//! One thread, one mio poll (epoll): the ASAP and ENRP endpoints over each transport (kernel
+//! SCTP where available, TCP), the ASAP announce socket, and a self-pipe for SIGINT/SIGTERM.
+//! Every event becomes a call into the sans-I/O core; every [`Output`] of the core becomes a
+//! socket operation here.
 
 pub mod config;
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::core::registrar::{ConnId, Output, Registrar, RegistrarConfig};
+use crate::core::types::{RegistrarId, TransportAddress, TransportProtocol};
+use crate::logging;
+use crate::transport::{self, sctp, Event, Protocol, Server, PPID_ASAP, PPID_ENRP};
+use config::{Command, Config};
 
 /// Usage text printed by `rspregistrar --help`.
 pub const USAGE: &str = "\
@@ -15,22 +32,374 @@ Usage: rspregistrar [options]
   -enrpannounce=auto|addr:port|off ENRP presence multicast (default 239.0.0.51:9901)
   -peer=addr:port                  static ENRP peer (repeatable)
   -identifier=0x...                registrar identifier (default random)
-  -loglevel=0-9                    log verbosity
+  -maxbadpereports=N               Endpoint Unreachable reports before removal (3)
+  -maxhrrate=N                     handle resolutions per second and PU (-1 = off)
+  -maxeurate=N                     unreachable reports per second and PU (-1 = off)
+  -maxhresitems=N                  PEs per handle resolution (3, max 128)
+  -endpointkeepalivetransmissioninterval=MS   keep-alive interval (5000)
+  -endpointkeepalivetimeoutinterval=MS        keep-alive timeout (5000)
+  -serverannouncecycle=MS          announce interval (1000)
+  -minaddressscope=loopback|linklocal|sitelocal|global   (sitelocal)
+  -transport=sctp|tcp|both         transports (both: SCTP where the kernel has it, and TCP)
+  -loglevel=0-9  -logfile=FILE  -logappend=FILE  -logquiet  -quiet
+  -daemonpidfile=FILE              write the process id to FILE
   --help                           this text
 ";
 
 /// Entry point of the `rspregistrar` binary. Returns the process exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
-    if args
-        .iter()
-        .any(|a| a == "--help" || a == "-help" || a == "-h")
-    {
-        print!("{USAGE}");
-        return 0;
+    let config = match config::parse(args) {
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Ok(Command::Run(c)) => c,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "rspregistrar: {e}");
+            return 1;
+        }
+    };
+    match run(&config) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "rspregistrar: {e}");
+            1
+        }
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "rspregistrar: the registrar is not implemented yet in this build\n{USAGE}"
-    );
-    1
 }
+
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = 1u8;
+        // SAFETY: write(2) is async-signal-safe; the result does not matter.
+        unsafe {
+            libc::write(fd, (&b as *const u8).cast(), 1);
+        }
+    }
+}
+
+/// A pipe whose read end becomes readable when SIGINT or SIGTERM arrives.
+fn signal_pipe() -> io::Result<OwnedFd> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
+    // SAFETY: installing a handler that only writes to a pipe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        Ok(OwnedFd::from_raw_fd(fds[0]))
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom fills the buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(b)
+    } else {
+        logging::wall_micros() ^ (std::process::id() as u64).rotate_left(32)
+    }
+}
+
+/// The IPv4 addresses of interfaces that are up and can multicast (loopback included only if
+/// it is multicast-capable, e.g. in a test namespace).
+fn multicast_interfaces() -> Vec<Ipv4Addr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list that we walk and free.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut p = ifap;
+        while !p.is_null() {
+            let ifa = &*p;
+            let flags = ifa.ifa_flags as libc::c_int;
+            if !ifa.ifa_addr.is_null()
+                && (*ifa.ifa_addr).sa_family as libc::c_int == libc::AF_INET
+                && flags & libc::IFF_UP != 0
+                && flags & libc::IFF_MULTICAST != 0
+            {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            }
+            p = ifa.ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
+}
+
+/// Sends ASAP Server Announces on every multicast-capable interface that exists.
+struct Announcer {
+    socket: UdpSocket,
+    group: SocketAddr,
+    warned: bool,
+}
+
+impl Announcer {
+    fn new(group: SocketAddr, source_port: u16) -> io::Result<Announcer> {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+        s.set_reuse_address(true)?;
+        s.set_multicast_ttl_v4(30)?;
+        s.set_multicast_loop_v4(true)?;
+        let bind = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), source_port);
+        if s.bind(&bind.into()).is_err() {
+            s.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).into())?;
+        }
+        s.set_nonblocking(true)?;
+        Ok(Announcer {
+            socket: s.into(),
+            group,
+            warned: false,
+        })
+    }
+
+    fn send(&mut self, data: &[u8]) {
+        let interfaces = multicast_interfaces();
+        if interfaces.is_empty() && !self.warned {
+            logging::log(
+                logging::WARNING,
+                "no multicast-capable interface is up: no server announces are sent",
+            );
+            self.warned = true;
+        }
+        let sock = socket2::SockRef::from(&self.socket);
+        for ifa in interfaces {
+            if sock.set_multicast_if_v4(&ifa).is_ok() {
+                if let Err(e) = self.socket.send_to(data, self.group) {
+                    logging::log(
+                        logging::VERBOSE,
+                        &format!("announce via {ifa} to {} failed: {e}", self.group),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Binds every endpoint over every transport; a failure is one clear error.
+fn bind_endpoints(
+    config: &Config,
+    protocols: &[Protocol],
+    poll: &Poll,
+) -> Result<Vec<(Server, u32)>, String> {
+    let mut servers = Vec::new();
+    for &p in protocols {
+        for (addrs, ppid, name) in [(&config.asap, PPID_ASAP, "ASAP"), (&config.enrp, PPID_ENRP, "ENRP")] {
+            let server = Server::bind(p, addrs, ppid, poll.registry()).map_err(|e| {
+                format!(
+                    "cannot bind the {name} endpoint {} over {}: {e}",
+                    addrs
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    p.name()
+                )
+            })?;
+            servers.push((server, ppid));
+        }
+    }
+    Ok(servers)
+}
+
+fn transport_protocol(p: Protocol) -> TransportProtocol {
+    match p {
+        Protocol::Sctp => TransportProtocol::Sctp,
+        Protocol::Tcp => TransportProtocol::Tcp,
+    }
+}
+
+/// Runs the registrar until SIGINT/SIGTERM.
+pub fn run(config: &Config) -> Result<(), String> {
+    logging::set_level(config.log_level);
+    if let Some((path, append)) = &config.log_file {
+        logging::set_file(Some((path, *append)))
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    }
+    let (protocols, choice) = config.transport.resolve(sctp::available())?;
+    let id = config
+        .identifier
+        .unwrap_or_else(|| loop {
+            let r = random_u64() as u32;
+            if r != 0 {
+                break r;
+            }
+        });
+
+    let mut poll = Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
+    let mut servers = bind_endpoints(config, &protocols, &poll)?;
+    let signals = signal_pipe().map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    let signal_token = Token(usize::MAX - 1);
+    poll.registry()
+        .register(&mut SourceFd(&signals.as_raw_fd()), signal_token, Interest::READABLE)
+        .map_err(|e| format!("cannot watch signals: {e}"))?;
+    let asap_port = servers[0].0.local_addrs().first().map(|a| a.port()).unwrap_or(3863);
+    let mut announcer = match config.asap_announce {
+        Some(group) => Some(
+            Announcer::new(group, asap_port)
+                .map_err(|e| format!("cannot create the announce socket for {group}: {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(path) = &config.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
+    }
+
+    let enrp_transport = servers
+        .iter()
+        .find(|(s, ppid)| *ppid == PPID_ENRP && s.protocol() == protocols[0])
+        .and_then(|(s, _)| {
+            let addrs = s.local_addrs();
+            let port = addrs.first()?.port();
+            Some(TransportAddress::new(
+                transport_protocol(protocols[0]),
+                port,
+                addrs.iter().map(|a| a.ip()).collect(),
+            ))
+        });
+    let mut core_config = RegistrarConfig::new(RegistrarId(id));
+    core_config.max_hr_items = config.max_hr_items;
+    core_config.max_bad_pe_reports = config.max_bad_pe_reports;
+    core_config.keepalive_interval = config.keepalive_transmission_interval_ms * 1000;
+    core_config.keepalive_timeout = config.keepalive_timeout_interval_ms * 1000;
+    core_config.announce_cycle = config
+        .asap_announce
+        .map(|_| config.server_announce_cycle_ms * 1000);
+    core_config.min_address_scope = config.min_address_scope;
+    core_config.max_hr_rate = config.max_hr_rate;
+    core_config.max_eu_rate = config.max_eu_rate;
+    core_config.enrp_transport = enrp_transport;
+
+    let start = Instant::now();
+    let now = || start.elapsed().as_micros() as u64;
+    let mut registrar = Registrar::new(core_config, random_u64(), now());
+
+    if !config.quiet {
+        println!("rspregistrar (rsplib-rs {})", env!("CARGO_PKG_VERSION"));
+        print!("{}", config.describe(id, &choice));
+        for (s, ppid) in &servers {
+            let name = if *ppid == PPID_ASAP { "ASAP" } else { "ENRP" };
+            let addrs: Vec<String> = s.local_addrs().iter().map(|a| a.to_string()).collect();
+            println!("Listening: {name} over {} on {}", s.protocol().name(), addrs.join(", "));
+        }
+        let _ = io::stdout().flush();
+    }
+    logging::log(logging::ACTION, &format!("registrar 0x{id:08x} started; {choice}"));
+
+    let mut conn_server: HashMap<ConnId, usize> = HashMap::new();
+    let mut events = Events::with_capacity(1024);
+    let mut transport_events = Vec::new();
+    let mut outputs = Vec::new();
+    loop {
+        let timeout = registrar
+            .next_wakeup()
+            .map(|at| Duration::from_micros(at.saturating_sub(now())));
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(format!("event loop failed: {e}"));
+        }
+        let mut stop = false;
+        for ev in events.iter() {
+            if ev.token() == signal_token {
+                stop = true;
+                continue;
+            }
+            if let Some(idx) = servers.iter().position(|(s, _)| s.owns(ev.token())) {
+                servers[idx].0.ready(
+                    poll.registry(),
+                    ev.token(),
+                    ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                    ev.is_writable(),
+                    &mut transport_events,
+                );
+                for te in transport_events.drain(..) {
+                    match te {
+                        Event::Up { conn, peer } => {
+                            conn_server.insert(conn, idx);
+                            let p = transport_protocol(servers[idx].0.protocol());
+                            logging::log(
+                                logging::VERBOSE,
+                                &format!("connection {conn} up from {peer:?} over {p:?}"),
+                            );
+                            registrar.connection_up(conn, p, peer);
+                        }
+                        Event::Message { conn, ppid, data } => {
+                            registrar.receive(now(), conn, ppid, &data, &mut outputs)
+                        }
+                        Event::Down { conn, reason } => {
+                            conn_server.remove(&conn);
+                            logging::log(
+                                logging::VERBOSE,
+                                &format!("connection {conn} down: {reason:?}"),
+                            );
+                            registrar.connection_down(conn, &mut outputs);
+                        }
+                    }
+                }
+            }
+        }
+        registrar.poll(now(), &mut outputs);
+        while !outputs.is_empty() {
+            for out in std::mem::take(&mut outputs) {
+                match out {
+                    Output::Send { conn, ppid, data } => {
+                        let Some(&idx) = conn_server.get(&conn) else {
+                            continue;
+                        };
+                        if let Err(e) = servers[idx].0.send(poll.registry(), conn, ppid, &data) {
+                            logging::log(
+                                logging::VERBOSE,
+                                &format!("connection {conn}: send failed ({e}), dropping it"),
+                            );
+                            conn_server.remove(&conn);
+                            servers[idx].0.close(poll.registry(), conn);
+                            registrar.connection_down(conn, &mut outputs);
+                        }
+                    }
+                    Output::Close { conn } => {
+                        if let Some(idx) = conn_server.remove(&conn) {
+                            servers[idx].0.close(poll.registry(), conn);
+                        }
+                    }
+                    Output::Announce { data } => {
+                        if let Some(a) = announcer.as_mut() {
+                            a.send(&data);
+                        }
+                    }
+                    Output::Log { level, text } => logging::log(u32::from(level), &text),
+                }
+            }
+        }
+        if stop {
+            logging::log(
+                logging::ACTION,
+                &format!(
+                    "shutting down: {} PEs in {} pools, {} connections",
+                    registrar.handlespace().len(),
+                    registrar.handlespace().pool_count(),
+                    registrar.connections()
+                ),
+            );
+            if let Some(path) = &config.pid_file {
+                let _ = std::fs::remove_file(path);
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Re-exported for tools and tests that speak to the registrar.
+pub use transport::Association;
