@@ -395,3 +395,26 @@ fn random_and_mutated_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn error_replies() {
+    let bad = hex("0f000004");
+    let e = AsapMessage::decode(&bad).unwrap_err();
+    let reply = asap_error_reply(&e, &bad).unwrap().to_bytes().unwrap();
+    assert_eq!(reply, hex("0e000010 000c000c 00020008 0f000004"));
+    let silent = dereg_with_unknown(0x0123);
+    let e = AsapMessage::decode(&silent).unwrap_err();
+    assert!(asap_error_reply(&e, &silent).is_none());
+    let bad = hex("0a000010 11111111 22222222 00000000");
+    let e = EnrpMessage::decode(&bad).unwrap_err();
+    let r = enrp_error_reply(
+        &e,
+        &bad,
+        rsplib::core::types::RegistrarId(2),
+        rsplib::core::types::RegistrarId(1),
+    )
+    .unwrap();
+    let b = r.to_bytes().unwrap();
+    assert_eq!(&b[..12], &hex("0a000018 00000002 00000001")[..]);
+    assert_eq!(EnrpMessage::decode(&b).unwrap().message, r);
+}

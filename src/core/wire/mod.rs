@@ -181,3 +181,32 @@ pub fn decode(protocol: Protocol, bytes: &[u8]) -> Result<Decoded<Message>, Wire
         }),
     }
 }
+
+/// The ASAP Error message to answer undecodable bytes with (`None` for an unknown parameter
+/// with action bits 00, which is discarded silently).
+pub fn asap_error_reply(err: &WireError, received: &[u8]) -> Option<AsapMessage> {
+    err.should_report().then(|| {
+        AsapMessage::new(AsapBody::Error {
+            error: err.operation_error(received),
+        })
+    })
+}
+
+/// The ENRP Error message (from `sender` = us to `receiver` = the peer) to answer undecodable
+/// bytes with; `None` when the error is to be discarded silently.
+pub fn enrp_error_reply(
+    err: &WireError,
+    received: &[u8],
+    sender: crate::core::types::RegistrarId,
+    receiver: crate::core::types::RegistrarId,
+) -> Option<EnrpMessage> {
+    err.should_report().then(|| {
+        EnrpMessage::new(
+            sender,
+            receiver,
+            EnrpBody::Error {
+                error: err.operation_error(received),
+            },
+        )
+    })
+}
