@@ -187,8 +187,8 @@ struct Conn {
 #[derive(Debug)]
 struct Supervision {
     conn: ConnId,
-    /// Generation of the currently armed timer (older timer entries are stale).
-    generation: u64,
+    /// Key of the one armed timer of this PE in `Registrar::timers`.
+    timer: Option<(Micros, u64)>,
     awaiting_ack: bool,
 }
 
@@ -204,8 +204,9 @@ pub struct Registrar {
     hs: Handlespace,
     conns: HashMap<ConnId, Conn>,
     supervision: HashMap<(PoolHandle, PeId), Supervision>,
+    /// Keep-alive timers, one per supervised PE, keyed by (due time, sequence number).
     timers: BTreeMap<(Micros, u64), (PoolHandle, PeId, TimerKind)>,
-    next_generation: u64,
+    next_timer_seq: u64,
     next_announce: Option<Micros>,
 }
 
@@ -221,7 +222,7 @@ impl Registrar {
             conns: HashMap::new(),
             supervision: HashMap::new(),
             timers: BTreeMap::new(),
-            next_generation: 1,
+            next_timer_seq: 1,
             next_announce,
         }
     }
@@ -241,7 +242,12 @@ impl Registrar {
     }
 
     /// A connection came up (`peer` = its remote addresses, several for multihomed SCTP).
-    pub fn connection_up(&mut self, conn: ConnId, protocol: TransportProtocol, peer: Vec<SocketAddr>) {
+    pub fn connection_up(
+        &mut self,
+        conn: ConnId,
+        protocol: TransportProtocol,
+        peer: Vec<SocketAddr>,
+    ) {
         self.conns.insert(
             conn,
             Conn {
@@ -261,7 +267,11 @@ impl Registrar {
             return;
         };
         for (ph, id) in c.pes {
-            self.supervision.remove(&(ph.clone(), id));
+            if let Some(sup) = self.supervision.remove(&(ph.clone(), id)) {
+                if let Some(t) = sup.timer {
+                    self.timers.remove(&t);
+                }
+            }
             if self.hs.deregister(&ph, id).is_some() {
                 out.push(log(
                     LOG_ACTION,
@@ -286,18 +296,16 @@ impl Registrar {
     /// Runs every timer due at `now`: keep-alives, keep-alive timeouts, registration expiry,
     /// server announces.
     pub fn poll(&mut self, now: Micros, out: &mut Vec<Output>) {
-        while let Some((&(at, generation), _)) = self.timers.iter().next() {
+        while let Some((&(at, seq), _)) = self.timers.iter().next() {
             if at > now {
                 break;
             }
-            let (ph, id, kind) = self.timers.remove(&(at, generation)).expect("present");
+            let (ph, id, kind) = self.timers.remove(&(at, seq)).expect("present");
             let key = (ph, id);
             let Some(sup) = self.supervision.get_mut(&key) else {
                 continue;
             };
-            if sup.generation != generation {
-                continue;
-            }
+            sup.timer = None;
             match kind {
                 TimerKind::SendKeepAlive => {
                     let conn = sup.conn;
@@ -328,11 +336,7 @@ impl Registrar {
         }
         while let Some((ph, pe)) = self.hs.pop_expired(now) {
             let key = (ph, pe.id());
-            if let Some(sup) = self.supervision.remove(&key) {
-                if let Some(c) = self.conns.get_mut(&sup.conn) {
-                    c.pes.remove(&key);
-                }
-            }
+            self.forget_supervision(&key.0, key.1);
             out.push(log(
                 LOG_ACTION,
                 format!("PE {} of pool \"{}\" expired", key.1, key.0),
@@ -352,17 +356,28 @@ impl Registrar {
         }
     }
 
+    /// Arms the PE's one keep-alive timer (replacing the one armed before).
     fn arm(&mut self, key: (PoolHandle, PeId), at: Micros, kind: TimerKind) {
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        if let Some(sup) = self.supervision.get_mut(&key) {
-            sup.generation = generation;
+        let Some(sup) = self.supervision.get_mut(&key) else {
+            return;
+        };
+        let seq = self.next_timer_seq;
+        self.next_timer_seq += 1;
+        if let Some(old) = sup.timer.replace((at, seq)) {
+            self.timers.remove(&old);
         }
-        self.timers.insert((at, generation), (key.0, key.1, kind));
+        self.timers.insert((at, seq), (key.0, key.1, kind));
     }
 
     /// One message received on `conn` with SCTP PPID `ppid` (over TCP: the endpoint's protocol).
-    pub fn receive(&mut self, now: Micros, conn: ConnId, ppid: u32, data: &[u8], out: &mut Vec<Output>) {
+    pub fn receive(
+        &mut self,
+        now: Micros,
+        conn: ConnId,
+        ppid: u32,
+        data: &[u8],
+        out: &mut Vec<Output>,
+    ) {
         if !self.conns.contains_key(&conn) {
             return;
         }
@@ -384,12 +399,12 @@ impl Registrar {
         let decoded = match AsapMessage::decode(data) {
             Ok(d) => d,
             Err(e) => {
-                out.push(log(LOG_WARNING, format!("connection {conn}: bad ASAP message: {e}")));
-                if e.should_report() {
-                    let msg = AsapMessage::new(AsapBody::Error {
-                        error: e.operation_error(data),
-                    });
-                    push_send(out, conn, PPID_ASAP, &msg.to_bytes());
+                out.push(log(
+                    LOG_WARNING,
+                    format!("connection {conn}: bad ASAP message: {e}"),
+                ));
+                if let Some(reply) = wire::asap_error_reply(&e, data) {
+                    push_send(out, conn, PPID_ASAP, &reply.to_bytes());
                 }
                 return;
             }
@@ -410,14 +425,14 @@ impl Registrar {
                 self.handle_resolution(now, conn, pool_handle, items, out)
             }
             AsapBody::EndpointKeepAliveAck { pool_handle, pe_id } => {
+                // Only an ack to an outstanding keep-alive, on the PE's own connection, counts.
                 let key = (pool_handle, pe_id);
-                let ok = matches!(self.supervision.get(&key), Some(s) if s.conn == conn);
-                if ok {
-                    if let Some(s) = self.supervision.get_mut(&key) {
+                if let Some(s) = self.supervision.get_mut(&key) {
+                    if s.conn == conn && s.awaiting_ack {
                         s.awaiting_ack = false;
+                        let at = now + self.cfg.keepalive_interval;
+                        self.arm(key, at, TimerKind::SendKeepAlive);
                     }
-                    let at = now + self.cfg.keepalive_interval;
-                    self.arm(key, at, TimerKind::SendKeepAlive);
                 }
             }
             AsapBody::EndpointUnreachable { pool_handle, pe_id } => {
@@ -447,7 +462,10 @@ impl Registrar {
             }
             AsapBody::Error { error } => out.push(log(
                 LOG_WARNING,
-                format!("connection {conn}: ASAP Error from peer, cause 0x{:04x}", error.code()),
+                format!(
+                    "connection {conn}: ASAP Error from peer, cause 0x{:04x}",
+                    error.code()
+                ),
             )),
             other => {
                 // Messages a registrar never receives (responses, announces, cookies …).
@@ -472,6 +490,9 @@ impl Registrar {
     fn forget_supervision(&mut self, ph: &PoolHandle, id: PeId) {
         let key = (ph.clone(), id);
         if let Some(sup) = self.supervision.remove(&key) {
+            if let Some(t) = sup.timer {
+                self.timers.remove(&t);
+            }
             if let Some(c) = self.conns.get_mut(&sup.conn) {
                 c.pes.remove(&key);
             }
@@ -571,6 +592,9 @@ impl Registrar {
                 if let Some(o) = self.conns.get_mut(&old) {
                     o.pes.remove(&key);
                 }
+                if let Some(s) = self.supervision.get_mut(&key) {
+                    s.conn = conn;
+                }
             }
         }
         let reg = Registration {
@@ -592,14 +616,13 @@ impl Registrar {
                     .expect("checked")
                     .pes
                     .insert(key.clone());
-                self.supervision.insert(
-                    key.clone(),
-                    Supervision {
-                        conn,
-                        generation: 0,
-                        awaiting_ack: false,
-                    },
-                );
+                let sup = self.supervision.entry(key.clone()).or_insert(Supervision {
+                    conn,
+                    timer: None,
+                    awaiting_ack: false,
+                });
+                sup.conn = conn;
+                sup.awaiting_ack = false;
                 let at = now + self.cfg.keepalive_interval;
                 self.arm(key, at, TimerKind::SendKeepAlive);
                 let msg = AsapMessage::new(AsapBody::RegistrationResponse {
@@ -699,16 +722,12 @@ impl Registrar {
         let decoded = match EnrpMessage::decode(data) {
             Ok(d) => d,
             Err(e) => {
-                out.push(log(LOG_WARNING, format!("connection {conn}: bad ENRP message: {e}")));
-                if e.should_report() {
-                    let msg = self.enrp_message(
-                        0,
-                        RegistrarId(0),
-                        EnrpBody::Error {
-                            error: e.operation_error(data),
-                        },
-                    );
-                    push_send(out, conn, PPID_ENRP, &msg.to_bytes());
+                out.push(log(
+                    LOG_WARNING,
+                    format!("connection {conn}: bad ENRP message: {e}"),
+                ));
+                if let Some(reply) = wire::enrp_error_reply(&e, data, self.cfg.id, RegistrarId(0)) {
+                    push_send(out, conn, PPID_ENRP, &reply.to_bytes());
                 }
                 return;
             }
@@ -728,7 +747,8 @@ impl Registrar {
                 }
             }
             EnrpBody::ListRequest => {
-                let msg = self.enrp_message(0, m.sender, EnrpBody::ListResponse { servers: vec![] });
+                let msg =
+                    self.enrp_message(0, m.sender, EnrpBody::ListResponse { servers: vec![] });
                 push_send(out, conn, PPID_ENRP, &msg.to_bytes());
             }
             EnrpBody::HandleTableRequest => {
@@ -799,7 +819,12 @@ impl Registrar {
             let mut taken = 0;
             for (ph, pe) in &page.items {
                 let element = to_wire_element(pe, true);
-                let size = element_size(&element) + if pools.last().map(|p| &p.pool_handle) == Some(*ph) { 0 } else { 4 + ph.len().div_ceil(4) * 4 };
+                let size = element_size(&element)
+                    + if pools.last().map(|p| &p.pool_handle) == Some(*ph) {
+                        0
+                    } else {
+                        4 + ph.len().div_ceil(4) * 4
+                    };
                 if taken > 0 && bytes + size > HT_MAX_BYTES {
                     break;
                 }
@@ -814,12 +839,19 @@ impl Registrar {
                 }
             }
             let more = page.more || taken < page.items.len();
-            cursor = page.items.get(taken.wrapping_sub(1)).map(|(ph, pe)| handlespace::WalkCursor {
-                pool: (*ph).clone(),
-                pe: pe.id(),
-            });
+            cursor =
+                page.items
+                    .get(taken.wrapping_sub(1))
+                    .map(|(ph, pe)| handlespace::WalkCursor {
+                        pool: (*ph).clone(),
+                        pe: pe.id(),
+                    });
             let flags = if more { enrp::FLAG_MORE } else { 0 };
-            messages.push(self.enrp_message(flags, receiver, EnrpBody::HandleTableResponse { pools }));
+            messages.push(self.enrp_message(
+                flags,
+                receiver,
+                EnrpBody::HandleTableResponse { pools },
+            ));
             if !more || cursor.is_none() {
                 break;
             }
@@ -834,7 +866,9 @@ fn registration_error(e: &HandlespaceError, element: &wire::PoolElement) -> Oper
     let code = e.cause_code();
     let mut tlv = Vec::new();
     let ok = match code {
-        cause::INCONSISTENT_POOLING_POLICY => wire::param::emit_policy(&mut tlv, &element.policy).is_ok(),
+        cause::INCONSISTENT_POOLING_POLICY => {
+            wire::param::emit_policy(&mut tlv, &element.policy).is_ok()
+        }
         cause::INCONSISTENT_TRANSPORT_TYPE | cause::INVALID_VALUES => {
             wire::param::emit_transport(&mut tlv, &element.user_transport).is_ok()
         }
@@ -880,7 +914,12 @@ fn log(level: u8, text: String) -> Output {
     Output::Log { level, text }
 }
 
-fn push_send(out: &mut Vec<Output>, conn: ConnId, ppid: u32, encoded: &Result<Vec<u8>, wire::WireError>) {
+fn push_send(
+    out: &mut Vec<Output>,
+    conn: ConnId,
+    ppid: u32,
+    encoded: &Result<Vec<u8>, wire::WireError>,
+) {
     match encoded {
         Ok(data) => out.push(Output::Send {
             conn,
@@ -888,5 +927,374 @@ fn push_send(out: &mut Vec<Output>, conn: ConnId, ppid: u32, encoded: &Result<Ve
             data: data.clone(),
         }),
         Err(e) => out.push(log(LOG_ERROR, format!("cannot encode a message: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::{PolicyType, TRANSPORT_USE_DATA_PLUS_CONTROL};
+
+    const PE_CONN: ConnId = 1;
+    const PU_CONN: ConnId = 2;
+    const SEC: Micros = 1_000_000;
+
+    fn registrar() -> Registrar {
+        let mut cfg = RegistrarConfig::new(RegistrarId(0x1111_1111));
+        cfg.min_address_scope = AddressScope::Loopback;
+        cfg.announce_cycle = None;
+        let mut r = Registrar::new(cfg, 7, 0);
+        r.connection_up(
+            PE_CONN,
+            TransportProtocol::Tcp,
+            vec!["127.0.0.1:40000".parse().unwrap()],
+        );
+        r.connection_up(
+            PU_CONN,
+            TransportProtocol::Tcp,
+            vec!["127.0.0.1:40001".parse().unwrap()],
+        );
+        r
+    }
+
+    fn element(id: u32, policy: PolicyType, port: u16) -> wire::PoolElement {
+        let mut t = TransportAddress::new(
+            TransportProtocol::Tcp,
+            port,
+            vec!["127.0.0.1".parse().unwrap()],
+        );
+        t.transport_use = TRANSPORT_USE_DATA_PLUS_CONTROL;
+        let mut e = wire::PoolElement::new(PeId(id), t, PolicyInfo::new(policy));
+        e.registration_life = 30_000;
+        e
+    }
+
+    fn send(r: &mut Registrar, now: Micros, conn: ConnId, body: AsapBody) -> Vec<Output> {
+        let mut out = Vec::new();
+        let bytes = AsapMessage::new(body).to_bytes().unwrap();
+        r.receive(now, conn, PPID_ASAP, &bytes, &mut out);
+        out
+    }
+
+    /// The ASAP messages sent to `conn`.
+    fn sent(out: &[Output], conn: ConnId) -> Vec<AsapMessage> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    conn: c,
+                    ppid: PPID_ASAP,
+                    data,
+                } if *c == conn => Some(AsapMessage::decode(data).unwrap().message),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn register(r: &mut Registrar, now: Micros, id: u32, policy: PolicyType) -> AsapMessage {
+        let out = send(
+            r,
+            now,
+            PE_CONN,
+            AsapBody::Registration {
+                pool_handle: "EchoPool".into(),
+                element: element(id, policy, 7000 + id as u16),
+            },
+        );
+        sent(&out, PE_CONN).remove(0)
+    }
+
+    fn resolve(r: &mut Registrar, now: Micros, items: Option<u32>) -> AsapMessage {
+        let out = send(
+            r,
+            now,
+            PU_CONN,
+            AsapBody::HandleResolution {
+                pool_handle: "EchoPool".into(),
+                items,
+            },
+        );
+        sent(&out, PU_CONN).remove(0)
+    }
+
+    fn resolved_ids(m: &AsapMessage) -> Vec<u32> {
+        match &m.body {
+            AsapBody::HandleResolutionResponse { elements, .. } => {
+                elements.iter().map(|e| e.id.0).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn registration_is_answered_and_resolvable() {
+        let mut r = registrar();
+        let resp = register(&mut r, 0, 0xe001, PolicyType::RoundRobin);
+        assert_eq!(resp.flags, 0);
+        assert!(matches!(
+            resp.body,
+            AsapBody::RegistrationResponse {
+                pe_id: PeId(0xe001),
+                error: None,
+                ..
+            }
+        ));
+        register(&mut r, 0, 0xe002, PolicyType::RoundRobin);
+        let hr = resolve(&mut r, 1, None);
+        let mut ids = resolved_ids(&hr);
+        ids.sort();
+        assert_eq!(ids, vec![0xe001, 0xe002]);
+        match hr.body {
+            AsapBody::HandleResolutionResponse {
+                policy, elements, ..
+            } => {
+                assert_eq!(policy.unwrap().policy, PolicyType::RoundRobin);
+                assert_eq!(elements[0].home_registrar, RegistrarId(0x1111_1111));
+                assert!(elements[0].asap_transport.is_none());
+            }
+            _ => unreachable!(),
+        }
+        assert_eq!(resolved_ids(&resolve(&mut r, 1, Some(1))).len(), 1);
+    }
+
+    #[test]
+    fn inconsistent_policy_is_rejected_with_cause_5_and_the_policy_tlv() {
+        let mut r = registrar();
+        register(&mut r, 0, 1, PolicyType::RoundRobin);
+        let resp = register(&mut r, 0, 2, PolicyType::LeastUsed);
+        assert_eq!(resp.flags, asap::FLAG_REJECT);
+        match resp.body {
+            AsapBody::RegistrationResponse { error: Some(e), .. } => {
+                assert_eq!(e.code(), cause::INCONSISTENT_POOLING_POLICY);
+                assert_eq!(&e.causes[0].info[..2], &[0x00, 0x08]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_pool_gives_cause_9() {
+        let mut r = registrar();
+        match resolve(&mut r, 0, None).body {
+            AsapBody::HandleResolutionResponse {
+                error: Some(e),
+                elements,
+                ..
+            } => {
+                assert_eq!(e.code(), cause::UNKNOWN_POOL_HANDLE);
+                assert!(elements.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn foreign_and_loopback_addresses_are_filtered_by_scope() {
+        let mut r = registrar();
+        r.cfg.min_address_scope = AddressScope::SiteLocal;
+        let resp = register(&mut r, 0, 1, PolicyType::RoundRobin);
+        assert_eq!(resp.flags, asap::FLAG_REJECT);
+        match resp.body {
+            AsapBody::RegistrationResponse { error: Some(e), .. } => {
+                assert_eq!(e.code(), cause::RSPLIB_NO_USABLE_USER_ADDRESSES)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keep_alives_flow_and_a_missing_ack_closes_the_connection() {
+        let mut r = registrar();
+        register(&mut r, 0, 0xa001, PolicyType::RoundRobin);
+        assert_eq!(r.next_wakeup(), Some(5 * SEC));
+        let mut out = Vec::new();
+        r.poll(5 * SEC, &mut out);
+        let ka = sent(&out, PE_CONN);
+        assert!(matches!(
+            ka[0].body,
+            AsapBody::EndpointKeepAlive {
+                server_id: RegistrarId(0x1111_1111),
+                pe_id: Some(PeId(0xa001)),
+                ..
+            }
+        ));
+        assert_eq!(ka[0].flags & asap::FLAG_HOME, 0);
+        // Acked in time: the next keep-alive is 5 s after the ack.
+        send(
+            &mut r,
+            6 * SEC,
+            PE_CONN,
+            AsapBody::EndpointKeepAliveAck {
+                pool_handle: "EchoPool".into(),
+                pe_id: PeId(0xa001),
+            },
+        );
+        let mut out = Vec::new();
+        r.poll(10 * SEC + 500_000, &mut out);
+        assert!(sent(&out, PE_CONN).is_empty(), "no keep-alive before 11 s");
+        r.poll(11 * SEC, &mut out);
+        assert_eq!(sent(&out, PE_CONN).len(), 1);
+        // Not acked: at 16 s the connection is closed and the PE is gone.
+        let mut out = Vec::new();
+        r.poll(16 * SEC, &mut out);
+        assert!(out.contains(&Output::Close { conn: PE_CONN }));
+        assert_eq!(r.handlespace().len(), 0);
+        assert_eq!(r.connections(), 1);
+    }
+
+    #[test]
+    fn connection_loss_removes_its_pes_at_once() {
+        let mut r = registrar();
+        register(&mut r, 0, 1, PolicyType::RoundRobin);
+        register(&mut r, 0, 2, PolicyType::RoundRobin);
+        let mut out = Vec::new();
+        r.connection_down(PE_CONN, &mut out);
+        assert_eq!(r.handlespace().len(), 0);
+        assert!(r.next_wakeup().is_none(), "no timers left for removed PEs");
+    }
+
+    #[test]
+    fn registration_life_expires() {
+        let mut r = registrar();
+        r.cfg.keepalive_interval = 3600 * SEC;
+        register(&mut r, 0, 1, PolicyType::RoundRobin);
+        let mut out = Vec::new();
+        r.poll(29 * SEC, &mut out);
+        assert_eq!(r.handlespace().len(), 1);
+        r.poll(30 * SEC, &mut out);
+        assert_eq!(r.handlespace().len(), 0);
+    }
+
+    #[test]
+    fn unreachable_reports_remove_after_the_threshold() {
+        let mut r = registrar();
+        register(&mut r, 0, 1, PolicyType::RoundRobin);
+        for n in 0..3 {
+            assert_eq!(r.handlespace().len(), 1, "after {n} reports");
+            send(
+                &mut r,
+                1,
+                PU_CONN,
+                AsapBody::EndpointUnreachable {
+                    pool_handle: "EchoPool".into(),
+                    pe_id: PeId(1),
+                },
+            );
+        }
+        assert_eq!(r.handlespace().len(), 0);
+    }
+
+    #[test]
+    fn only_the_registering_host_may_deregister() {
+        let mut r = registrar();
+        r.connection_up(
+            3,
+            TransportProtocol::Tcp,
+            vec!["10.0.0.9:5000".parse().unwrap()],
+        );
+        register(&mut r, 0, 1, PolicyType::RoundRobin);
+        let out = send(
+            &mut r,
+            1,
+            3,
+            AsapBody::Deregistration {
+                pool_handle: "EchoPool".into(),
+                pe_id: PeId(1),
+            },
+        );
+        assert!(matches!(
+            &sent(&out, 3)[0].body,
+            AsapBody::DeregistrationResponse { error: Some(e), .. } if e.code() == cause::REJECTED_SECURITY
+        ));
+        assert_eq!(r.handlespace().len(), 1);
+        let out = send(
+            &mut r,
+            1,
+            PE_CONN,
+            AsapBody::Deregistration {
+                pool_handle: "EchoPool".into(),
+                pe_id: PeId(1),
+            },
+        );
+        assert!(matches!(
+            &sent(&out, PE_CONN)[0].body,
+            AsapBody::DeregistrationResponse { error: None, .. }
+        ));
+        assert_eq!(r.handlespace().len(), 0);
+    }
+
+    #[test]
+    fn malformed_and_unexpected_messages_get_asap_errors() {
+        let mut r = registrar();
+        let mut out = Vec::new();
+        // Unknown message type 0x33.
+        r.receive(0, PU_CONN, PPID_ASAP, &[0x33, 0, 0, 4], &mut out);
+        let e = sent(&out, PU_CONN);
+        assert!(
+            matches!(&e[0].body, AsapBody::Error { error } if error.code() == cause::UNRECOGNIZED_MESSAGE)
+        );
+        // A registrar never receives a Registration Response.
+        let out = send(
+            &mut r,
+            0,
+            PU_CONN,
+            AsapBody::RegistrationResponse {
+                pool_handle: "x".into(),
+                pe_id: PeId(1),
+                error: None,
+            },
+        );
+        assert!(matches!(
+            &sent(&out, PU_CONN)[0].body,
+            AsapBody::Error { .. }
+        ));
+        // Wrong PPID closes the connection.
+        let mut out = Vec::new();
+        r.receive(0, PU_CONN, 99, &[1, 0, 0, 4], &mut out);
+        assert!(out.contains(&Output::Close { conn: PU_CONN }));
+    }
+
+    #[test]
+    fn hsdump_style_enrp_queries_are_answered() {
+        let mut r = registrar();
+        register(&mut r, 0, 0xe001, PolicyType::RoundRobin);
+        let tool = RegistrarId(0x5c46_3c96);
+        let presence = EnrpMessage::new(
+            tool,
+            RegistrarId(0),
+            EnrpBody::Presence {
+                checksum: 0xffff,
+                server_info: ServerInformation::new(tool, vec![]),
+            },
+        );
+        let mut out = Vec::new();
+        r.receive(
+            0,
+            PU_CONN,
+            PPID_ENRP,
+            &presence.to_bytes().unwrap(),
+            &mut out,
+        );
+        let htr = EnrpMessage::new(tool, r.id(), EnrpBody::HandleTableRequest);
+        r.receive(0, PU_CONN, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
+        let replies: Vec<EnrpMessage> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    ppid: PPID_ENRP,
+                    data,
+                    ..
+                } => Some(EnrpMessage::decode(data).unwrap().message),
+                _ => None,
+            })
+            .collect();
+        assert!(matches!(replies[0].body, EnrpBody::Presence { .. }));
+        match &replies[1].body {
+            EnrpBody::HandleTableResponse { pools } => {
+                assert_eq!(replies[1].flags, 0);
+                assert_eq!(pools[0].elements[0].id, PeId(0xe001));
+                assert!(pools[0].elements[0].asap_transport.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -85,42 +85,42 @@ impl fmt::Display for ConfigError {
 }
 
 /// Parses one address with optional port: `a.b.c.d[:port]`, `[v6][:port]`, `host!port`.
-pub fn parse_address(s: &str, default_port: u16) -> Option<SocketAddr> {
+fn parse_address_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
     let s = s.trim();
     if let Some(rest) = s.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
         let ip: IpAddr = ip.parse().ok()?;
         let port = match after {
-            "" => default_port,
-            p => p.strip_prefix([':', '!'])?.parse().ok()?,
+            "" => None,
+            p => Some(p.strip_prefix([':', '!'])?.parse().ok()?),
         };
-        return Some(SocketAddr::new(ip, port));
+        return Some((ip, port));
     }
     if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, default_port));
+        return Some((ip, None));
     }
     let (ip, port) = s.rsplit_once([':', '!'])?;
-    Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+    Some((ip.parse().ok()?, Some(port.parse().ok()?)))
+}
+
+/// Parses one address; without a port it gets `default_port`.
+pub fn parse_address(s: &str, default_port: u16) -> Option<SocketAddr> {
+    let (ip, port) = parse_address_port(s)?;
+    Some(SocketAddr::new(ip, port.unwrap_or(default_port)))
 }
 
 /// Parses `addr[:port],addr…` (all addresses of one multihomed endpoint). Addresses without a
-/// port get the first explicit port, or `default_port`.
+/// port get the first explicit port, or `default_port`. Port 0 means "any free port".
 pub fn parse_address_list(s: &str, default_port: u16) -> Option<Vec<SocketAddr>> {
-    let mut out: Vec<SocketAddr> = Vec::new();
-    let mut explicit = None;
-    for part in s.split(',') {
-        let a = parse_address(part, 0)?;
-        if a.port() != 0 && explicit.is_none() {
-            explicit = Some(a.port());
-        }
-        out.push(a);
-    }
-    let port = explicit.unwrap_or(default_port);
-    for a in &mut out {
-        if a.port() == 0 {
-            a.set_port(port);
-        }
-    }
+    let parts: Vec<(IpAddr, Option<u16>)> = s
+        .split(',')
+        .map(parse_address_port)
+        .collect::<Option<_>>()?;
+    let port = parts.iter().find_map(|(_, p)| *p).unwrap_or(default_port);
+    let out: Vec<SocketAddr> = parts
+        .into_iter()
+        .map(|(ip, p)| SocketAddr::new(ip, p.unwrap_or(port)))
+        .collect();
     (!out.is_empty()).then_some(out)
 }
 
@@ -354,6 +354,10 @@ mod tests {
         assert_eq!(c.max_hr_rate, None);
         assert_eq!(c.max_eu_rate, Some(20));
         assert_eq!(run(&[]).unwrap(), Config::default());
+        assert_eq!(
+            run(&["-asap=127.0.0.1:0"]).unwrap().asap,
+            vec!["127.0.0.1:0".parse().unwrap()]
+        );
     }
 
     #[test]

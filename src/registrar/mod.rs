@@ -98,6 +98,19 @@ fn signal_pipe() -> io::Result<OwnedFd> {
     }
 }
 
+/// Raises the soft descriptor limit to the hard one: a registrar holds one TCP connection per
+/// PE/PU (10 000 PEs need more than the usual 1024).
+fn raise_fd_limit() {
+    // SAFETY: get/setrlimit on a local struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     // SAFETY: getrandom fills the buffer.
@@ -194,7 +207,10 @@ fn bind_endpoints(
 ) -> Result<Vec<(Server, u32)>, String> {
     let mut servers = Vec::new();
     for &p in protocols {
-        for (addrs, ppid, name) in [(&config.asap, PPID_ASAP, "ASAP"), (&config.enrp, PPID_ENRP, "ENRP")] {
+        for (addrs, ppid, name) in [
+            (&config.asap, PPID_ASAP, "ASAP"),
+            (&config.enrp, PPID_ENRP, "ENRP"),
+        ] {
             let server = Server::bind(p, addrs, ppid, poll.registry()).map_err(|e| {
                 format!(
                     "cannot bind the {name} endpoint {} over {}: {e}",
@@ -227,23 +243,31 @@ pub fn run(config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
     }
     let (protocols, choice) = config.transport.resolve(sctp::available())?;
-    let id = config
-        .identifier
-        .unwrap_or_else(|| loop {
-            let r = random_u64() as u32;
-            if r != 0 {
-                break r;
-            }
-        });
+    let id = config.identifier.unwrap_or_else(|| loop {
+        let r = random_u64() as u32;
+        if r != 0 {
+            break r;
+        }
+    });
 
+    raise_fd_limit();
     let mut poll = Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
     let mut servers = bind_endpoints(config, &protocols, &poll)?;
     let signals = signal_pipe().map_err(|e| format!("cannot set up signal handling: {e}"))?;
     let signal_token = Token(usize::MAX - 1);
     poll.registry()
-        .register(&mut SourceFd(&signals.as_raw_fd()), signal_token, Interest::READABLE)
+        .register(
+            &mut SourceFd(&signals.as_raw_fd()),
+            signal_token,
+            Interest::READABLE,
+        )
         .map_err(|e| format!("cannot watch signals: {e}"))?;
-    let asap_port = servers[0].0.local_addrs().first().map(|a| a.port()).unwrap_or(3863);
+    let asap_port = servers[0]
+        .0
+        .local_addrs()
+        .first()
+        .map(|a| a.port())
+        .unwrap_or(3863);
     let mut announcer = match config.asap_announce {
         Some(group) => Some(
             Announcer::new(group, asap_port)
@@ -291,11 +315,18 @@ pub fn run(config: &Config) -> Result<(), String> {
         for (s, ppid) in &servers {
             let name = if *ppid == PPID_ASAP { "ASAP" } else { "ENRP" };
             let addrs: Vec<String> = s.local_addrs().iter().map(|a| a.to_string()).collect();
-            println!("Listening: {name} over {} on {}", s.protocol().name(), addrs.join(", "));
+            println!(
+                "Listening: {name} over {} on {}",
+                s.protocol().name(),
+                addrs.join(", ")
+            );
         }
         let _ = io::stdout().flush();
     }
-    logging::log(logging::ACTION, &format!("registrar 0x{id:08x} started; {choice}"));
+    logging::log(
+        logging::ACTION,
+        &format!("registrar 0x{id:08x} started; transport: {choice}"),
+    );
 
     let mut conn_server: HashMap<ConnId, usize> = HashMap::new();
     let mut events = Events::with_capacity(1024);

@@ -24,10 +24,7 @@ use mio::{Interest, Registry, Token};
 
 use framing::Deframer;
 
-/// SCTP payload protocol identifier of ASAP.
-pub const PPID_ASAP: u32 = 11;
-/// SCTP payload protocol identifier of ENRP.
-pub const PPID_ENRP: u32 = 12;
+pub use crate::core::wire::{PPID_ASAP, PPID_ENRP};
 
 /// Largest ASAP/ENRP message (the header's length field is 16 bits).
 pub const MAX_MESSAGE_SIZE: usize = 65535;
@@ -78,17 +75,17 @@ impl Selection {
         match (self, sctp_available) {
             (Selection::Both, true) => Ok((
                 vec![Protocol::Sctp, Protocol::Tcp],
-                "transport: kernel SCTP and TCP".into(),
+                "kernel SCTP and TCP".into(),
             )),
             (Selection::Both, false) => Ok((
                 vec![Protocol::Tcp],
-                "transport: the kernel has no SCTP, falling back to TCP only".into(),
+                "TCP only: the kernel has no SCTP (automatic fallback)".into(),
             )),
-            (Selection::Sctp, true) => Ok((vec![Protocol::Sctp], "transport: SCTP only".into())),
+            (Selection::Sctp, true) => Ok((vec![Protocol::Sctp], "SCTP only".into())),
             (Selection::Sctp, false) => {
-                Err("transport: SCTP was requested but the kernel has no SCTP".into())
+                Err("SCTP was requested (-transport=sctp) but the kernel has no SCTP".into())
             }
-            (Selection::Tcp, _) => Ok((vec![Protocol::Tcp], "transport: TCP only".into())),
+            (Selection::Tcp, _) => Ok((vec![Protocol::Tcp], "TCP only".into())),
         }
     }
 }
