@@ -785,16 +785,45 @@ impl<R: RandomSource> Handlespace<R> {
                 // (exactly the conditional distribution); after a few misses in a row the chosen
                 // PEs are taken out of the tree instead, which also ends the search when only
                 // they carry weight.
+                // The first draw of each of the first BATCH picks is made up front and searched
+                // in lockstep (`find_many`): independent of the other picks, so a rejected one
+                // is simply redrawn as before and the distribution is unchanged.
+                const BATCH: usize = 8;
                 scratch.clear();
                 let mut excluded = false;
-                'picks: for _ in 0..n.min(members.len()) {
+                let picks = n.min(members.len());
+                // Small trees are cache-resident: there the plain sequential search is cheaper.
+                let batched = if members.len() >= 1 << 12 {
+                    picks.min(BATCH)
+                } else {
+                    0
+                };
+                let mut first_try = [0usize; BATCH];
+                let total = tree.total();
+                if total > 0 && batched > 0 {
+                    let mut rs = [0u64; BATCH];
+                    for r in &mut rs[..batched] {
+                        *r = rng.next_u64() % total;
+                    }
+                    tree.find_many(&mut rs[..batched], &mut first_try[..batched]);
+                }
+                'picks: for (pick, &batch_pos) in first_try
+                    .iter()
+                    .chain(std::iter::repeat(&0))
+                    .take(picks)
+                    .enumerate()
+                {
                     let mut misses = 0;
                     let pos = loop {
                         let total = tree.total();
                         if total == 0 {
                             break 'picks;
                         }
-                        let pos = tree.find(rng.next_u64() % total);
+                        let pos = if misses == 0 && pick < batched && !excluded {
+                            batch_pos
+                        } else {
+                            tree.find(rng.next_u64() % total)
+                        };
                         if excluded || !scratch.iter().any(|(p, _)| *p == pos) {
                             break pos;
                         }
