@@ -8,7 +8,15 @@
 //! ASAP (registrator) transport, which would add a boxed 40-byte transport plus its addresses).
 //! "RSS MiB" is the process's VmRSS right after building (includes the benchmark's own data).
 //! Sizes below 3·10⁵ PEs are repeated and the best run of each operation is printed.
-//! `HS_BENCH_MAX=100000` limits the sizes.
+//! After each layout, a "slowdown" row gives, per column, (rate at the smallest size) / (rate at
+//! the largest size) from this same run — the target is ≤ 2.0 between 10^3 and 10^6.
+//! `HS_BENCH_MAX=100000` limits the sizes; `HS_BENCH_LAYOUT=single|pools` runs one layout only.
+//!
+//! The workload is what a registrar sees: PE ids are pseudo-random 32-bit values (rsplib draws
+//! them at random), PEs register in turn to all pools (so a pool's PEs are spread over the whole
+//! PE table), time is monotonic (one registration per µs), every PE is re-registered once in the
+//! same order, resolutions go to uniformly random pools, and deregistration follows registration
+//! order.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -79,8 +87,7 @@ fn registration(i: usize, policy: PolicyType, generation: u32) -> Registration {
     }
 }
 
-fn rate(ops: usize, secs: f64) -> String {
-    let r = ops as f64 / secs;
+fn rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2} M", r / 1e6)
     } else {
@@ -88,11 +95,25 @@ fn rate(ops: usize, secs: f64) -> String {
     }
 }
 
+fn policy_name(p: PolicyType) -> &'static str {
+    match p {
+        PolicyType::RoundRobin => "RR",
+        PolicyType::WeightedRoundRobin => "WRR",
+        PolicyType::Random => "RAND",
+        _ => "LU",
+    }
+}
+
+fn short(n: usize) -> String {
+    format!("1e{}", (n as f64).log10().round())
+}
+
 fn main() {
     let max: usize = std::env::var("HS_BENCH_MAX")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let layout = std::env::var("HS_BENCH_LAYOUT").unwrap_or_default();
     let sizes: Vec<usize> = [1_000, 10_000, 100_000, 1_000_000]
         .into_iter()
         .filter(|n| *n <= max)
@@ -109,12 +130,18 @@ fn main() {
         "PEs", "pools", "policy", "reg/s", "rereg/s", "HR(3)/s", "dereg/s", "B/PE", "RSS MiB"
     );
     for pools_of_100 in [false, true] {
+        if (layout == "single" && pools_of_100) || (layout == "pools" && !pools_of_100) {
+            continue;
+        }
+        // Per policy: (n, [reg, rereg, HR, dereg] rates) for the smallest and largest size.
+        let mut first: Vec<[f64; 4]> = Vec::new();
+        let mut last: Vec<(usize, [f64; 4], f64)> = Vec::new();
         for &n in &sizes {
             let pool_count = if pools_of_100 { n / 100 } else { 1 };
             let handles: Vec<PoolHandle> = (0..pool_count)
                 .map(|p| PoolHandle::from(format!("pool-{p:05}").as_str()))
                 .collect();
-            for policy in policies {
+            for (pi, policy) in policies.into_iter().enumerate() {
                 // Small sizes are repeated and the best run of each operation kept (the machine
                 // is shared; the minimum is the least disturbed measurement).
                 let reps = (300_000 / n).clamp(1, 30);
@@ -130,7 +157,7 @@ fn main() {
                     let t = Instant::now();
                     for (i, r) in regs.into_iter().enumerate() {
                         let h = &handles[i % pool_count];
-                        black_box(hs.register(h, r, 0).unwrap());
+                        black_box(hs.register(h, r, i as u64).unwrap());
                     }
                     t_reg = t_reg.min(t.elapsed().as_secs_f64());
                     // The delta is: handlespace structures − the freed Registration buffer. The
@@ -145,7 +172,7 @@ fn main() {
                     let t = Instant::now();
                     for (i, r) in regs.into_iter().enumerate() {
                         let h = &handles[i % pool_count];
-                        black_box(hs.register(h, r, 1).unwrap());
+                        black_box(hs.register(h, r, (n + i) as u64).unwrap());
                     }
                     t_rereg = t_rereg.min(t.elapsed().as_secs_f64());
 
@@ -170,22 +197,50 @@ fn main() {
                     t_dereg = t_dereg.min(t.elapsed().as_secs_f64());
                     assert!(hs.is_empty());
                 }
+                let rates = [
+                    n as f64 / t_reg,
+                    n as f64 / t_rereg,
+                    RESOLUTIONS as f64 / t_hr,
+                    n as f64 / t_dereg,
+                ];
+                if first.len() == pi {
+                    first.push(rates);
+                }
+                if last.len() == pi {
+                    last.push((n, rates, per_pe));
+                } else {
+                    last[pi] = (n, rates, per_pe);
+                }
                 println!(
                     "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8.1} {:>7.0}",
                     n,
                     pool_count,
-                    match policy {
-                        PolicyType::RoundRobin => "RR",
-                        PolicyType::WeightedRoundRobin => "WRR",
-                        PolicyType::Random => "RAND",
-                        _ => "LU",
-                    },
-                    rate(n, t_reg),
-                    rate(n, t_rereg),
-                    rate(RESOLUTIONS, t_hr),
-                    rate(n, t_dereg),
+                    policy_name(policy),
+                    rate(rates[0]),
+                    rate(rates[1]),
+                    rate(rates[2]),
+                    rate(rates[3]),
                     per_pe,
                     rss,
+                );
+            }
+        }
+        if sizes.len() > 1 {
+            for (pi, policy) in policies.into_iter().enumerate() {
+                let (n, l, per_pe) = last[pi];
+                let f = first[pi];
+                let worst = (0..4).map(|c| f[c] / l[c]).fold(0.0, f64::max);
+                println!(
+                    "{:>9} {:>7} {:>6} | {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x | {:>8} {}",
+                    format!("{}/{}", short(n), short(sizes[0])),
+                    "slow",
+                    policy_name(policy),
+                    f[0] / l[0],
+                    f[1] / l[1],
+                    f[2] / l[2],
+                    f[3] / l[3],
+                    if per_pe < 250.0 { "<250 ok" } else { ">=250 !" },
+                    if worst <= 2.0 { "ok" } else { "OVER 2x" },
                 );
             }
         }

@@ -263,13 +263,18 @@ struct Pool {
     next_seq: u64,
     by_id: BTreeMap<PeId, u32>,
     selection: Selection,
+    /// PEs of this pool per home registrar (a handful of entries).
+    owners: Vec<(RegistrarId, u32)>,
 }
 
 #[derive(Default)]
 struct Owner {
     checksum: ChecksumAccumulator,
     count: usize,
-    pools: BTreeMap<PoolHandle, BTreeSet<PeId>>,
+    /// The pools in which this registrar owns at least one PE → pool slot (owner walks). Only a
+    /// pool's first / last PE of this owner touches it; the PEs themselves are found by
+    /// filtering the pool's id index on `home`.
+    pools: BTreeMap<PoolHandle, u32>,
 }
 
 /// A handlespace (registrar) or handlespace cache (PU).
@@ -329,38 +334,39 @@ fn pe_mut(pes: &mut Slab<PoolElement>, slot: u32) -> &mut PoolElement {
 
 fn owner_add(
     owners: &mut HashMap<RegistrarId, Owner>,
+    pool: &mut Pool,
+    pidx: u32,
     home: RegistrarId,
-    handle: &PoolHandle,
-    id: PeId,
+    partial: u32,
 ) {
     let o = owners.entry(home).or_default();
-    o.checksum.add(pe_partial_sum(handle, id));
+    o.checksum.add(partial);
     o.count += 1;
-    match o.pools.get_mut(handle) {
-        Some(set) => {
-            set.insert(id);
-        }
+    match pool.owners.iter_mut().find(|(r, _)| *r == home) {
+        Some((_, n)) => *n += 1,
         None => {
-            o.pools.insert(handle.clone(), BTreeSet::from([id]));
+            pool.owners.push((home, 1));
+            o.pools.insert(pool.handle.clone(), pidx);
         }
     }
 }
 
 fn owner_remove(
     owners: &mut HashMap<RegistrarId, Owner>,
+    pool: &mut Pool,
     home: RegistrarId,
-    handle: &PoolHandle,
-    id: PeId,
+    partial: u32,
 ) {
     let Some(o) = owners.get_mut(&home) else {
         return;
     };
-    o.checksum.remove(pe_partial_sum(handle, id));
+    o.checksum.remove(partial);
     o.count -= 1;
-    if let Some(set) = o.pools.get_mut(handle) {
-        set.remove(&id);
-        if set.is_empty() {
-            o.pools.remove(handle);
+    if let Some(i) = pool.owners.iter().position(|(r, _)| *r == home) {
+        pool.owners[i].1 -= 1;
+        if pool.owners[i].1 == 0 {
+            pool.owners.swap_remove(i);
+            o.pools.remove(&pool.handle);
         }
     }
     if o.count == 0 {
@@ -571,6 +577,7 @@ impl<R: RandomSource> Handlespace<R> {
             next_seq: 0,
             by_id: BTreeMap::new(),
             selection,
+            owners: Vec::new(),
         };
         let idx = match self.free_pools.pop() {
             Some(i) => {
@@ -631,8 +638,9 @@ impl<R: RandomSource> Handlespace<R> {
         }
         pool.by_id.insert(pe.id, slot);
         timers.insert((expiry, slot));
-        owner_add(owners, pe.home, &pool.handle, pe.id);
-        checksum.add(pe_partial_sum(&pool.handle, pe.id));
+        let partial = pe_partial_sum(&pool.handle, pe.id);
+        owner_add(owners, pool, pidx, pe.home, partial);
+        checksum.add(partial);
         let stored = pes.insert(pe);
         debug_assert_eq!(stored, slot);
         self.pe_count += 1;
@@ -657,8 +665,9 @@ impl<R: RandomSource> Handlespace<R> {
             pe.expiry = expiry;
         }
         if pe.home != reg.home {
-            owner_remove(owners, pe.home, &pool.handle, pe.id);
-            owner_add(owners, reg.home, &pool.handle, pe.id);
+            let partial = pe_partial_sum(&pool.handle, pe.id);
+            owner_remove(owners, pool, pe.home, partial);
+            owner_add(owners, pool, pe.pool, reg.home, partial);
             pe.home = reg.home;
         }
         policy::on_reregistration(&pe.policy(), &reg.policy, &mut pe.state);
@@ -714,8 +723,9 @@ impl<R: RandomSource> Handlespace<R> {
         }
         pool.by_id.remove(&pe.id);
         timers.remove(&(pe.expiry, slot));
-        owner_remove(owners, pe.home, &pool.handle, pe.id);
-        checksum.remove(pe_partial_sum(&pool.handle, pe.id));
+        let partial = pe_partial_sum(&pool.handle, pe.id);
+        owner_remove(owners, pool, pe.home, partial);
+        checksum.remove(partial);
         if pool.by_id.is_empty() {
             let pool = pools[pidx as usize].take().expect("live pool");
             self.pool_index.remove(&pool.handle);
@@ -775,16 +785,45 @@ impl<R: RandomSource> Handlespace<R> {
                 // (exactly the conditional distribution); after a few misses in a row the chosen
                 // PEs are taken out of the tree instead, which also ends the search when only
                 // they carry weight.
+                // The first draw of each of the first BATCH picks is made up front and searched
+                // in lockstep (`find_many`): independent of the other picks, so a rejected one
+                // is simply redrawn as before and the distribution is unchanged.
+                const BATCH: usize = 8;
                 scratch.clear();
                 let mut excluded = false;
-                'picks: for _ in 0..n.min(members.len()) {
+                let picks = n.min(members.len());
+                // Small trees are cache-resident: there the plain sequential search is cheaper.
+                let batched = if members.len() >= 1 << 12 {
+                    picks.min(BATCH)
+                } else {
+                    0
+                };
+                let mut first_try = [0usize; BATCH];
+                let total = tree.total();
+                if total > 0 && batched > 0 {
+                    let mut rs = [0u64; BATCH];
+                    for r in &mut rs[..batched] {
+                        *r = rng.next_u64() % total;
+                    }
+                    tree.find_many(&mut rs[..batched], &mut first_try[..batched]);
+                }
+                'picks: for (pick, &batch_pos) in first_try
+                    .iter()
+                    .chain(std::iter::repeat(&0))
+                    .take(picks)
+                    .enumerate()
+                {
                     let mut misses = 0;
                     let pos = loop {
                         let total = tree.total();
                         if total == 0 {
                             break 'picks;
                         }
-                        let pos = tree.find(rng.next_u64() % total);
+                        let pos = if misses == 0 && pick < batched && !excluded {
+                            batch_pos
+                        } else {
+                            tree.find(rng.next_u64() % total)
+                        };
                         if excluded || !scratch.iter().any(|(p, _)| *p == pos) {
                             break pos;
                         }
@@ -906,9 +945,12 @@ impl<R: RandomSource> Handlespace<R> {
         owner: RegistrarId,
     ) -> impl Iterator<Item = (&PoolHandle, &PoolElement)> + '_ {
         self.owners.get(&owner).into_iter().flat_map(move |o| {
-            o.pools.iter().flat_map(move |(h, ids)| {
-                ids.iter()
-                    .map(move |id| (h, self.get(h, *id).expect("indexed PE")))
+            o.pools.iter().flat_map(move |(h, &pidx)| {
+                let pool = self.pools[pidx as usize].as_ref().expect("live pool");
+                pool.by_id
+                    .values()
+                    .map(move |&slot| (h, self.pe(PeRef(slot))))
+                    .filter(move |(_, pe)| pe.home == owner)
             })
         })
     }
@@ -920,8 +962,10 @@ impl<R: RandomSource> Handlespace<R> {
         };
         let pe = pe_mut(&mut self.pes, slot);
         if pe.home != home {
-            owner_remove(&mut self.owners, pe.home, handle, id);
-            owner_add(&mut self.owners, home, handle, id);
+            let pool = pool_mut(&mut self.pools, pe.pool);
+            let partial = pe_partial_sum(handle, id);
+            owner_remove(&mut self.owners, pool, pe.home, partial);
+            owner_add(&mut self.owners, pool, pe.pool, home, partial);
             pe.home = home;
         }
         true
@@ -935,11 +979,25 @@ impl<R: RandomSource> Handlespace<R> {
         let Some(old) = self.owners.remove(&from) else {
             return 0;
         };
-        for (h, ids) in &old.pools {
-            for id in ids {
-                let slot = self.lookup(h, *id).expect("indexed PE");
-                pe_mut(&mut self.pes, slot).home = to;
-                owner_add(&mut self.owners, to, h, *id);
+        let new = self.owners.entry(to).or_default();
+        new.checksum.add(old.checksum.raw());
+        new.count += old.count;
+        for (h, &pidx) in &old.pools {
+            let pool = pool_mut(&mut self.pools, pidx);
+            for &slot in pool.by_id.values() {
+                let pe = pe_mut(&mut self.pes, slot);
+                if pe.home == from {
+                    pe.home = to;
+                }
+            }
+            let i = pool.owners.iter().position(|(r, _)| *r == from);
+            let (_, moved) = pool.owners.swap_remove(i.expect("owner count"));
+            match pool.owners.iter_mut().find(|(r, _)| *r == to) {
+                Some((_, n)) => *n += moved,
+                None => {
+                    pool.owners.push((to, moved));
+                    new.pools.insert(h.clone(), pidx);
+                }
             }
         }
         old.count
@@ -989,11 +1047,16 @@ impl<R: RandomSource> Handlespace<R> {
             }
             Some(owner) => {
                 if let Some(o) = self.owners.get(&owner) {
-                    'owned: for (h, ids) in
+                    'owned: for (h, &pidx) in
                         o.pools.range::<PoolHandle, _>((start, Bound::Unbounded))
                     {
-                        for id in ids.range((id_start(h), Bound::Unbounded)) {
-                            items.push((h, self.get(h, *id).expect("indexed PE")));
+                        let pool = self.pools[pidx as usize].as_ref().expect("live pool");
+                        for (_, &slot) in pool.by_id.range((id_start(h), Bound::Unbounded)) {
+                            let pe = self.pe(PeRef(slot));
+                            if pe.home != owner {
+                                continue;
+                            }
+                            items.push((h, pe));
                             if items.len() > max {
                                 break 'owned;
                             }
