@@ -27,7 +27,7 @@ CARGO      ?= cargo
 PROFILE    := release
 TARGETDIR  ?= $(CURDIR)/target
 OUT        := $(TARGETDIR)/$(PROFILE)
-PROGRAMS   := rspregistrar
+PROGRAMS   := rspregistrar rspdecode rsptool
 HEADERS    := $(wildcard include/*.h)
 
 # Staged install used by the C tests and the demo: they build against it with pkg-config,
@@ -39,7 +39,7 @@ STAGE_PKG  := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig PKG_CONFIG_S
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all build headers install uninstall stage test cargo-test clippy fmt-check \
-        header-check c-tests install-check examples demo check-tools clean
+        header-check c-tests install-check examples test-sctp demo check-tools clean
 
 all: build
 
@@ -122,6 +122,19 @@ c-tests: check-tools stage
 
 install-check: build
 	sh c-tests/install-check.sh $(CURDIR)/build/install-check
+
+# SCTP lab scenarios (not in CI): real kernel SCTP in a small VM, Debian's rsplib 3.4 as peers.
+SCTP_LAB ?= $(CURDIR)/../shared/sctp-lab/sctp-lab
+SCTP_SCENARIOS := tests/sctp-lab/registrar.sh
+test-sctp: build
+	@command -v rspserver >/dev/null 2>&1 || { \
+	  echo "make: installing Debian's rsplib 3.4 programs and tshark for the lab peers"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    rsplib-registrar rsplib-tools rsplib-services tshark >/dev/null; }
+	@rc=0; for s in $(SCTP_SCENARIOS); do \
+	  echo "=== $$s (in the SCTP lab VM)"; \
+	  $(SCTP_LAB) run bash $$s || rc=1; \
+	done; exit $$rc
 
 # ---------------------------------------------------------------------------------- demo
 # For now the main job is: build, install into a local prefix, run the C tests against it,

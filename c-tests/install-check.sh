@@ -24,7 +24,9 @@ check "pkg-config cflags" sh -c "PKG_CONFIG_PATH='$L/pkgconfig' PKG_CONFIG_SYSRO
 for h in rsplib.h rsplib-tags.h tagitem.h rserpoolerror.h poolpolicysettings.h sockaddrunion.h tdtypes.h; do
    check "header $h" test -f "$DEST$PREFIX/include/rsplib/$h"
 done
-check "rspregistrar" test -x "$DEST$PREFIX/bin/rspregistrar"
+for p in rspregistrar rspdecode rsptool; do
+   check "program $p" test -x "$DEST$PREFIX/bin/$p"
+done
 make --no-print-directory -s uninstall PREFIX=$PREFIX DESTDIR="$DEST" > "$DEST.log" 2>&1
 left=$(find "$DEST" -type f -o -type l | wc -l)
 check "uninstall removes every file ($left left)" test "$left" = 0

@@ -345,7 +345,9 @@ fn addrs_opt(fd: RawFd, name: libc::c_int, assoc: AssocId) -> io::Result<Vec<Soc
         return Err(io::Error::last_os_error());
     }
     let count = u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
-    let end = (len as usize).min(buf.len());
+    // The kernel's returned length is inconsistent (SCTP_GET_LOCAL_ADDRS leaves out the 8-byte
+    // header, SCTP_GET_PEER_ADDRS includes it): walk `count` addresses within the buffer.
+    let end = buf.len();
     let mut out = Vec::new();
     let mut off = 8;
     while out.len() < count && off + 2 <= end {
