@@ -56,6 +56,39 @@ unsigned int rspReportFailure(const unsigned char *poolHandle,
                               uint32_t identifier,
                               struct TagItem *tags CPP_DEFAULT(NULL));
 int rspSelect(int n CPP_DEFAULT(0), fd_set *readfds CPP_DEFAULT(NULL), fd_set *writefds CPP_DEFAULT(NULL), fd_set *exceptfds CPP_DEFAULT(NULL), struct timeval *timeout CPP_DEFAULT(NULL));
+struct PoolElementDescriptor *rspCreatePoolElement(const unsigned char *poolHandle,
+                                                   size_t poolHandleSize,
+                                                   struct TagItem *tags);
+void rspDeletePoolElement(struct PoolElementDescriptor *ped, struct TagItem *tags CPP_DEFAULT(NULL));
+struct SessionDescriptor *rspAcceptSession(struct PoolElementDescriptor *ped, struct TagItem *tags);
+struct SessionDescriptor *rspCreateSession(const unsigned char *poolHandle,
+                                           size_t poolHandleSize,
+                                           struct PoolElementDescriptor *ped,
+                                           struct TagItem *tags);
+void rspDeleteSession(struct SessionDescriptor *sd, struct TagItem *tags CPP_DEFAULT(NULL));
+ssize_t rspSessionRead(struct SessionDescriptor *sd,
+                       void *buffer,
+                       size_t length,
+                       struct TagItem *tags CPP_DEFAULT(NULL));
+ssize_t rspSessionWrite(struct SessionDescriptor *sd,
+                        const void *buffer,
+                        size_t length,
+                        struct TagItem *tags CPP_DEFAULT(NULL));
+bool rspSessionHasCookie(struct SessionDescriptor *session);
+bool rspSessionFailover(struct SessionDescriptor *session);
+bool rspSessionSendCookie(struct SessionDescriptor *session,
+                          const unsigned char *cookie,
+                          size_t cookieSize,
+                          struct TagItem *tags CPP_DEFAULT(NULL));
+int rspSessionSelect(struct SessionDescriptor **sessionArray,
+                     unsigned int *sessionStatusArray,
+                     size_t sessions,
+                     struct PoolElementDescriptor **pedArray,
+                     unsigned int *pedStatusArray,
+                     size_t peds,
+                     uint64_t timeout,
+                     struct TagItem *tags CPP_DEFAULT(NULL));
+void rspSessionSetStatusText(struct SessionDescriptor *sd, const char *statusText);
 unsigned int rspNameResolution(const unsigned char *poolHandle,
                                size_t poolHandleSize,
                                struct EndpointAddressInfo **endpointAddressInfo,
@@ -64,6 +97,7 @@ unsigned int rspFailure(const unsigned char *poolHandle,
                         size_t poolHandleSize,
                         uint32_t identifier,
                         struct TagItem *tags CPP_DEFAULT(NULL));
+void rspSessionSetCSPStatus(struct SessionDescriptor *sd, const char *statusText);
 unsigned int rspAddStaticNameServer(const char *addressString);
 unsigned int rspGetLastError(void);
 const char *rspGetLastErrorDescription(void);

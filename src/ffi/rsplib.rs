@@ -15,14 +15,19 @@ use super::poolpolicysettings::{
 use super::rserpoolerror::*;
 use super::rsplib_tags::*;
 use super::sockaddrunion::sockaddr_union;
-use super::tagitem::{tagListGetData, tagListSetData, tagdata_t, TagItem};
+use super::tagitem::{tagListGetData, tagListSetData, tag_t, tagdata_t, TagItem};
 use crate::core::types::{
     PeId, PolicyInfo, PoolHandle, TransportAddress, TransportProtocol, MAX_POOL_HANDLE_SIZE,
     TRANSPORT_USE_DATA_PLUS_CONTROL,
 };
 use crate::core::wire;
+use crate::library::session::{
+    EnhancedPe, FailoverCallback, PeOptions, ReadOutcome, Session, SessionOptions, WriteOutcome,
+};
 use crate::library::{Library, LibraryConfig};
 use crate::logging;
+use crate::transport::sctp;
+use std::time::Duration;
 
 pub const RSPLIB_VERSION: libc::c_int = 0;
 pub const RSPLIB_REVISION: libc::c_int = 8001;
@@ -48,12 +53,12 @@ pub struct EndpointAddressInfo {
 
 /// Opaque Enhanced Mode pool element descriptor.
 pub struct PoolElementDescriptor {
-    _private: (),
+    pe: EnhancedPe,
 }
 
 /// Opaque Enhanced Mode session descriptor.
 pub struct SessionDescriptor {
-    _private: (),
+    session: Session,
 }
 
 // ------------------------------------------------------------------------- the instance
@@ -548,6 +553,547 @@ pub unsafe extern "C" fn rspSelect(
     })
 }
 
+// --------------------------------------------------------------------- Enhanced Mode
+
+/// Tag data as an optional timeout: absent or ≥ 2^63 (`~0`) = forever.
+fn timeout_tag(tags: *mut TagItem, tag: tag_t) -> Option<Duration> {
+    // SAFETY: the callers' contract: tags is NULL or a valid list.
+    let v = unsafe { tagListGetData(tags, tag, !0) };
+    (v < 1 << 63).then(|| Duration::from_micros(v))
+}
+
+/// Can this host make IPv6 sockets?
+fn ipv6_usable() -> bool {
+    // SAFETY: probe socket, closed at once.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        fd >= 0
+    }
+}
+
+/// Creates an Enhanced Mode pool element: its own listening socket (tags: domain, type,
+/// protocol, local port, identifier), registered now and every `ReregistrationInterval` ms in
+/// the background. A failed first registration is retried there. NULL if the socket fails.
+///
+/// # Safety
+/// `poolHandle` must point to `poolHandleSize` bytes; `tags` NULL or a tag list.
+#[no_mangle]
+pub unsafe extern "C" fn rspCreatePoolElement(
+    poolHandle: *const c_uchar,
+    poolHandleSize: usize,
+    tags: *mut TagItem,
+) -> *mut PoolElementDescriptor {
+    guard("rspCreatePoolElement", || {
+        let Ok(lib) = instance() else {
+            last(RSPERR_NOT_INITIALIZED);
+            return std::ptr::null_mut();
+        };
+        let pool = match pool_handle(poolHandle, poolHandleSize) {
+            Ok(p) => p,
+            Err(e) => {
+                last(e);
+                return std::ptr::null_mut();
+            }
+        };
+        let get = |tag, default: tagdata_t| tagListGetData(tags, tag, default);
+        let (policy, control, _) = match registration_tags(tags) {
+            Ok(t) => t,
+            Err(e) => {
+                last(e);
+                return std::ptr::null_mut();
+            }
+        };
+        let default_domain = if ipv6_usable() {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        let mut protocol = match get(
+            TAG_PoolElement_SocketProtocol,
+            sctp::IPPROTO_SCTP as tagdata_t,
+        ) as c_int
+        {
+            libc::IPPROTO_TCP => TransportProtocol::Tcp,
+            p if p == sctp::IPPROTO_SCTP => TransportProtocol::Sctp,
+            _ => {
+                last(RSPERR_INVALID_VALUES);
+                return std::ptr::null_mut();
+            }
+        };
+        if protocol == TransportProtocol::Sctp && !sctp::available() {
+            logging::log(
+                logging::WARNING,
+                "rsplib: the kernel has no SCTP: the pool element uses TCP",
+            );
+            protocol = TransportProtocol::Tcp;
+        }
+        let rereg_ms = get(TAG_PoolElement_ReregistrationInterval, 5000).clamp(10, 86_400_000);
+        let life_ms = get(TAG_PoolElement_RegistrationLife, 3 * rereg_ms + 3000)
+            .clamp(1, i32::MAX as tagdata_t);
+        let opts = PeOptions {
+            identifier: get(TAG_PoolElement_Identifier, 0) as u32,
+            domain: get(TAG_PoolElement_SocketDomain, default_domain as tagdata_t) as c_int,
+            socket_type: get(TAG_PoolElement_SocketType, libc::SOCK_STREAM as tagdata_t) as c_int,
+            protocol,
+            local_port: get(TAG_PoolElement_LocalPort, 0) as u16,
+            reregistration_interval: Duration::from_millis(rereg_ms),
+            registration_life_ms: life_ms as u32,
+            policy,
+            control_channel: control,
+        };
+        match EnhancedPe::create(lib, pool, opts) {
+            Ok(pe) => {
+                last(RSPERR_OKAY);
+                Box::into_raw(Box::new(PoolElementDescriptor { pe }))
+            }
+            Err(e) => {
+                logging::log(
+                    logging::ERROR,
+                    &format!("rsplib: cannot create the pool element socket: {e}"),
+                );
+                last(RSPERR_CONNECTION_FAILURE_SOCKET);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Deregisters the PE, stops its re-registration and closes its socket. Refused (and logged)
+/// while sessions it accepted still exist. NULL is fine.
+///
+/// # Safety
+/// `ped` must be NULL or come from `rspCreatePoolElement`, not yet deleted.
+#[no_mangle]
+pub unsafe extern "C" fn rspDeletePoolElement(ped: *mut PoolElementDescriptor, tags: *mut TagItem) {
+    let _ = tags;
+    guard("rspDeletePoolElement", || {
+        let Some(d) = try_ref(ped) else { return };
+        if d.pe.sessions() > 0 {
+            logging::log(
+                logging::ERROR,
+                &format!(
+                    "rsplib: rspDeletePoolElement: {} session(s) still open; delete them first",
+                    d.pe.sessions()
+                ),
+            );
+            return;
+        }
+        Box::from_raw(ped).pe.delete();
+    })
+}
+
+/// Accepts the next incoming session (blocks if none is pending). NULL on failure.
+///
+/// # Safety
+/// `ped` must be NULL or a live descriptor; `tags` NULL or a tag list.
+#[no_mangle]
+pub unsafe extern "C" fn rspAcceptSession(
+    ped: *mut PoolElementDescriptor,
+    tags: *mut TagItem,
+) -> *mut SessionDescriptor {
+    let _ = tags;
+    guard("rspAcceptSession", || {
+        let Some(d) = try_ref(ped) else {
+            return std::ptr::null_mut();
+        };
+        match d.pe.accept() {
+            Ok(session) => Box::into_raw(Box::new(SessionDescriptor { session })),
+            Err(e) => {
+                logging::log(logging::WARNING, &format!("rsplib: accept failed: {e}"));
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Creates a session to a pool: selects a PE and connects (the session is returned even if
+/// no PE could be reached: the next read or write tries again). NULL only if the library is
+/// not initialized or the pool handle is invalid.
+///
+/// # Safety
+/// `poolHandle` must point to `poolHandleSize` bytes; `tags` NULL or a tag list whose
+/// failover user data stays valid for the session's life.
+#[no_mangle]
+pub unsafe extern "C" fn rspCreateSession(
+    poolHandle: *const c_uchar,
+    poolHandleSize: usize,
+    ped: *mut PoolElementDescriptor,
+    tags: *mut TagItem,
+) -> *mut SessionDescriptor {
+    let _ = ped;
+    guard("rspCreateSession", || {
+        let Ok(lib) = instance() else {
+            last(RSPERR_NOT_INITIALIZED);
+            return std::ptr::null_mut();
+        };
+        let pool = match pool_handle(poolHandle, poolHandleSize) {
+            Ok(p) => p,
+            Err(e) => {
+                last(e);
+                return std::ptr::null_mut();
+            }
+        };
+        let get = |tag, default: tagdata_t| tagListGetData(tags, tag, default);
+        let cb = get(TAG_RspSession_FailoverCallback, 0);
+        // SAFETY: the application passes a `FailoverCallbackPtr`; its C bool is read as a byte.
+        let callback = (cb != 0).then(|| {
+            (
+                std::mem::transmute::<usize, FailoverCallback>(cb as usize),
+                get(TAG_RspSession_FailoverUserData, 0) as *mut libc::c_void,
+            )
+        });
+        let opts = SessionOptions {
+            connect_timeout: Duration::from_micros(micros(get(
+                TAG_RspSession_ConnectTimeout,
+                5_000_000,
+            ))),
+            retry_delay: Duration::from_micros(micros(get(
+                TAG_RspSession_HandleResolutionRetryDelay,
+                250_000,
+            ))),
+            callback,
+        };
+        last(RSPERR_OKAY);
+        Box::into_raw(Box::new(SessionDescriptor {
+            session: Session::connect(lib, pool, opts),
+        }))
+    })
+}
+
+/// Closes a session. NULL is fine.
+///
+/// # Safety
+/// `sd` must be NULL or a live session descriptor.
+#[no_mangle]
+pub unsafe extern "C" fn rspDeleteSession(sd: *mut SessionDescriptor, tags: *mut TagItem) {
+    let _ = tags;
+    guard("rspDeleteSession", || {
+        if !sd.is_null() {
+            drop(Box::from_raw(sd));
+        }
+    })
+}
+
+fn set_errno(e: c_int) {
+    // SAFETY: errno of the calling thread.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Reads one user message (or, flagged with `TAG_RspIO_MsgIsCookieEcho`, a cookie echo);
+/// ASAP control messages are consumed transparently. Negative results are `RspRead_*` codes.
+///
+/// # Safety
+/// `sd` must be a live session; `buffer` writable for `length` bytes; `tags` NULL or a
+/// writable tag list.
+#[no_mangle]
+pub unsafe extern "C" fn rspSessionRead(
+    sd: *mut SessionDescriptor,
+    buffer: *mut libc::c_void,
+    length: usize,
+    tags: *mut TagItem,
+) -> libc::ssize_t {
+    guard("rspSessionRead", || {
+        let Some(d) = try_mut(sd) else {
+            set_errno(libc::EINVAL);
+            return RspRead_ReadError as isize;
+        };
+        tagListSetData(tags, TAG_RspIO_MsgIsCookieEcho, 0);
+        let timeout = timeout_tag(tags, TAG_RspIO_Timeout);
+        let make_failover = tagListGetData(tags, TAG_RspIO_MakeFailover, 1) & 0xff != 0;
+        let buf = (!buffer.is_null() && length > 0)
+            .then(|| std::slice::from_raw_parts_mut(buffer.cast::<u8>(), length));
+        match d.session.read(buf, timeout, make_failover) {
+            ReadOutcome::Data { len, ppid, stream } => {
+                tagListSetData(tags, TAG_RspIO_PE_ID, d.session.pe_id() as tagdata_t);
+                tagListSetData(tags, TAG_RspIO_SCTP_PPID, ppid as tagdata_t);
+                tagListSetData(tags, TAG_RspIO_SCTP_StreamID, stream as tagdata_t);
+                tagListSetData(tags, TAG_RspIO_SCTP_AssocID, 0);
+                len as isize
+            }
+            ReadOutcome::CookieEcho { len } => {
+                tagListSetData(tags, TAG_RspIO_MsgIsCookieEcho, 1);
+                len as isize
+            }
+            ReadOutcome::ControlRead => RspRead_ControlRead as isize,
+            ReadOutcome::WrongPpid => RspRead_WrongPPID as isize,
+            ReadOutcome::Timeout => {
+                set_errno(libc::EAGAIN);
+                RspRead_Timeout as isize
+            }
+            ReadOutcome::ReadError => RspRead_ReadError as isize,
+            ReadOutcome::Failover => RspRead_Failover as isize,
+            ReadOutcome::TooBig => {
+                set_errno(libc::EIO);
+                RspRead_TooBig as isize
+            }
+        }
+    })
+}
+
+/// Sends one message (tags: PPID, stream, timeout). Returns the bytes sent, -1 with errno
+/// EAGAIN when the send buffer stayed full, or `RspRead_Failover` when the send failed and a
+/// failover was run (the data was not delivered).
+///
+/// # Safety
+/// `sd` must be a live session; `buffer` readable for `length` bytes; `tags` NULL or a
+/// writable tag list.
+#[no_mangle]
+pub unsafe extern "C" fn rspSessionWrite(
+    sd: *mut SessionDescriptor,
+    buffer: *const libc::c_void,
+    length: usize,
+    tags: *mut TagItem,
+) -> libc::ssize_t {
+    guard("rspSessionWrite", || {
+        let (Some(d), Some(data)) = (try_mut(sd), try_slice(buffer.cast(), length)) else {
+            set_errno(libc::EINVAL);
+            return -1;
+        };
+        let ppid = tagListGetData(tags, TAG_RspIO_SCTP_PPID, 0x5555_5555) as u32;
+        let stream = tagListGetData(tags, TAG_RspIO_SCTP_StreamID, 0) as u16;
+        match d
+            .session
+            .write(data, ppid, stream, timeout_tag(tags, TAG_RspIO_Timeout))
+        {
+            WriteOutcome::Sent(n) => {
+                tagListSetData(tags, TAG_RspIO_PE_ID, d.session.pe_id() as tagdata_t);
+                n as isize
+            }
+            WriteOutcome::WouldBlock => {
+                set_errno(libc::EAGAIN);
+                -1
+            }
+            WriteOutcome::Failover => RspRead_Failover as isize,
+        }
+    })
+}
+
+/// True if the session stores a cookie from its PE.
+///
+/// # Safety
+/// `session` must be NULL or a live session.
+#[no_mangle]
+pub unsafe extern "C" fn rspSessionHasCookie(session: *mut SessionDescriptor) -> bool {
+    guard("rspSessionHasCookie", || {
+        try_ref(session).is_some_and(|d| d.session.has_cookie())
+    })
+}
+
+/// Forces a failover (the failover callback may veto it); true if connected afterwards.
+///
+/// # Safety
+/// `session` must be NULL or a live session.
+#[no_mangle]
+pub unsafe extern "C" fn rspSessionFailover(session: *mut SessionDescriptor) -> bool {
+    guard("rspSessionFailover", || {
+        try_mut(session).is_some_and(|d| d.session.failover())
+    })
+}
+
+/// PE side: sends an ASAP Cookie to the PU over the control channel; true if sent.
+///
+/// # Safety
+/// `session` must be NULL or a live session; `cookie` readable for `cookieSize` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rspSessionSendCookie(
+    session: *mut SessionDescriptor,
+    cookie: *const c_uchar,
+    cookieSize: usize,
+    tags: *mut TagItem,
+) -> bool {
+    guard("rspSessionSendCookie", || {
+        match (try_mut(session), try_slice(cookie, cookieSize)) {
+            (Some(d), Some(c)) => d
+                .session
+                .send_cookie(c, timeout_tag(tags, TAG_RspIO_Timeout)),
+            _ => false,
+        }
+    })
+}
+
+/// select() over sessions and pool elements (and the caller's own fds via tags). Status words
+/// hold the wanted `RspSelect_*` bits on input and the ready ones on output; a session whose
+/// only news was an ASAP control message is not reported readable; a session without a
+/// connection is reported writable and exceptional (its next write fails over).
+///
+/// # Safety
+/// The arrays must hold `sessions` / `peds` entries (or be NULL for 0); `tags` NULL or a tag
+/// list whose fd_set / timeval pointers are valid.
+#[no_mangle]
+pub unsafe extern "C" fn rspSessionSelect(
+    sessionArray: *mut *mut SessionDescriptor,
+    sessionStatusArray: *mut c_uint,
+    sessions: usize,
+    pedArray: *mut *mut PoolElementDescriptor,
+    pedStatusArray: *mut c_uint,
+    peds: usize,
+    timeout: u64,
+    tags: *mut TagItem,
+) -> c_int {
+    guard("rspSessionSelect", || {
+        let sess: &mut [*mut SessionDescriptor] = if sessions == 0 || sessionArray.is_null() {
+            &mut []
+        } else {
+            std::slice::from_raw_parts_mut(sessionArray, sessions)
+        };
+        let sstat: &mut [c_uint] = if sessions == 0 || sessionStatusArray.is_null() {
+            &mut []
+        } else {
+            std::slice::from_raw_parts_mut(sessionStatusArray, sessions)
+        };
+        let pa: &[*mut PoolElementDescriptor] = if peds == 0 || pedArray.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(pedArray, peds)
+        };
+        let pstat: &mut [c_uint] = if peds == 0 || pedStatusArray.is_null() {
+            &mut []
+        } else {
+            std::slice::from_raw_parts_mut(pedStatusArray, peds)
+        };
+        let mut own = [
+            std::mem::zeroed::<libc::fd_set>(),
+            std::mem::zeroed(),
+            std::mem::zeroed(),
+        ];
+        let tag_sets = [
+            TAG_RspSelect_ReadFDs,
+            TAG_RspSelect_WriteFDs,
+            TAG_RspSelect_ExceptFDs,
+        ]
+        .map(|t| tagListGetData(tags, t, 0) as *mut libc::fd_set);
+        let sets: Vec<*mut libc::fd_set> = tag_sets
+            .iter()
+            .zip(own.iter_mut())
+            .map(|(t, o)| {
+                if t.is_null() {
+                    o as *mut libc::fd_set
+                } else {
+                    *t
+                }
+            })
+            .collect();
+        let bits = [RspSelect_Read, RspSelect_Write, RspSelect_Except];
+        let mut maxfd = tagListGetData(tags, TAG_RspSelect_MaxFD, 0) as c_int;
+        let mut add = |fd: c_int, want: c_uint| {
+            if !(0..libc::FD_SETSIZE as c_int).contains(&fd) {
+                return;
+            }
+            for (set, bit) in sets.iter().zip(bits) {
+                if want & bit != 0 {
+                    libc::FD_SET(fd, *set);
+                }
+            }
+            maxfd = maxfd.max(fd);
+        };
+        let mut immediate = false;
+        for (i, s) in sess.iter().enumerate() {
+            let want = sstat.get(i).copied().unwrap_or(0);
+            if let Some(d) = try_ref(*s) {
+                match d.session.fd() {
+                    Some(fd) if !d.session.has_pending_echo() => add(fd, want),
+                    _ => immediate = true,
+                }
+            }
+        }
+        for (i, p) in pa.iter().enumerate() {
+            if let Some(d) = try_ref(*p) {
+                add(d.pe.listener_fd(), pstat.get(i).copied().unwrap_or(0));
+            }
+        }
+        let mut tv = libc::timeval {
+            tv_sec: (timeout / 1_000_000).min(i64::MAX as u64) as libc::time_t,
+            tv_usec: (timeout % 1_000_000) as libc::suseconds_t,
+        };
+        if immediate {
+            tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            };
+        }
+        let tv_tag = tagListGetData(tags, TAG_RspSelect_Timeout, 0) as *mut libc::timeval;
+        let tvp = if !tv_tag.is_null() && !immediate {
+            tv_tag
+        } else {
+            &mut tv as *mut libc::timeval
+        };
+        let rc = libc::select(maxfd + 1, sets[0], sets[1], sets[2], tvp);
+        if rc < 0 {
+            return rc;
+        }
+        let mut extra = 0;
+        for (i, s) in sess.iter().enumerate() {
+            let want = sstat.get(i).copied().unwrap_or(0);
+            let mut got = 0;
+            if let Some(d) = try_mut(*s) {
+                // Ready without select having seen it: no connection, or a stored cookie echo.
+                let outside_select = d.session.fd().is_none() || d.session.has_pending_echo();
+                match d.session.fd() {
+                    None => got = RspSelect_Write | RspSelect_Except,
+                    Some(_) if d.session.has_pending_echo() => got = RspSelect_Read & want,
+                    Some(fd) if (0..libc::FD_SETSIZE as c_int).contains(&fd) => {
+                        for (set, bit) in sets.iter().zip(bits) {
+                            if want & bit != 0 && libc::FD_ISSET(fd, *set) {
+                                got |= bit;
+                            }
+                        }
+                        // A control message alone does not make the session readable.
+                        if got & RspSelect_Read != 0
+                            && d.session.read(None, Some(Duration::ZERO), false)
+                                == ReadOutcome::ControlRead
+                            && !d.session.has_pending_echo()
+                        {
+                            got &= !RspSelect_Read;
+                        }
+                    }
+                    Some(_) => {}
+                }
+                if got != 0 && outside_select {
+                    extra += 1;
+                }
+            }
+            if let Some(st) = sstat.get_mut(i) {
+                *st = got;
+            }
+        }
+        for (i, p) in pa.iter().enumerate() {
+            let want = pstat.get(i).copied().unwrap_or(0);
+            let mut got = 0;
+            if let Some(d) = try_ref(*p) {
+                let fd = d.pe.listener_fd();
+                for (set, bit) in sets.iter().zip(bits) {
+                    if want & bit != 0 && libc::FD_ISSET(fd, *set) {
+                        got |= bit;
+                    }
+                }
+            }
+            if let Some(st) = pstat.get_mut(i) {
+                *st = got;
+            }
+        }
+        rc + extra
+    })
+}
+
+/// Sets the status text shown by component status reports (truncated to 127 characters).
+///
+/// # Safety
+/// `sd` must be NULL or a live session; `statusText` NULL or a C string.
+#[no_mangle]
+pub unsafe extern "C" fn rspSessionSetStatusText(
+    sd: *mut SessionDescriptor,
+    statusText: *const c_char,
+) {
+    guard("rspSessionSetStatusText", || {
+        if let (Some(d), Some(t)) = (try_mut(sd), try_cstr(statusText)) {
+            d.session.set_status_text(&String::from_utf8_lossy(t));
+        }
+    })
+}
+
 // ----------------------------------------------------------------- the 2003/2004 names
 
 /// Old name of `rspHandleResolution`.
@@ -576,6 +1122,18 @@ pub unsafe extern "C" fn rspFailure(
     tags: *mut TagItem,
 ) -> c_uint {
     rspReportFailure(poolHandle, poolHandleSize, identifier, tags)
+}
+
+/// Old name of `rspSessionSetStatusText`.
+///
+/// # Safety
+/// As `rspSessionSetStatusText`.
+#[no_mangle]
+pub unsafe extern "C" fn rspSessionSetCSPStatus(
+    sd: *mut SessionDescriptor,
+    statusText: *const c_char,
+) {
+    rspSessionSetStatusText(sd, statusText)
 }
 
 /// Old name of `rspAddStaticRegistrar`.

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod session;
+
 use parking_lot::{Condvar, Mutex};
 
 use crate::core::asap_client::{

@@ -272,6 +272,11 @@ pub fn abort(fd: RawFd, assoc: AssocId) -> io::Result<()> {
 
 /// Receives one message or notification into `buf`.
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
+    recv_flags(fd, buf, 0)
+}
+
+/// As [`recv`], with recvmsg flags (e.g. `MSG_PEEK`).
+pub fn recv_flags(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<Received> {
     // SAFETY: msghdr and the control buffer are set up for recvmsg; the ancillary data is read
     // through the CMSG_* accessors with unaligned reads.
     unsafe {
@@ -286,7 +291,7 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = space;
-        let n = libc::recvmsg(fd, &mut msg, 0);
+        let n = libc::recvmsg(fd, &mut msg, flags);
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
