@@ -461,6 +461,19 @@ impl Session {
             return self.lost(make_failover);
         };
         let fd = conn.fd.as_raw_fd();
+        if matches!(conn.wire, Wire::Sctp) {
+            // Notifications (COMM_UP …) are consumed on the way; keep waiting for a message.
+            let deadline = timeout.map(|t| Instant::now() + t);
+            loop {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if !wait(fd, libc::POLLIN, left) {
+                    return ReadOutcome::Timeout;
+                }
+                if let Some(outcome) = self.read_sctp(fd, buf.as_deref_mut(), make_failover) {
+                    return outcome;
+                }
+            }
+        }
         if !wait(fd, libc::POLLIN, timeout) {
             return ReadOutcome::Timeout;
         }
@@ -483,7 +496,7 @@ impl Session {
                 }
             }
             Wire::Framed => self.read_framed(fd, buf, timeout, make_failover),
-            Wire::Sctp => self.read_sctp(fd, buf, make_failover),
+            Wire::Sctp => unreachable!("handled above"),
         }
     }
 
@@ -553,56 +566,64 @@ impl Session {
         }
     }
 
-    fn read_sctp(&mut self, fd: RawFd, buf: Option<&mut [u8]>, make_failover: bool) -> ReadOutcome {
+    /// One message from an SCTP session; `None` if only a notification was consumed.
+    fn read_sctp(
+        &mut self,
+        fd: RawFd,
+        buf: Option<&mut [u8]>,
+        make_failover: bool,
+    ) -> Option<ReadOutcome> {
         // Peek at the next message to learn its PPID.
-        let mut peek = [0u8; 4];
+        let mut peek = [0u8; 64];
         let ppid = match sctp::recv_flags(fd, &mut peek, libc::MSG_PEEK) {
             Ok(sctp::Received::Data { ppid, len, .. }) => {
                 if len == 0 {
-                    return self.lost(make_failover);
+                    return Some(self.lost(make_failover));
                 }
                 ppid
             }
-            Ok(sctp::Received::AssocChange { state, .. }) if state == sctp::SCTP_COMM_UP => {
-                // Consume the notification.
-                let _ = sctp::recv(fd, &mut peek);
-                return ReadOutcome::Timeout;
+            Ok(sctp::Received::AssocChange { state, .. })
+                if state == sctp::SCTP_COMM_UP || state == sctp::SCTP_RESTART =>
+            {
+                let mut scratch = [0u8; 512];
+                let _ = sctp::recv(fd, &mut scratch);
+                return None;
             }
             Ok(sctp::Received::OtherNotification) => {
                 let mut scratch = [0u8; 512];
                 let _ = sctp::recv(fd, &mut scratch);
-                return ReadOutcome::Timeout;
+                return None;
             }
-            Ok(_) => return self.lost(make_failover),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Timeout,
-            Err(_) => return self.lost(make_failover),
+            Ok(_) => return Some(self.lost(make_failover)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(ReadOutcome::Timeout),
+            Err(_) => return Some(self.lost(make_failover)),
         };
         if ppid == PPID_ASAP {
             let mut msg = vec![0u8; 65536 + 16];
             match sctp::recv(fd, &mut msg) {
                 Ok(sctp::Received::Data { len, complete, .. }) => {
                     if !complete {
-                        return ReadOutcome::TooBig;
+                        return Some(ReadOutcome::TooBig);
                     }
                     self.control(&msg[..len]);
                 }
-                _ => return self.lost(make_failover),
+                _ => return Some(self.lost(make_failover)),
             }
-            return match buf {
+            return Some(match buf {
                 Some(b) if self.cookie_echo.is_some() => self.deliver_echo(b),
                 _ => ReadOutcome::ControlRead,
-            };
+            });
         }
         let Some(b) = buf else {
-            return ReadOutcome::WrongPpid;
+            return Some(ReadOutcome::WrongPpid);
         };
-        match sctp::recv(fd, b) {
+        Some(match sctp::recv(fd, b) {
             Ok(sctp::Received::Data {
                 len, ppid, stream, ..
             }) => ReadOutcome::Data { len, ppid, stream },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Timeout,
             _ => self.lost(make_failover),
-        }
+        })
     }
 }
 
