@@ -141,6 +141,8 @@ impl AsapClient {
             ),
             Operation::Deregister { pool, pe } => {
                 self.own.remove(&(pool.clone(), pe));
+                // Our own cache must not hand out a PE we just took out of the pool.
+                self.cache.deregister(&pool, pe);
                 (
                     AsapBody::Deregistration {
                         pool_handle: pool,
