@@ -52,6 +52,7 @@ fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let ffi = root.join("src/ffi");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,librsplib.so.0");
+    build_date();
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=include");
@@ -235,18 +236,19 @@ fn apply_cpp_defaults(function: &str, text: &str) -> String {
         if *f != function {
             continue;
         }
+        // The parameter name: preceded by ' ' or '*', followed by ',' or ')'.
         let open = text.find('(').unwrap();
-        let mut found = false;
-        for end in [",", ")"] {
-            let needle = format!(" {param}{end}");
-            if let Some(pos) = text[open..].find(&needle) {
-                let at = open + pos + 1 + param.len();
-                text.insert_str(at, &format!(" CPP_DEFAULT({default})"));
-                found = true;
-                break;
-            }
-        }
-        assert!(found, "{function}: no parameter `{param}` for CPP_DEFAULT");
+        let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+        let at = text[open..]
+            .match_indices(param)
+            .map(|(i, _)| open + i)
+            .find(|&i| {
+                let before = text[..i].chars().next_back().unwrap_or('(');
+                let after = text[i + param.len()..].chars().next().unwrap_or(' ');
+                !is_ident(before) && (after == ',' || after == ')')
+            })
+            .unwrap_or_else(|| panic!("{function}: no parameter `{param}` for CPP_DEFAULT"));
+        text.insert_str(at + param.len(), &format!(" CPP_DEFAULT({default})"));
     }
     text
 }
@@ -255,4 +257,45 @@ fn write_if_changed(path: &Path, text: &str) {
     if fs::read_to_string(path).ok().as_deref() != Some(text) {
         fs::write(path, text).unwrap();
     }
+}
+
+/// `RSPLIB_BUILD_DATE` / `RSPLIB_BUILD_TIME` in the `__DATE__` / `__TIME__` formats
+/// ("Dec  1 2026", "07:29:52", UTC), from SOURCE_DATE_EPOCH when set (reproducible builds).
+fn build_date() {
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        });
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    println!(
+        "cargo:rustc-env=RSPLIB_BUILD_DATE={} {:2} {}",
+        MONTHS[(month - 1) as usize],
+        day,
+        year
+    );
+    println!(
+        "cargo:rustc-env=RSPLIB_BUILD_TIME={:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
 }

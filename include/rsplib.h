@@ -34,8 +34,39 @@ struct EndpointAddressInfo {
   struct EndpointAddressInfo *ai_next;
   uint32_t ai_pe_id;
 };
+unsigned int rspInitialize(struct TagItem *tags CPP_DEFAULT(NULL));
+unsigned int rspAddStaticRegistrar(const char *addressString);
+void rspCleanUp(void);
 const char *rspGetErrorDescription(unsigned int errorCode);
+unsigned int rspRegister(const unsigned char *poolHandle,
+                         size_t poolHandleSize,
+                         struct EndpointAddressInfo *endpointAddressInfo,
+                         struct TagItem *tags CPP_DEFAULT(NULL));
+unsigned int rspDeregister(const unsigned char *poolHandle,
+                           size_t poolHandleSize,
+                           uint32_t identifier,
+                           struct TagItem *tags CPP_DEFAULT(NULL));
+unsigned int rspHandleResolution(const unsigned char *poolHandle,
+                                 size_t poolHandleSize,
+                                 struct EndpointAddressInfo **endpointAddressInfo,
+                                 struct TagItem *tags CPP_DEFAULT(NULL));
 void rspFreeEndpointAddressArray(struct EndpointAddressInfo *endpointAddressInfo);
+unsigned int rspReportFailure(const unsigned char *poolHandle,
+                              size_t poolHandleSize,
+                              uint32_t identifier,
+                              struct TagItem *tags CPP_DEFAULT(NULL));
+int rspSelect(int n CPP_DEFAULT(0), fd_set *readfds CPP_DEFAULT(NULL), fd_set *writefds CPP_DEFAULT(NULL), fd_set *exceptfds CPP_DEFAULT(NULL), struct timeval *timeout CPP_DEFAULT(NULL));
+unsigned int rspNameResolution(const unsigned char *poolHandle,
+                               size_t poolHandleSize,
+                               struct EndpointAddressInfo **endpointAddressInfo,
+                               struct TagItem *tags CPP_DEFAULT(NULL));
+unsigned int rspFailure(const unsigned char *poolHandle,
+                        size_t poolHandleSize,
+                        uint32_t identifier,
+                        struct TagItem *tags CPP_DEFAULT(NULL));
+unsigned int rspAddStaticNameServer(const char *addressString);
+unsigned int rspGetLastError(void);
+const char *rspGetLastErrorDescription(void);
 
 #ifdef __cplusplus
 }

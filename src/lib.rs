@@ -9,6 +9,7 @@
 
 pub mod core;
 pub mod ffi;
+pub mod library;
 pub mod logging;
 pub mod registrar;
 pub mod transport;

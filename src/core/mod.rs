@@ -1,5 +1,6 @@
 //! The sans-I/O protocol core. Nothing in here touches a socket, a thread or the clock.
 
+pub mod asap_client;
 pub mod checksum;
 pub mod handlespace;
 pub mod pcap;

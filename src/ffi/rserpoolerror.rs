@@ -118,3 +118,68 @@ mod tests {
         assert_eq!(description(RSPERR_NOT_FOUND).to_str().unwrap(), "Not found");
     }
 }
+
+/// Wire Operation Error cause (RFC 5352 §3.13, and rsplib 3.x's own numbers) → classic
+/// `RSPERR_*` code: the one table between the two numberings.
+const WIRE_TO_CLASSIC: &[(u16, libc::c_uint)] = &[
+    (0x0001, RSPERR_UNRECOGNIZED_PARAMETER),
+    (0x0002, RSPERR_UNRECOGNIZED_MESSAGE),
+    (0x0003, RSPERR_INVALID_VALUES),
+    (0x0004, RSPERR_DUPLICATE_ID),
+    (0x0005, RSPERR_INCOMPATIBLE_POOL_POLICY),
+    (0x0006, RSPERR_NO_RESOURCES),
+    (0x0007, RSPERR_WRONG_PROTOCOL),
+    (0x0008, RSPERR_WRONG_CONTROLCHANNEL_HANDLING),
+    (0x0009, RSPERR_NOT_FOUND),
+    (0x000a, RSPERR_AUTHORIZATION_FAILURE),
+    // rsplib 3.x internal numbers seen on the wire.
+    (0x0010, RSPERR_UNRECOGNIZED_MESSAGE),
+    (0x0011, RSPERR_INVALID_VALUES),
+    (0x100a, RSPERR_WRONG_PROTOCOL),
+    (0x100b, RSPERR_INVALID_POOL_POLICY),
+    (0xf000, RSPERR_INVALID_ID),
+    (0xf003, RSPERR_INVALID_POOL_POLICY),
+    (0xf004, RSPERR_INVALID_POOL_HANDLE),
+    (0xf005, RSPERR_INVALID_ADDRESSES),
+    (0xf006, RSPERR_INVALID_REGISTRATOR),
+    (0xf007, RSPERR_NO_USABLE_ASAP_ADDRESSES),
+    (0xf008, RSPERR_NO_USABLE_USER_ADDRESSES),
+];
+
+/// The classic code for a wire cause; unknown causes are "invalid values".
+pub fn from_wire_cause(cause: u16) -> libc::c_uint {
+    WIRE_TO_CLASSIC
+        .iter()
+        .find(|(w, _)| *w == cause)
+        .map(|(_, c)| *c)
+        .unwrap_or(RSPERR_INVALID_VALUES)
+}
+
+/// The classic code for a failed library request.
+pub fn from_request_error(e: &crate::core::asap_client::RequestError) -> libc::c_uint {
+    use crate::core::asap_client::RequestError::*;
+    match e {
+        Timeout | Disconnected => RSPERR_READ_ERROR,
+        Refused(cause) => from_wire_cause(*cause),
+        NoRegistrar => RSPERR_NO_REGISTRAR,
+        SendFailed => RSPERR_WRITE_ERROR,
+        Encode(_) => RSPERR_INVALID_VALUES,
+    }
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+
+    #[test]
+    fn wire_causes_map_to_classic_codes() {
+        assert_eq!(from_wire_cause(0x0009), RSPERR_NOT_FOUND);
+        assert_eq!(from_wire_cause(0x0005), RSPERR_INCOMPATIBLE_POOL_POLICY);
+        assert_eq!(from_wire_cause(0xf008), RSPERR_NO_USABLE_USER_ADDRESSES);
+        assert_eq!(from_wire_cause(0x7777), RSPERR_INVALID_VALUES);
+        // Every classic code in the table has a description of its own.
+        for (_, c) in WIRE_TO_CLASSIC {
+            assert_ne!(description(*c), UNKNOWN);
+        }
+    }
+}

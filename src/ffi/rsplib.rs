@@ -1,9 +1,28 @@
 //! `rsplib.h`: the classic API's types, constants and functions.
 #![allow(non_snake_case, non_upper_case_globals)]
 
-use super::guard::guard;
-use super::rserpoolerror::description;
+use std::cell::Cell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use libc::{c_char, c_int, c_uchar, c_uint};
+use parking_lot::RwLock;
+
+use super::guard::{guard, try_cstr, try_mut, try_ref, try_slice};
+use super::poolpolicysettings::{
+    load_to_wire, policy_from_ppt, PEPS_MAX_LOAD, PEPS_MAX_LOADDEGRADATION, PPT_ROUNDROBIN,
+};
+use super::rserpoolerror::*;
+use super::rsplib_tags::*;
 use super::sockaddrunion::sockaddr_union;
+use super::tagitem::{tagListGetData, tagListSetData, tagdata_t, TagItem};
+use crate::core::types::{
+    PeId, PolicyInfo, PoolHandle, TransportAddress, TransportProtocol, MAX_POOL_HANDLE_SIZE,
+    TRANSPORT_USE_DATA_PLUS_CONTROL,
+};
+use crate::core::wire;
+use crate::library::{Library, LibraryConfig};
+use crate::logging;
 
 pub const RSPLIB_VERSION: libc::c_int = 0;
 pub const RSPLIB_REVISION: libc::c_int = 8001;
@@ -37,10 +56,422 @@ pub struct SessionDescriptor {
     _private: (),
 }
 
+// ------------------------------------------------------------------------- the instance
+
+/// The process-wide library instance (`rspInitialize` … `rspCleanUp`).
+static INSTANCE: RwLock<Option<Arc<Library>>> = RwLock::new(None);
+
+thread_local! {
+    /// Error of the calling thread's last call (`rspGetLastError`).
+    static LAST_ERROR: Cell<c_uint> = const { Cell::new(RSPERR_OKAY) };
+}
+
+/// Records `code` as the calling thread's last error and returns it.
+fn last(code: c_uint) -> c_uint {
+    LAST_ERROR.with(|e| e.set(code));
+    code
+}
+
+fn instance() -> Result<Arc<Library>, c_uint> {
+    INSTANCE.read().clone().ok_or(RSPERR_NOT_INITIALIZED)
+}
+
+/// Runs `f` with the instance and records the result as the thread's last error.
+fn with_instance(f: impl FnOnce(&Library) -> Result<(), c_uint>) -> c_uint {
+    last(match instance() {
+        Ok(lib) => f(&lib).err().unwrap_or(RSPERR_OKAY),
+        Err(e) => e,
+    })
+}
+
+/// A pool handle from C: 1..=32 bytes.
+///
+/// # Safety
+/// `ph` must be NULL or point to `size` readable bytes.
+unsafe fn pool_handle(ph: *const u8, size: usize) -> Result<PoolHandle, c_uint> {
+    if ph.is_null() || size == 0 || size > MAX_POOL_HANDLE_SIZE {
+        return Err(RSPERR_INVALID_POOL_HANDLE);
+    }
+    let bytes = try_slice(ph, size).ok_or(RSPERR_INVALID_POOL_HANDLE)?;
+    Ok(PoolHandle::new(bytes))
+}
+
+/// Tag data as a time in µs, where anything ≥ 2^63 (e.g. `~0`) is "forever".
+fn micros(v: tagdata_t) -> u64 {
+    if v >= 1 << 63 {
+        u64::MAX / 4
+    } else {
+        v
+    }
+}
+
+/// Parses a registrar's address string: `addr[:port]` items separated by commas (one
+/// multihomed registrar); `[v6]:port`, `host!port` and DNS names accepted; port 3863 if none.
+pub fn parse_registrar_addresses(s: &str) -> Result<Vec<SocketAddr>, c_uint> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (host, port) = if let Some(rest) = item.strip_prefix('[') {
+            let (h, after) = rest.split_once(']').ok_or(RSPERR_UNRECOGNIZED_PARAMETER)?;
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix([':', '!'])
+                        .ok_or(RSPERR_UNRECOGNIZED_PARAMETER)?,
+                ),
+            };
+            (h, port)
+        } else if item.parse::<std::net::IpAddr>().is_ok() {
+            (item, None)
+        } else {
+            match item.rsplit_once([':', '!']) {
+                Some((h, p)) => (h, Some(p)),
+                None => (item, None),
+            }
+        };
+        let port: u16 = match port {
+            None => 3863,
+            Some(p) => p.parse().map_err(|_| RSPERR_UNRECOGNIZED_PARAMETER)?,
+        };
+        let addr = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port),
+            Err(_) => (host, port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(RSPERR_UNRECOGNIZED_PARAMETER)?,
+        };
+        out.push(addr);
+    }
+    if out.is_empty() {
+        return Err(RSPERR_INVALID_VALUES);
+    }
+    // All addresses of one SCTP endpoint share the first one's port.
+    let port = out[0].port();
+    for a in &mut out {
+        a.set_port(port);
+    }
+    Ok(out)
+}
+
+/// Reads the `rspInitialize` configuration tags.
+///
+/// # Safety
+/// `tags` must be NULL or a valid tag list.
+unsafe fn library_config(tags: *mut TagItem) -> LibraryConfig {
+    let mut cfg = LibraryConfig::default();
+    let get = |tag, default: u64| tagListGetData(tags, tag, default as tagdata_t);
+    cfg.cache_timeout = micros(get(TAG_RspLib_CacheElementTimeout, cfg.cache_timeout));
+    cfg.announce_timeout = micros(get(
+        TAG_RspLib_RegistrarAnnounceTimeout,
+        cfg.announce_timeout,
+    ));
+    cfg.connect_max_trials = get(TAG_RspLib_RegistrarConnectMaxTrials, 3).clamp(1, 1000) as u32;
+    cfg.connect_timeout = micros(get(TAG_RspLib_RegistrarConnectTimeout, cfg.connect_timeout));
+    cfg.request_max_trials = get(TAG_RspLib_RegistrarRequestMaxTrials, 1).clamp(1, 1000) as u32;
+    cfg.response_timeout = micros(get(
+        TAG_RspLib_RegistrarResponseTimeout,
+        cfg.response_timeout,
+    ));
+    let announce = get(TAG_RspLib_RegistrarAnnounceAddress, 0) as *const sockaddr_union;
+    if let Some(addr) = try_ref(announce).and_then(|a| a.to_socket_addr()) {
+        cfg.announce_groups = vec![addr];
+    }
+    cfg
+}
+
+/// Creates the library instance. Output tags (if present in `tags`): version, revision, build
+/// date and time, thread safety. A second call keeps the existing instance.
+///
+/// # Safety
+/// `tags` must be NULL or a valid, writable tag list.
+#[no_mangle]
+pub unsafe extern "C" fn rspInitialize(tags: *mut TagItem) -> c_uint {
+    guard("rspInitialize", || {
+        static BUILD_DATE: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+            concat!(env!("RSPLIB_BUILD_DATE"), "\0").as_bytes(),
+        ) {
+            Ok(s) => s,
+            Err(_) => c"",
+        };
+        static BUILD_TIME: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+            concat!(env!("RSPLIB_BUILD_TIME"), "\0").as_bytes(),
+        ) {
+            Ok(s) => s,
+            Err(_) => c"",
+        };
+        tagListSetData(tags, TAG_RspLib_GetVersion, RSPLIB_VERSION as tagdata_t);
+        tagListSetData(tags, TAG_RspLib_GetRevision, RSPLIB_REVISION as tagdata_t);
+        tagListSetData(
+            tags,
+            TAG_RspLib_GetBuildDate,
+            BUILD_DATE.as_ptr() as tagdata_t,
+        );
+        tagListSetData(
+            tags,
+            TAG_RspLib_GetBuildTime,
+            BUILD_TIME.as_ptr() as tagdata_t,
+        );
+        tagListSetData(tags, TAG_RspLib_IsThreadSafe, 1);
+        let mut slot = INSTANCE.write();
+        if slot.is_some() {
+            return last(RSPERR_OKAY);
+        }
+        let lib = match Library::start(library_config(tags)) {
+            Ok(l) => l,
+            Err(_) => return last(RSPERR_OUT_OF_MEMORY),
+        };
+        // Extension: RSPLIB_REGISTRAR=addr:port[,addr…][;addr:port…] for programs that cannot
+        // be told where their registrar is.
+        if let Ok(list) = std::env::var("RSPLIB_REGISTRAR") {
+            for entry in list.split(';').filter(|e| !e.trim().is_empty()) {
+                match parse_registrar_addresses(entry) {
+                    Ok(addrs) => lib.add_static_registrar(addrs),
+                    Err(_) => logging::log(
+                        logging::ERROR,
+                        &format!("rsplib: RSPLIB_REGISTRAR: cannot parse \"{entry}\""),
+                    ),
+                }
+            }
+        }
+        *slot = Some(Arc::new(lib));
+        last(RSPERR_OKAY)
+    })
+}
+
+/// Adds one registrar: comma-separated transport addresses of the same registrar.
+///
+/// # Safety
+/// `addressString` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rspAddStaticRegistrar(addressString: *const c_char) -> c_uint {
+    guard("rspAddStaticRegistrar", || {
+        with_instance(|lib| {
+            let s = try_cstr(addressString).ok_or(RSPERR_INVALID_VALUES)?;
+            let s = std::str::from_utf8(s).map_err(|_| RSPERR_UNRECOGNIZED_PARAMETER)?;
+            let addrs = parse_registrar_addresses(s)?;
+            lib.add_static_registrar(addrs);
+            Ok(())
+        })
+    })
+}
+
+/// Destroys the instance; PEs still registered are deregistered. Idempotent.
+#[no_mangle]
+pub extern "C" fn rspCleanUp() {
+    guard("rspCleanUp", || {
+        let lib = INSTANCE.write().take();
+        if let Some(lib) = lib {
+            lib.shutdown();
+        }
+    })
+}
+
 /// Static text for an `RSPERR_*` code; never NULL, never to be freed.
 #[no_mangle]
-pub extern "C" fn rspGetErrorDescription(errorCode: libc::c_uint) -> *const libc::c_char {
+pub extern "C" fn rspGetErrorDescription(errorCode: c_uint) -> *const c_char {
     guard("rspGetErrorDescription", || description(errorCode).as_ptr())
+}
+
+/// The policy, control-channel flag and registration life from `rspRegister`'s tags.
+///
+/// # Safety
+/// `tags` must be NULL or a valid tag list.
+unsafe fn registration_tags(tags: *mut TagItem) -> Result<(PolicyInfo, bool, u32), c_uint> {
+    let get = |tag, default: tagdata_t| tagListGetData(tags, tag, default);
+    let ppt = get(TAG_PoolPolicy_Type, PPT_ROUNDROBIN as tagdata_t);
+    let policy = c_uint::try_from(ppt)
+        .ok()
+        .and_then(policy_from_ppt)
+        .ok_or(RSPERR_INVALID_POOL_POLICY)?;
+    let mut info = PolicyInfo::new(policy);
+    info.weight = u32::try_from(get(TAG_PoolPolicy_Parameter_Weight, 1))
+        .map_err(|_| RSPERR_INVALID_POOL_POLICY)?;
+    let load = get(TAG_PoolPolicy_Parameter_Load, 0);
+    let degradation = get(TAG_PoolPolicy_Parameter_LoadDegradation, 0);
+    if load > PEPS_MAX_LOAD as tagdata_t || degradation > PEPS_MAX_LOADDEGRADATION as tagdata_t {
+        return Err(RSPERR_INVALID_POOL_POLICY);
+    }
+    info.load = load_to_wire(load as c_uint);
+    info.load_degradation = load_to_wire(degradation as c_uint);
+    let control = get(TAG_UserTransport_HasControlChannel, 0) & 0xff != 0;
+    let life_us = micros(get(TAG_PoolElement_RegistrationLife, 300_000_000));
+    let life_ms = (life_us / 1000).clamp(1, i32::MAX as u64) as u32;
+    Ok((info, control, life_ms))
+}
+
+/// The user transport described by an `EndpointAddressInfo` (first node only).
+///
+/// # Safety
+/// `eai.ai_addr` must point to `eai.ai_addrs` unions (or be NULL).
+unsafe fn user_transport(eai: &EndpointAddressInfo) -> Result<TransportAddress, c_uint> {
+    let protocol =
+        TransportProtocol::from_ip_protocol(eai.ai_protocol).ok_or(RSPERR_INVALID_VALUES)?;
+    if eai.ai_addrs == 0 || eai.ai_addrs > 32 || eai.ai_addr.is_null() {
+        return Err(RSPERR_INVALID_ADDRESSES);
+    }
+    let unions = std::slice::from_raw_parts(eai.ai_addr, eai.ai_addrs);
+    let addrs: Vec<SocketAddr> = unions
+        .iter()
+        .map(|u| u.to_socket_addr().ok_or(RSPERR_INVALID_ADDRESSES))
+        .collect::<Result<_, _>>()?;
+    let port = addrs[0].port();
+    Ok(TransportAddress::new(
+        protocol,
+        port,
+        addrs.iter().map(|a| a.ip()).collect(),
+    ))
+}
+
+fn random_pe_id() -> u32 {
+    let mut b = [0u8; 4];
+    loop {
+        // SAFETY: getrandom fills the buffer.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 4, 0) };
+        let id = if n == 4 {
+            u32::from_ne_bytes(b)
+        } else {
+            (logging::wall_micros() as u32) ^ std::process::id().rotate_left(16)
+        };
+        if id != 0 && id != u32::MAX {
+            return id;
+        }
+    }
+}
+
+/// Registers or re-registers the PE described by `endpointAddressInfo` (a random PE id is
+/// chosen and stored back if `ai_pe_id` is 0). Blocks for the registrar's answer.
+///
+/// # Safety
+/// `poolHandle` must point to `poolHandleSize` bytes; `endpointAddressInfo` must be NULL or a
+/// valid, writable node whose `ai_addr` holds `ai_addrs` unions; `tags` NULL or a tag list.
+#[no_mangle]
+pub unsafe extern "C" fn rspRegister(
+    poolHandle: *const c_uchar,
+    poolHandleSize: usize,
+    endpointAddressInfo: *mut EndpointAddressInfo,
+    tags: *mut TagItem,
+) -> c_uint {
+    guard("rspRegister", || {
+        with_instance(|lib| {
+            let pool = pool_handle(poolHandle, poolHandleSize)?;
+            let eai = try_mut(endpointAddressInfo).ok_or(RSPERR_INVALID_VALUES)?;
+            let transport = user_transport(eai)?;
+            let (policy, control, life_ms) = registration_tags(tags)?;
+            let mut transport = transport;
+            if control {
+                transport.transport_use = TRANSPORT_USE_DATA_PLUS_CONTROL;
+            }
+            let chosen = eai.ai_pe_id == 0;
+            if chosen {
+                eai.ai_pe_id = random_pe_id();
+            }
+            let mut element = wire::PoolElement::new(PeId(eai.ai_pe_id), transport, policy);
+            element.registration_life = life_ms;
+            lib.register(pool, element).map(|_| ()).map_err(|e| {
+                if chosen {
+                    eai.ai_pe_id = 0;
+                }
+                from_request_error(&e)
+            })
+        })
+    })
+}
+
+/// Deregisters a PE; blocks for the registrar's answer.
+///
+/// # Safety
+/// `poolHandle` must point to `poolHandleSize` bytes; `tags` NULL or a tag list.
+#[no_mangle]
+pub unsafe extern "C" fn rspDeregister(
+    poolHandle: *const c_uchar,
+    poolHandleSize: usize,
+    identifier: u32,
+    tags: *mut TagItem,
+) -> c_uint {
+    let _ = tags;
+    guard("rspDeregister", || {
+        with_instance(|lib| {
+            let pool = pool_handle(poolHandle, poolHandleSize)?;
+            if identifier == 0 {
+                return Err(RSPERR_INVALID_ID);
+            }
+            lib.deregister(pool, PeId(identifier))
+                .map_err(|e| from_request_error(&e))
+        })
+    })
+}
+
+/// A malloc'd one-node `EndpointAddressInfo` list for a resolved PE.
+fn endpoint_info(pe: &wire::PoolElement) -> Result<*mut EndpointAddressInfo, c_uint> {
+    let t = &pe.user_transport;
+    let n = t.addresses.len().max(1);
+    // SAFETY: plain C allocations, filled below and handed to the caller.
+    unsafe {
+        let node =
+            libc::calloc(1, std::mem::size_of::<EndpointAddressInfo>()) as *mut EndpointAddressInfo;
+        let addrs = libc::calloc(n, std::mem::size_of::<sockaddr_union>()) as *mut sockaddr_union;
+        if node.is_null() || addrs.is_null() {
+            libc::free(node.cast());
+            libc::free(addrs.cast());
+            return Err(RSPERR_OUT_OF_MEMORY);
+        }
+        for (i, ip) in t.addresses.iter().enumerate() {
+            *addrs.add(i) = sockaddr_union::from_socket_addr(&SocketAddr::new(*ip, t.port));
+        }
+        let any_v6 = t.addresses.iter().any(|a| a.is_ipv6());
+        *node = EndpointAddressInfo {
+            ai_family: if any_v6 {
+                libc::AF_INET6
+            } else {
+                libc::AF_INET
+            },
+            ai_socktype: match t.protocol {
+                TransportProtocol::Sctp | TransportProtocol::Tcp => libc::SOCK_STREAM,
+                _ => libc::SOCK_DGRAM,
+            },
+            ai_protocol: t.protocol.ip_protocol(),
+            ai_addrlen: std::mem::size_of::<sockaddr_union>(),
+            ai_addrs: t.addresses.len(),
+            ai_addr: addrs,
+            ai_next: std::ptr::null_mut(),
+            ai_pe_id: pe.id.0,
+        };
+        Ok(node)
+    }
+}
+
+/// Resolves a pool handle and selects one PE by the pool's policy (cache first, then the
+/// registrar). On success `*endpointAddressInfo` is a new one-node list (free it with
+/// `rspFreeEndpointAddressArray`); on failure it is set to NULL.
+///
+/// # Safety
+/// `poolHandle` must point to `poolHandleSize` bytes; `endpointAddressInfo` must be NULL or
+/// writable; `tags` NULL or a tag list.
+#[no_mangle]
+pub unsafe extern "C" fn rspHandleResolution(
+    poolHandle: *const c_uchar,
+    poolHandleSize: usize,
+    endpointAddressInfo: *mut *mut EndpointAddressInfo,
+    tags: *mut TagItem,
+) -> c_uint {
+    let _ = tags;
+    guard("rspHandleResolution", || {
+        let Some(out) = try_mut(endpointAddressInfo) else {
+            return last(RSPERR_INVALID_VALUES);
+        };
+        *out = std::ptr::null_mut();
+        with_instance(|lib| {
+            let pool = pool_handle(poolHandle, poolHandleSize)?;
+            match lib.resolve(&pool) {
+                Ok(Some(pe)) => {
+                    *out = endpoint_info(&pe)?;
+                    Ok(())
+                }
+                Ok(None) => Err(RSPERR_NOT_FOUND),
+                Err(e) => Err(from_request_error(&e)),
+            }
+        })
+    })
 }
 
 /// Frees a list returned by `rspHandleResolution`: every node and its address array.
@@ -61,6 +492,112 @@ pub unsafe extern "C" fn rspFreeEndpointAddressArray(
             libc::free(node.cast());
             node = next;
         }
+    })
+}
+
+/// Reports a PE unreachable: drops it from the cache and sends ASAP Endpoint Unreachable.
+///
+/// # Safety
+/// `poolHandle` must point to `poolHandleSize` bytes; `tags` NULL or a tag list.
+#[no_mangle]
+pub unsafe extern "C" fn rspReportFailure(
+    poolHandle: *const c_uchar,
+    poolHandleSize: usize,
+    identifier: u32,
+    tags: *mut TagItem,
+) -> c_uint {
+    let _ = tags;
+    guard("rspReportFailure", || {
+        with_instance(|lib| {
+            let pool = pool_handle(poolHandle, poolHandleSize)?;
+            lib.report_failure(pool, PeId(identifier))
+                .map_err(|e| from_request_error(&e))
+        })
+    })
+}
+
+/// `select()` for the caller's descriptors. The library's own sockets are serviced by its
+/// thread, so they never appear in the sets. A NULL timeout waits at most 10 s (then 0), as
+/// the original's event loop did; callers loop.
+///
+/// # Safety
+/// The sets must be NULL or valid `fd_set`s; `timeout` NULL or a valid `timeval`.
+#[no_mangle]
+pub unsafe extern "C" fn rspSelect(
+    n: c_int,
+    readfds: *mut libc::fd_set,
+    writefds: *mut libc::fd_set,
+    exceptfds: *mut libc::fd_set,
+    timeout: *mut libc::timeval,
+) -> c_int {
+    guard("rspSelect", || {
+        if !(0..=libc::FD_SETSIZE as c_int).contains(&n) {
+            *libc::__errno_location() = libc::EINVAL;
+            return -1;
+        }
+        let mut cap = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
+        let t = if timeout.is_null() {
+            &mut cap as *mut libc::timeval
+        } else {
+            timeout
+        };
+        libc::select(n, readfds, writefds, exceptfds, t)
+    })
+}
+
+// ----------------------------------------------------------------- the 2003/2004 names
+
+/// Old name of `rspHandleResolution`.
+///
+/// # Safety
+/// As `rspHandleResolution`.
+#[no_mangle]
+pub unsafe extern "C" fn rspNameResolution(
+    poolHandle: *const c_uchar,
+    poolHandleSize: usize,
+    endpointAddressInfo: *mut *mut EndpointAddressInfo,
+    tags: *mut TagItem,
+) -> c_uint {
+    rspHandleResolution(poolHandle, poolHandleSize, endpointAddressInfo, tags)
+}
+
+/// Old name of `rspReportFailure` (returned void; the result may be ignored).
+///
+/// # Safety
+/// As `rspReportFailure`.
+#[no_mangle]
+pub unsafe extern "C" fn rspFailure(
+    poolHandle: *const c_uchar,
+    poolHandleSize: usize,
+    identifier: u32,
+    tags: *mut TagItem,
+) -> c_uint {
+    rspReportFailure(poolHandle, poolHandleSize, identifier, tags)
+}
+
+/// Old name of `rspAddStaticRegistrar`.
+///
+/// # Safety
+/// As `rspAddStaticRegistrar`.
+#[no_mangle]
+pub unsafe extern "C" fn rspAddStaticNameServer(addressString: *const c_char) -> c_uint {
+    rspAddStaticRegistrar(addressString)
+}
+
+/// The error code of the calling thread's last rsp* call.
+#[no_mangle]
+pub extern "C" fn rspGetLastError() -> c_uint {
+    guard("rspGetLastError", || LAST_ERROR.with(|e| e.get()))
+}
+
+/// The description of the calling thread's last error.
+#[no_mangle]
+pub extern "C" fn rspGetLastErrorDescription() -> *const c_char {
+    guard("rspGetLastErrorDescription", || {
+        description(LAST_ERROR.with(|e| e.get())).as_ptr()
     })
 }
 

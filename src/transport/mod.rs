@@ -728,6 +728,16 @@ impl Association {
         self.protocol
     }
 
+    /// The local address of the connection (SCTP: the primary one).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        let addr = match &self.inner {
+            AssocInner::Sctp(fd, _) => socket2::SockRef::from(fd).local_addr()?,
+            AssocInner::Tcp(s, _) => return s.local_addr(),
+        };
+        addr.as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))
+    }
+
     /// The descriptor, for the caller's own poll/select.
     pub fn raw_fd(&self) -> RawFd {
         match &self.inner {
@@ -739,7 +749,29 @@ impl Association {
     /// Sends one message (over TCP `ppid` is implied by the connection and not sent).
     pub fn send(&mut self, ppid: u32, data: &[u8]) -> io::Result<()> {
         match &mut self.inner {
-            AssocInner::Tcp(s, _) => s.write_all(data),
+            // send(MSG_NOSIGNAL): a library inside a C program must never raise SIGPIPE.
+            AssocInner::Tcp(s, _) => {
+                let mut rest = data;
+                while !rest.is_empty() {
+                    // SAFETY: sending from a valid buffer on our own socket.
+                    let n = unsafe {
+                        libc::send(s.as_raw_fd(), rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL)
+                    };
+                    if n < 0 {
+                        let e = io::Error::last_os_error();
+                        match e.kind() {
+                            io::ErrorKind::Interrupted => continue,
+                            io::ErrorKind::WouldBlock => {
+                                poll_fd(s.as_raw_fd(), libc::POLLOUT, None)?;
+                                continue;
+                            }
+                            _ => return Err(e),
+                        }
+                    }
+                    rest = &rest[n as usize..];
+                }
+                Ok(())
+            }
             AssocInner::Sctp(fd, _) => loop {
                 match sctp::send(fd.as_raw_fd(), 0, ppid, 0, 0, data) {
                     Ok(_) => return Ok(()),
