@@ -15,6 +15,8 @@ LINES=${LINES:-20}
 KILL_AT=${KILL_AT:-10}
 REGISTRAR=$STAGE$STAGE_PREFIX/bin/rspregistrar
 export LD_LIBRARY_PATH=$STAGE$STAGE_PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# Only the static registrar: never join the announce groups (nothing leaves loopback).
+export RSPLIB_ANNOUNCE=off
 
 for f in "$REGISTRAR" "$EXAMPLES/echo-pe" "$EXAMPLES/echo-pu"; do
    [ -x "$f" ] || { echo "demo: $f is missing (run: make examples)"; exit 1; }
@@ -37,10 +39,10 @@ wait_for() { # tenths of a second, command...
 
 say "starting our registrar: TCP on 127.0.0.1, any free port, announces off"
 "$REGISTRAR" -asap=127.0.0.1:0 -enrp=127.0.0.1:0 -asapannounce=off -enrpannounce=off \
-   -transport=tcp -minaddressscope=loopback -endpointkeepalivetransmissioninterval=2000 \
+   -transport=tcp -minaddressscope=loopback -endpointkeepalivetransmissioninterval=2000 -loglevel=4 \
    > >(tee "$OUT/registrar.log" | prefix registrar) 2>&1 &
 pids+=($!)
-if ! wait_for 100 grep -q 'Listening: ASAP over TCP on 127.0.0.1:' "$OUT/registrar.log"; then
+if ! wait_for 100 grep -qs 'Listening: ASAP over TCP on 127.0.0.1:' "$OUT/registrar.log"; then
    say "FAILED: the registrar did not come up"; exit 1
 fi
 PORT=$(sed -n 's/.*Listening: ASAP over TCP on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$OUT/registrar.log" | head -n 1)
@@ -54,9 +56,10 @@ for n in 1 2; do
       -reregister=3000 > >(tee "$OUT/pe$n.log" | prefix pe$n) 2>&1 &
    pe_pid[$n]=$!
    pids+=($!)
+   disown $!   # one of them dies of kill -9: no job report from bash for it
 done
 for n in 1 2; do
-   if ! wait_for 100 grep -q '^registered PE' "$OUT/pe$n.log"; then
+   if ! wait_for 100 grep -qs '^registered PE' "$OUT/pe$n.log"; then
       say "FAILED: pe$n did not register"; exit 1
    fi
 done
@@ -95,7 +98,9 @@ say "answers: $total of $LINES lines; $after after the kill, $by_survivor of the
 
 say "stopping pe$survivor (SIGTERM: it deregisters) and the registrar"
 kill -TERM "${pe_pid[$survivor]}" 2>/dev/null
-wait "${pe_pid[$survivor]}" 2>/dev/null
+wait_for 50 eval '! kill -0 "${pe_pid[$survivor]}" 2>/dev/null'
+kill -TERM "${pids[0]}" 2>/dev/null
+wait "${pids[0]}" 2>/dev/null
 sleep 0.2
 
 if [ "$PU_RC" -eq 0 ] && [ "$total" -eq "$LINES" ] && [ "$after" -gt 0 ] && [ "$by_survivor" -eq "$after" ]; then
