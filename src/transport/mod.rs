@@ -755,7 +755,12 @@ impl Association {
                 while !rest.is_empty() {
                     // SAFETY: sending from a valid buffer on our own socket.
                     let n = unsafe {
-                        libc::send(s.as_raw_fd(), rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL)
+                        libc::send(
+                            s.as_raw_fd(),
+                            rest.as_ptr().cast(),
+                            rest.len(),
+                            libc::MSG_NOSIGNAL,
+                        )
                     };
                     if n < 0 {
                         let e = io::Error::last_os_error();
