@@ -70,7 +70,7 @@ export RSPLIB_ANNOUNCE=off
 REG_LOG="$BUILD/registrar.log"
 LD_LIBRARY_PATH=$STAGE_LIB "$STAGE_BIN/rspregistrar" -asap=127.0.0.1:0 -enrp=127.0.0.1:0 \
    -asapannounce=off -enrpannounce=off -transport=tcp -minaddressscope=loopback \
-   -endpointkeepalivetransmissioninterval=1000 -loglevel=4 > "$REG_LOG" 2>&1 &
+   -endpointkeepalivetransmissioninterval=1000 -maxbadpereports=3 -loglevel=4 > "$REG_LOG" 2>&1 &
 REG_PID=$!
 REG_ADDR=""
 for _ in $(seq 1 100); do
