@@ -47,7 +47,7 @@ rspregistrar -asap=$A:3863 -enrp=$A:9901 -asapannounce=off -enrpannounce=off \
    -endpointkeepalivetimeoutinterval=2000 -loglevel=3 -logfile="$OUT/registrar.log" \
    > "$OUT/registrar.out" 2>&1 &
 REG=$!
-check "rsplib 3.4 registrar is ready" wait_for 60 grep -q "registrar is ready" "$OUT/registrar.out"
+check "rsplib 3.4 registrar is ready" wait_for 60 grep -qs "registrar is ready" "$OUT/registrar.log"
 
 # Our PE, over SCTP (the library's transport to the registrar and the PE's echo socket).
 "$EXAMPLES/echo-pe" -sctp -local=$A -registrar=$A:3863 -poolhandle=OurEchoPool \
