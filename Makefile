@@ -25,7 +25,7 @@ COMPAT_SONAMES := librsplib-900.so.0 librsplib-801.so.0 librsplib-800.so.0
 
 CARGO      ?= cargo
 PROFILE    := release
-TARGETDIR  ?= $(CURDIR)/target
+TARGETDIR  ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 OUT        := $(TARGETDIR)/$(PROFILE)
 PROGRAMS   := rspregistrar rspdecode rsptool
 HEADERS    := $(wildcard include/*.h)
@@ -125,30 +125,34 @@ install-check: build
 
 # SCTP lab scenarios (not in CI): real kernel SCTP in a small VM, Debian's rsplib 3.4 as peers.
 SCTP_LAB ?= $(CURDIR)/../shared/sctp-lab/sctp-lab
-SCTP_SCENARIOS := tests/sctp-lab/registrar.sh
-test-sctp: build
+SCTP_SCENARIOS := tests/sctp-lab/registrar.sh tests/sctp-lab/basic-mode.sh
+# The scenarios run inside the VM from this directory; BIN tells them where the programs are.
+test-sctp: build examples
 	@command -v rspserver >/dev/null 2>&1 || { \
 	  echo "make: installing Debian's rsplib 3.4 programs and tshark for the lab peers"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    rsplib-registrar rsplib-tools rsplib-services tshark >/dev/null; }
 	@rc=0; for s in $(SCTP_SCENARIOS); do \
 	  echo "=== $$s (in the SCTP lab VM)"; \
-	  $(SCTP_LAB) run bash $$s || rc=1; \
+	  $(SCTP_LAB) run env BIN=$(OUT) EXAMPLES=$(CURDIR)/build/examples bash $$s || rc=1; \
 	done; exit $$rc
 
 # ---------------------------------------------------------------------------------- demo
-# For now the main job is: build, install into a local prefix, run the C tests against it,
-# then build an example against that install with pkg-config and run it.
-EXAMPLES := taglist-demo
+# The main job: build, install into a local prefix (build/stage), build the examples against
+# that install with pkg-config, and run the Basic Mode demo on loopback (c-examples/demo.sh):
+# our registrar, two echo-pe pool elements, one echo-pu; one PE is killed half way and the PU
+# carries on with the other.
+EXAMPLES := taglist-demo echo-pe echo-pu
 examples: stage
 	mkdir -p build/examples
 	for e in $(EXAMPLES); do \
 	  $(STAGE_PKG) sh -c 'cc -Wall -Wextra -Werror c-examples/'$$e'.c $$(pkg-config --cflags --libs rsplib) -o build/examples/'$$e || exit 1; \
 	done
 
-demo: c-tests examples
-	@echo "=== c-examples/taglist-demo, built with pkg-config against build/stage"
-	LD_LIBRARY_PATH=$(STAGE)$(STAGE_PREFIX)/lib build/examples/taglist-demo 7
+demo: examples
+	@echo "=== c-examples/demo.sh: registrar, two echo-pe, one echo-pu, built with pkg-config against build/stage"
+	STAGE=$(STAGE) STAGE_PREFIX=$(STAGE_PREFIX) EXAMPLES=$(CURDIR)/build/examples OUT=$(CURDIR)/build/demo \
+	  bash c-examples/demo.sh
 
 clean:
 	$(CARGO) clean

@@ -40,18 +40,19 @@ run_cmd "soname is librsplib.so.0" sh -c "readelf -d '$STAGE_LIB/librsplib.so' |
 
 # 3. Test programs, run under valgrind (memcheck): no errors, no leaks.
 VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect"
-run_program() { # name, binary
-   LD_LIBRARY_PATH=$STAGE_LIB $VALGRIND "$2" > "$BUILD/$1.log" 2>&1
+run_program() { # name, binary, arguments...
+   name=$1; prog=$2; shift 2
+   LD_LIBRARY_PATH=$STAGE_LIB $VALGRIND "$prog" "$@" > "$BUILD/$name.log" 2>&1
    rc=$?
-   cat "$BUILD/$1.log"
-   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$BUILD/$1.log" | tail -n 1)
-   if [ -z "$line" ]; then fail "$1 (no result line, exit $rc)"; return; fi
+   cat "$BUILD/$name.log"
+   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$BUILD/$name.log" | tail -n 1)
+   if [ -z "$line" ]; then fail "$name (no result line, exit $rc)"; return; fi
    p=$(echo "$line" | cut -d' ' -f1); f=$(echo "$line" | cut -d' ' -f3)
    passed=$((passed + p)); failed=$((failed + f))
-   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then fail "$1 under valgrind (exit $rc)"; fi
-   if ! ldd "$2" 2>/dev/null | grep -q "$STAGE_LIB/librsplib.so.0" && \
-      ! LD_LIBRARY_PATH=$STAGE_LIB ldd "$2" | grep -q "$STAGE_LIB/librsplib.so.0"; then
-      fail "$1 did not load the staged librsplib.so.0"
+   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then fail "$name under valgrind (exit $rc)"; fi
+   if ! ldd "$prog" 2>/dev/null | grep -q "$STAGE_LIB/librsplib.so.0" && \
+      ! LD_LIBRARY_PATH=$STAGE_LIB ldd "$prog" | grep -q "$STAGE_LIB/librsplib.so.0"; then
+      fail "$name did not load the staged librsplib.so.0"
    fi
 }
 for t in test_abi test_tagitem; do
@@ -61,6 +62,33 @@ for t in test_abi test_tagitem; do
       fail "build $t"; cat "$BUILD/$t.build.log"
    fi
 done
+# 4. Basic Mode against a real registrar: ours from the staged install, TCP on a free loopback
+#    port, announces off (nothing leaves the machine). Keep-alives every second so that the test
+#    sees the library's thread answer them.
+STAGE_BIN=${STAGE_BIN:-$STAGE_LIB/../bin}
+export RSPLIB_ANNOUNCE=off
+REG_LOG="$BUILD/registrar.log"
+LD_LIBRARY_PATH=$STAGE_LIB "$STAGE_BIN/rspregistrar" -asap=127.0.0.1:0 -enrp=127.0.0.1:0 \
+   -asapannounce=off -enrpannounce=off -transport=tcp -minaddressscope=loopback \
+   -endpointkeepalivetransmissioninterval=1000 -maxbadpereports=3 -loglevel=4 > "$REG_LOG" 2>&1 &
+REG_PID=$!
+REG_ADDR=""
+for _ in $(seq 1 100); do
+   REG_ADDR=$(sed -n 's/.*Listening: ASAP over TCP on \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$REG_LOG" | head -n 1)
+   [ -n "$REG_ADDR" ] && break
+   sleep 0.1
+done
+t=test_basic_mode
+if [ -z "$REG_ADDR" ]; then
+   fail "$t: registrar did not start"; cat "$REG_LOG"
+elif $CC -std=c99 $WARN "$SRC/$t.c" $CFLAGS_PC $LIBS_PC -lpthread -o "$BUILD/$t" > "$BUILD/$t.build.log" 2>&1; then
+   run_program "$t" "$BUILD/$t" "$REG_ADDR"
+else
+   fail "build $t"; cat "$BUILD/$t.build.log"
+fi
+kill "$REG_PID" 2>/dev/null
+wait "$REG_PID" 2>/dev/null
+
 if $CXX -std=c++17 $WARN "$SRC/headers_cpp.cpp" $CFLAGS_PC $LIBS_PC -o "$BUILD/headers_cpp" > "$BUILD/cpp.build.log" 2>&1; then
    run_cmd "C++17 program runs" env LD_LIBRARY_PATH=$STAGE_LIB $VALGRIND "$BUILD/headers_cpp"
 else

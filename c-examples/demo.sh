@@ -1,0 +1,111 @@
+#!/bin/bash
+# The demo of `make demo`, all on loopback (no multicast, no traffic leaves the machine):
+#   our registrar (TCP), two echo-pe pool elements in pool "EchoPool", one echo-pu fed a line
+#   every ~300 ms. Half way the PE that is serving the PU is killed with kill -9; the PU reports
+#   it, resolves the pool again and carries on with the other PE.
+# Uses the staged install (registrar, library) and the examples built against it with
+# pkg-config (`make examples`). Exit code 0 iff the PU got answers from the surviving PE after
+# the kill and every line was answered.
+set -u
+STAGE=${STAGE:-build/stage}
+STAGE_PREFIX=${STAGE_PREFIX:-/usr/local}
+EXAMPLES=${EXAMPLES:-build/examples}
+OUT=${OUT:-build/demo}
+LINES=${LINES:-20}
+KILL_AT=${KILL_AT:-10}
+REGISTRAR=$STAGE$STAGE_PREFIX/bin/rspregistrar
+export LD_LIBRARY_PATH=$STAGE$STAGE_PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# Only the static registrar: never join the announce groups (nothing leaves loopback).
+export RSPLIB_ANNOUNCE=off
+
+for f in "$REGISTRAR" "$EXAMPLES/echo-pe" "$EXAMPLES/echo-pu"; do
+   [ -x "$f" ] || { echo "demo: $f is missing (run: make examples)"; exit 1; }
+done
+rm -rf "$OUT"; mkdir -p "$OUT"
+
+say() { printf '[demo] %s\n' "$*"; }
+prefix() { while IFS= read -r l; do printf '[%s] %s\n' "$1" "$l"; done; }
+pids=()
+cleanup() {
+   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+   wait 2>/dev/null
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+wait_for() { # tenths of a second, command...
+   local n=$1; shift
+   while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done; return 1
+}
+
+say "starting our registrar: TCP on 127.0.0.1, any free port, announces off"
+"$REGISTRAR" -asap=127.0.0.1:0 -enrp=127.0.0.1:0 -asapannounce=off -enrpannounce=off \
+   -transport=tcp -minaddressscope=loopback -endpointkeepalivetransmissioninterval=2000 -loglevel=4 \
+   > >(tee "$OUT/registrar.log" | prefix registrar) 2>&1 &
+pids+=($!)
+if ! wait_for 100 grep -qs 'Listening: ASAP over TCP on 127.0.0.1:' "$OUT/registrar.log"; then
+   say "FAILED: the registrar did not come up"; exit 1
+fi
+PORT=$(sed -n 's/.*Listening: ASAP over TCP on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$OUT/registrar.log" | head -n 1)
+say "registrar is at 127.0.0.1:$PORT"
+
+declare -A pe_pid
+for n in 1 2; do
+   id=0x0000100$n
+   say "starting pe$n (PE $id)"
+   "$EXAMPLES/echo-pe" -registrar=127.0.0.1:$PORT -poolhandle=EchoPool -identifier=$id \
+      -reregister=3000 > >(tee "$OUT/pe$n.log" | prefix pe$n) 2>&1 &
+   pe_pid[$n]=$!
+   pids+=($!)
+   disown $!   # one of them dies of kill -9: no job report from bash for it
+done
+for n in 1 2; do
+   if ! wait_for 100 grep -qs '^registered PE' "$OUT/pe$n.log"; then
+      say "FAILED: pe$n did not register"; exit 1
+   fi
+done
+
+say "starting the PU: $LINES lines, one every ~300 ms; pe serving it gets kill -9 after line $KILL_AT"
+feed() {
+   local i
+   for i in $(seq 1 "$LINES"); do
+      echo "hello $i"
+      sleep 0.3
+      if [ "$i" -eq "$KILL_AT" ]; then
+         # Kill the PE that answered the latest line.
+         sleep 0.2
+         local last n
+         last=$(grep -o '^> \[PE 0x0000100[12]\]' "$OUT/pu.log" | tail -n 1 | grep -o '[12]\]$' | tr -d ']')
+         n=${last:-1}
+         echo "$n" > "$OUT/killed"
+         printf '[demo] kill -9 pe%s (PE 0x0000100%s), which is serving the PU\n' "$n" "$n" >&2
+         kill -9 "${pe_pid[$n]}"
+         echo "$(grep -c '^> ' "$OUT/pu.log")" > "$OUT/answers-before-kill"
+      fi
+   done
+}
+feed | "$EXAMPLES/echo-pu" -registrar=127.0.0.1:$PORT -poolhandle=EchoPool \
+   > >(tee "$OUT/pu.log" | prefix pu) 2>&1
+PU_RC=$?
+sleep 0.3   # let the prefixers print the last lines
+
+killed=$(cat "$OUT/killed" 2>/dev/null || echo "?")
+survivor=$((3 - ${killed:-1}))
+before=$(cat "$OUT/answers-before-kill" 2>/dev/null || echo 0)
+total=$(grep -c '^> ' "$OUT/pu.log")
+after=$((total - before))
+by_survivor=$(sed -n "$((before + 1)),\$p" <(grep '^> ' "$OUT/pu.log") | grep -c "PE 0x0000100$survivor")
+say "answers: $total of $LINES lines; $after after the kill, $by_survivor of them from pe$survivor"
+
+say "stopping pe$survivor (SIGTERM: it deregisters) and the registrar"
+kill -TERM "${pe_pid[$survivor]}" 2>/dev/null
+wait_for 50 eval '! kill -0 "${pe_pid[$survivor]}" 2>/dev/null'
+kill -TERM "${pids[0]}" 2>/dev/null
+wait "${pids[0]}" 2>/dev/null
+sleep 0.2
+
+if [ "$PU_RC" -eq 0 ] && [ "$total" -eq "$LINES" ] && [ "$after" -gt 0 ] && [ "$by_survivor" -eq "$after" ]; then
+   say "OK: the PU carried on with pe$survivor after pe$killed was killed"
+   exit 0
+fi
+say "FAILED: PU exit code $PU_RC, $total of $LINES answered, $after after the kill ($by_survivor from pe$survivor)"
+exit 1
