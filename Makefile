@@ -125,7 +125,7 @@ install-check: build
 
 # SCTP lab scenarios (not in CI): real kernel SCTP in a small VM, Debian's rsplib 3.4 as peers.
 SCTP_LAB ?= $(CURDIR)/../shared/sctp-lab/sctp-lab
-SCTP_SCENARIOS := tests/sctp-lab/registrar.sh tests/sctp-lab/basic-mode.sh
+SCTP_SCENARIOS := tests/sctp-lab/registrar.sh tests/sctp-lab/basic-mode.sh tests/sctp-lab/enhanced-mode.sh
 # The scenarios run inside the VM from this directory; BIN tells them where the programs are.
 test-sctp: build examples
 	@command -v rspserver >/dev/null 2>&1 || { \
@@ -142,7 +142,7 @@ test-sctp: build examples
 # that install with pkg-config, and run the Basic Mode demo on loopback (c-examples/demo.sh):
 # our registrar, two echo-pe pool elements, one echo-pu; one PE is killed half way and the PU
 # carries on with the other.
-EXAMPLES := taglist-demo echo-pe echo-pu
+EXAMPLES := taglist-demo echo-pe echo-pu session-echo
 examples: stage
 	mkdir -p build/examples
 	for e in $(EXAMPLES); do \

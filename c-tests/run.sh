@@ -78,14 +78,17 @@ for _ in $(seq 1 100); do
    [ -n "$REG_ADDR" ] && break
    sleep 0.1
 done
-t=test_basic_mode
-if [ -z "$REG_ADDR" ]; then
-   fail "$t: registrar did not start"; cat "$REG_LOG"
-elif $CC -std=c99 $WARN "$SRC/$t.c" $CFLAGS_PC $LIBS_PC -lpthread -o "$BUILD/$t" > "$BUILD/$t.build.log" 2>&1; then
-   run_program "$t" "$BUILD/$t" "$REG_ADDR"
-else
-   fail "build $t"; cat "$BUILD/$t.build.log"
-fi
+# 5. Enhanced Mode (pool elements with own sockets, sessions, cookies, failover) against the
+#    same registrar.
+for t in test_basic_mode test_enhanced_mode; do
+   if [ -z "$REG_ADDR" ]; then
+      fail "$t: registrar did not start"; cat "$REG_LOG"
+   elif $CC -std=c99 $WARN "$SRC/$t.c" $CFLAGS_PC $LIBS_PC -lpthread -o "$BUILD/$t" > "$BUILD/$t.build.log" 2>&1; then
+      run_program "$t" "$BUILD/$t" "$REG_ADDR"
+   else
+      fail "build $t"; cat "$BUILD/$t.build.log"
+   fi
+done
 kill "$REG_PID" 2>/dev/null
 wait "$REG_PID" 2>/dev/null
 

@@ -8,11 +8,11 @@
 # Prints PASS/FAIL lines and a closing "N passed, N failed".
 set -u
 A=10.255.0.1
-STAGE=${STAGE:-build/stage/usr/local}
-EX=${EX:-build/examples}
+STAGE_LIB=${STAGE_LIB:-build/stage/usr/local/lib}
+EXAMPLES=${EXAMPLES:-build/examples}
 OUT=${OUT:-build/sctp-lab}
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$STAGE/lib RSPLIB_ANNOUNCE=off RSPLIB_TRANSPORT=sctp
+export LD_LIBRARY_PATH=$STAGE_LIB RSPLIB_ANNOUNCE=off RSPLIB_TRANSPORT=sctp
 passed=0; failed=0
 pass() { passed=$((passed + 1)); echo "PASS $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1"; }
@@ -23,9 +23,9 @@ trap 'kill $(jobs -p) 2>/dev/null' EXIT
 rspregistrar -asap=$A:3863 -enrp=$A:9901 -asapannounce=off -enrpannounce=off \
    -minaddressscope=sitelocal -logfile="$OUT/em-registrar.log" > /dev/null 2>&1 &
 sleep 5
-"$EX/session-echo" pe -registrar=$A:3863 -poolhandle=SessPool -identifier=0x5001 > "$OUT/em-pe1.out" 2>&1 &
+"$EXAMPLES/session-echo" pe -registrar=$A:3863 -poolhandle=SessPool -identifier=0x5001 > "$OUT/em-pe1.out" 2>&1 &
 PE1=$!
-"$EX/session-echo" pe -registrar=$A:3863 -poolhandle=SessPool -identifier=0x5002 > "$OUT/em-pe2.out" 2>&1 &
+"$EXAMPLES/session-echo" pe -registrar=$A:3863 -poolhandle=SessPool -identifier=0x5002 > "$OUT/em-pe2.out" 2>&1 &
 PE2=$!
 check "our Enhanced Mode PEs start over SCTP" wait_for 30 grep -q 'serving pool "SessPool"' "$OUT/em-pe2.out"
 sleep 5
@@ -35,10 +35,10 @@ check "rsplib 3.4 rspterminal gets our PE's echo" grep -q 'PE 0x0000500[12] #1\]
 
 rspserver -registrar=$A:3863 -local=$A:0 -asapannounce=off -echo -poolhandle=RsplibEcho -logquiet > "$OUT/em-rspserver.out" 2>&1 &
 sleep 10
-(echo "to rsplib"; sleep 2) | timeout 60 "$EX/session-echo" pu -registrar=$A:3863 -poolhandle=RsplibEcho > "$OUT/em-pu-rsplib.out" 2>&1
+(echo "to rsplib"; sleep 2) | timeout 60 "$EXAMPLES/session-echo" pu -registrar=$A:3863 -poolhandle=RsplibEcho > "$OUT/em-pu-rsplib.out" 2>&1
 check "our PU session reaches rsplib 3.4's rspserver -echo" grep -q '^\[PU\] to rsplib' "$OUT/em-pu-rsplib.out"
 
-(for i in 1 2 3 4 5 6 7 8; do echo "line $i"; sleep 1; done) | timeout 120 "$EX/session-echo" pu \
+(for i in 1 2 3 4 5 6 7 8; do echo "line $i"; sleep 1; done) | timeout 120 "$EXAMPLES/session-echo" pu \
    -registrar=$A:3863 -poolhandle=SessPool > "$OUT/em-pu.out" 2>&1 &
 PU=$!
 wait_for 30 grep -q '#3\]' "$OUT/em-pu.out"
