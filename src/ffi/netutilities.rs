@@ -258,9 +258,11 @@ pub unsafe extern "C" fn bindplus(
                 }
             }
         };
-        let fd = std::os::fd::BorrowedFd::borrow_raw(sockfd);
         let result = match sctp::socket_protocol(sockfd) {
-            Ok(sctp::IPPROTO_SCTP) => sctp::bind_all(&fd, &addrs),
+            // SAFETY: getsockopt just succeeded on sockfd, so it is an open descriptor.
+            Ok(sctp::IPPROTO_SCTP) => {
+                sctp::bind_all(&std::os::fd::BorrowedFd::borrow_raw(sockfd), &addrs)
+            }
             Ok(_) => {
                 addrs.truncate(1);
                 let sa = SockAddr::from(addrs[0]);
