@@ -78,6 +78,7 @@ install: build
 	install -m 0755 $(OUT)/librsplib.so $(DESTDIR)$(LIBDIR)/$(REALNAME)
 	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
+	for n in $(COMPAT_SONAMES); do ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$$n; done
 	install -m 0644 $(OUT)/librsplib.a $(DESTDIR)$(LIBDIR)/librsplib.a
 	install -m 0644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/rsplib/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
@@ -90,6 +91,7 @@ install: build
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
+	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,$(COMPAT_SONAMES))
 	rm -f $(DESTDIR)$(LIBDIR)/librsplib.a $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rsplib/,$(notdir $(HEADERS)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib 2>/dev/null
@@ -142,7 +144,7 @@ test-sctp: build examples
 # that install with pkg-config, and run the Basic Mode demo on loopback (c-examples/demo.sh):
 # our registrar, two echo-pe pool elements, one echo-pu; one PE is killed half way and the PU
 # carries on with the other.
-EXAMPLES := taglist-demo echo-pe echo-pu session-echo
+EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe
 examples: stage
 	mkdir -p build/examples
 	for e in $(EXAMPLES); do \

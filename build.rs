@@ -19,7 +19,28 @@ const HEADERS: &[(&str, &str)] = &[
     ("rserpoolerror", "rserpoolerror.h"),
     ("poolpolicysettings", "poolpolicysettings.h"),
     ("rsplib_tags", "rsplib-tags.h"),
+    ("threadsafety", "threadsafety.h"),
+    ("timeutilities", "timeutilities.h"),
+    ("loglevel", "loglevel.h"),
+    ("breakdetector", "breakdetector.h"),
+    ("randomizer", "randomizer.h"),
+    ("netutilities", "netutilities.h"),
+    ("componentstatusprotocol", "componentstatusprotocol.h"),
     ("rsplib", "rsplib.h"),
+    ("rsplib_internals", "rsplib-internals.h"),
+];
+
+/// Headers without an ffi module: written from their template alone (macros, forward
+/// declarations, stubs for names the original headers only pulled in transitively).
+const TEMPLATE_HEADERS: &[&str] = &[
+    "ext_socket.h",
+    "debug.h",
+    "dispatcher.h",
+    "timer.h",
+    "fdcallback.h",
+    "leaflinkedredblacktree.h",
+    "doublelinkedringlist.h",
+    "config.h",
 ];
 
 /// (function, parameter, C++ default) — the original header's `CPP_DEFAULT(x)` arguments.
@@ -115,6 +136,16 @@ fn generate(ffi: &Path) -> Vec<(String, String)> {
         let text = template.replace("@CBINDGEN_ITEMS@", body.trim_end());
         headers.push((header.to_string(), text));
     }
+    for header in TEMPLATE_HEADERS {
+        let template_path = ffi.join("headers").join(format!("{header}.in"));
+        let text = fs::read_to_string(&template_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", template_path.display()));
+        assert!(
+            !text.contains("@CBINDGEN_ITEMS@"),
+            "{header}.in is template-only and must not contain @CBINDGEN_ITEMS@"
+        );
+        headers.push((header.to_string(), text));
+    }
     for (i, (name, _)) in items.iter().enumerate() {
         assert!(
             used[i],
@@ -139,6 +170,9 @@ fn config() -> cbindgen::Config {
         ("sockaddr_in", "struct sockaddr_in"),
         ("sockaddr_in6", "struct sockaddr_in6"),
         ("timeval", "struct timeval"),
+        // src/ffi/ctypes.rs (not scanned): C types the headers take from elsewhere.
+        ("CBool", "bool"),
+        ("Dispatcher", "struct Dispatcher"),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))

@@ -47,14 +47,17 @@ fn main() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start rspregistrar");
-    let addr = BufReader::new(reg.stdout.take().unwrap())
-        .lines()
+    let mut lines = BufReader::new(reg.stdout.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
         .map_while(Result::ok)
         .find_map(|l| {
             l.strip_prefix("Listening: ASAP over TCP on ")
                 .map(str::to_string)
         })
         .expect("registrar address");
+    // Keep reading: a closed pipe would make the registrar's next line (ENRP) fail with EPIPE.
+    std::thread::spawn(move || lines.for_each(drop));
     std::env::set_var("RSPLIB_REGISTRAR", &addr);
     std::env::set_var("RSPLIB_TRANSPORT", "tcp");
 

@@ -59,12 +59,15 @@ fn start_registrar(log: &str) -> Registrar {
         .expect("start rspregistrar");
     let out = child.stdout.take().unwrap();
     let mut addr = None;
-    for line in BufReader::new(out).lines().map_while(Result::ok) {
+    let mut lines = BufReader::new(out).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
         if let Some(a) = line.strip_prefix("Listening: ASAP over TCP on ") {
             addr = Some(a.parse().unwrap());
             break;
         }
     }
+    // Keep reading: a closed pipe would make the registrar's next line (ENRP) fail with EPIPE.
+    std::thread::spawn(move || lines.for_each(drop));
     Registrar {
         child,
         addr: addr.expect("registrar address"),

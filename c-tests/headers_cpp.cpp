@@ -1,12 +1,6 @@
-// Compiled as C++17 with -Wall -Wextra -Werror: extern "C", built-in bool, and the classic
-// CPP_DEFAULT default arguments.
-#include <rsplib.h>
-#include <tagitem.h>
-#include <rsplib-tags.h>
-#include <rserpoolerror.h>
-#include <poolpolicysettings.h>
-#include <sockaddrunion.h>
-#include <tdtypes.h>
+// Compiled as C++17 with -Wall -Wextra -Werror: all 23 headers, extern "C", built-in bool,
+// the classic CPP_DEFAULT default arguments, and the ext_* macros as ::calls.
+#include "all_headers.h"
 #include <algorithm>
 #include <iostream>
 
@@ -23,5 +17,29 @@ int main()
              << cb(nullptr) << std::endl;
    static_assert(sizeof(bool) == 1, "bool is one byte");
    static_assert(sizeof(EndpointAddressInfo) == 56, "EndpointAddressInfo layout");
-   return (found && m == 2) ? 0 : 1;
+   static_assert(sizeof(ThreadSafety) == 72, "ThreadSafety layout");
+   static_assert(sizeof(CSPReporter) == 168, "CSPReporter layout");
+   static_assert(sizeof(ComponentStatusProtocolHeader) == 296, "CSP header layout");
+
+   // Helpers with C++ types.
+   ThreadSafety ts;
+   threadSafetyNew(&ts, "c++");
+   threadSafetyLock(&ts);
+   threadSafetyUnlock(&ts);
+   threadSafetyDelete(&ts);
+   sockaddr_union a;
+   const bool parsed = string2address("[::1]:7", &a) && getPort(&a.sa) == 7;
+   const int sd = ext_socket(AF_INET, SOCK_DGRAM, 0);
+   const bool nonblocking = sd >= 0 && setNonBlocking(sd) && setBlocking(sd);
+   if (sd >= 0) {
+      ext_close(sd);
+   }
+   const bool logging = initLogging("-loglevel=1") && !initLogging("-nonsense");
+   beginLogging();
+   finishLogging();
+   const uint64_t id = CID_COMPOUND(CID_GROUP_POOLUSER, 5);
+   const bool ok = found && m == 2 && parsed && nonblocking && logging && getMicroTime() > 0 &&
+                   ntoh64(hton64(id)) == id && CID_GROUP(id) == CID_GROUP_POOLUSER;
+   std::cout << (ok ? "C++ helpers ok" : "C++ helpers FAILED") << std::endl;
+   return ok ? 0 : 1;
 }

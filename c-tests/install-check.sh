@@ -16,12 +16,19 @@ L=$DEST$PREFIX/lib
 check "real library file" test -f "$L/librsplib.so.0.8.0"
 check "soname link" test "$(readlink "$L/librsplib.so.0")" = librsplib.so.0.8.0
 check "dev link" test "$(readlink "$L/librsplib.so")" = librsplib.so.0
+for n in librsplib-900.so.0 librsplib-801.so.0 librsplib-800.so.0; do
+   check "compat link $n" test "$(readlink "$L/$n")" = librsplib.so.0
+   check "compat link $n resolves" test -f "$L/$n"
+done
 check "static library" test -f "$L/librsplib.a"
 check "soname recorded" sh -c "readelf -d '$L/librsplib.so.0.8.0' | grep -q 'SONAME.*\[librsplib.so.0\]'"
 check "pkg-config file" test -f "$L/pkgconfig/rsplib.pc"
 check "pkg-config prefix is the real one" grep -q "^prefix=$PREFIX\$" "$L/pkgconfig/rsplib.pc"
 check "pkg-config cflags" sh -c "PKG_CONFIG_PATH='$L/pkgconfig' PKG_CONFIG_SYSROOT_DIR='$DEST' pkg-config --cflags rsplib | grep -q -- '-I$DEST$PREFIX/include/rsplib'"
-for h in rsplib.h rsplib-tags.h tagitem.h rserpoolerror.h poolpolicysettings.h sockaddrunion.h tdtypes.h; do
+for h in rsplib.h rsplib-tags.h rsplib-internals.h tagitem.h tdtypes.h sockaddrunion.h \
+         poolpolicysettings.h rserpoolerror.h componentstatusprotocol.h ext_socket.h loglevel.h \
+         netutilities.h breakdetector.h timeutilities.h randomizer.h threadsafety.h debug.h \
+         dispatcher.h timer.h fdcallback.h leaflinkedredblacktree.h doublelinkedringlist.h config.h; do
    check "header $h" test -f "$DEST$PREFIX/include/rsplib/$h"
 done
 for p in rspregistrar rspdecode rsptool; do

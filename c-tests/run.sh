@@ -25,10 +25,15 @@ run_cmd() { # name, command...
    if "$@" > "$BUILD/last.log" 2>&1; then pass "$name"; else fail "$name"; cat "$BUILD/last.log"; fi
 }
 
-# 1. The headers compile cleanly in every language mode.
+# 1. All 23 headers compile cleanly in one translation unit in every language mode, with
+#    <netinet/sctp.h> (when installed) and with ext_socket.h's own declarations instead.
 for std in c89 c99 c11 c2x gnu89 gnu17; do
    run_cmd "headers compile as $std" $CC -std=$std $WARN $CFLAGS_PC -c "$SRC/headers_c.c" -o "$BUILD/headers_$std.o"
+   run_cmd "headers compile as $std without <netinet/sctp.h>" \
+      $CC -std=$std $WARN -DRSPLIB_NO_NETINET_SCTP_H $CFLAGS_PC -c "$SRC/headers_c.c" -o "$BUILD/headers_nosctp_$std.o"
 done
+run_cmd "headers compile as c++17 without <netinet/sctp.h>" \
+   $CXX -std=c++17 $WARN -DRSPLIB_NO_NETINET_SCTP_H $CFLAGS_PC -c "$SRC/headers_cpp.cpp" -o "$BUILD/headers_nosctp_cpp.o"
 run_cmd "headers compile as c99 after <stdbool.h>" \
    $CC -std=c99 $WARN -DINCLUDE_STDBOOL_FIRST $CFLAGS_PC -c "$SRC/headers_c.c" -o "$BUILD/headers_stdbool.o"
 run_cmd "headers compile as c11 after <stdbool.h>" \
@@ -55,7 +60,7 @@ run_program() { # name, binary, arguments...
       fail "$name did not load the staged librsplib.so.0"
    fi
 }
-for t in test_abi test_tagitem; do
+for t in test_abi test_tagitem test_helpers; do
    if $CC -std=c99 $WARN "$SRC/$t.c" $CFLAGS_PC $LIBS_PC -o "$BUILD/$t" > "$BUILD/$t.build.log" 2>&1; then
       run_program "$t" "$BUILD/$t"
    else
@@ -96,6 +101,28 @@ if $CXX -std=c++17 $WARN "$SRC/headers_cpp.cpp" $CFLAGS_PC $LIBS_PC -o "$BUILD/h
    run_cmd "C++17 program runs" env LD_LIBRARY_PATH=$STAGE_LIB $VALGRIND "$BUILD/headers_cpp"
 else
    fail "headers compile as c++17"; cat "$BUILD/cpp.build.log"
+fi
+
+# 4. The exported symbols: every name of expected-symbols.txt (spec §8.5) must be defined in
+#    the staged librsplib.so; each missing one is a failure.
+if nm -D --defined-only "$STAGE_LIB/librsplib.so" | awk '{ print $NF }' | sort -u > "$BUILD/exported.txt"; then
+   missing=""
+   nmissing=0
+   for sym in $(grep -v '^#' "$SRC/expected-symbols.txt"); do
+      if grep -qx "$sym" "$BUILD/exported.txt"; then
+         passed=$((passed + 1))
+      else
+         fail "symbol $sym is not exported"
+         missing="$missing $sym"; nmissing=$((nmissing + 1))
+      fi
+   done
+   if [ "$nmissing" = 0 ]; then
+      echo "PASS all $(grep -vc '^#' "$SRC/expected-symbols.txt") expected symbols exported"
+   else
+      echo "missing symbols ($nmissing):$missing"
+   fi
+else
+   fail "nm -D on $STAGE_LIB/librsplib.so"
 fi
 
 echo "C tests: $passed passed, $failed failed"

@@ -34,6 +34,16 @@ struct PoolPolicySettings {
   unsigned int Load;
   unsigned int LoadDegradation;
 };
+void poolPolicySettingsNew(struct PoolPolicySettings *pps);
+void poolPolicySettingsDelete(struct PoolPolicySettings *pps);
+void poolPolicySettingsPrint(const struct PoolPolicySettings *pps, FILE *fd);
+void poolPolicySettingsGetDescription(const struct PoolPolicySettings *pps,
+                                      char *buffer,
+                                      size_t bufferSize);
+int poolPolicySettingsComparison(const struct PoolPolicySettings *pps1,
+                                 const struct PoolPolicySettings *pps2);
+int poolPolicySettingsIsValid(const struct PoolPolicySettings *pps);
+int poolPolicySettingsAdapt(struct PoolPolicySettings *pps, unsigned int destinationType);
 
 #ifdef __cplusplus
 }

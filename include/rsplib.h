@@ -12,6 +12,7 @@
 #include "rsplib-tags.h"
 #include "rserpoolerror.h"
 #include "poolpolicysettings.h"
+#include "componentstatusprotocol.h"
 
 #ifdef __cplusplus
 extern "C" {

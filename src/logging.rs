@@ -74,3 +74,21 @@ pub fn log(level: u32, text: &str) {
     // A log line that cannot be written is dropped: logging must never fail the caller.
     drop(result);
 }
+
+/// The size of the log file, or `None` when logging goes to stderr.
+pub fn file_len() -> Option<u64> {
+    TARGET
+        .lock()
+        .as_ref()
+        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+}
+
+/// Writes `text` as is (no timestamp, whatever the level) to the log target.
+pub fn write_raw(text: &str) {
+    let mut target = TARGET.lock();
+    let result = match target.as_mut() {
+        Some(f) => f.write_all(text.as_bytes()).and_then(|_| f.flush()),
+        None => io::stderr().write_all(text.as_bytes()),
+    };
+    drop(result);
+}

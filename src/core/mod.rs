@@ -2,6 +2,7 @@
 
 pub mod asap_client;
 pub mod checksum;
+pub mod csp;
 pub mod handlespace;
 pub mod pcap;
 pub mod registrar;

@@ -64,6 +64,26 @@ impl Fallback for u64 {
     }
 }
 
+/// Ports and small random numbers: 0.
+impl Fallback for u16 {
+    fn fallback() -> Self {
+        0
+    }
+}
+
+impl Fallback for u8 {
+    fn fallback() -> Self {
+        0
+    }
+}
+
+/// `double`: 0.0.
+impl Fallback for f64 {
+    fn fallback() -> Self {
+        0.0
+    }
+}
+
 impl Fallback for bool {
     fn fallback() -> Self {
         false
@@ -119,6 +139,33 @@ pub unsafe fn try_slice<'a>(p: *const u8, len: usize) -> Option<&'a [u8]> {
         return None;
     }
     Some(std::slice::from_raw_parts(p, len))
+}
+
+/// A slice of `len` C values of type `T`; `None` for NULL with a nonzero length. A NULL
+/// pointer with length 0 is the empty slice.
+///
+/// # Safety
+/// If non-NULL, `p` must point to `len` valid, properly aligned values that outlive `'a`.
+pub unsafe fn try_array<'a, T>(p: *const T, len: usize) -> Option<&'a [T]> {
+    if p.is_null() {
+        return if len == 0 { Some(&[]) } else { None };
+    }
+    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return None;
+    }
+    Some(std::slice::from_raw_parts(p, len))
+}
+
+/// Sets the calling thread's `errno`.
+pub fn set_errno(code: libc::c_int) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = code };
+}
+
+/// The calling thread's `errno`.
+pub fn errno() -> libc::c_int {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
 }
 
 /// A C string as bytes (without the NUL), or `None` for NULL.

@@ -4,11 +4,20 @@
 //! each module's items into the header of the same name (`include/`). Every exported function
 //! runs inside [`guard::guard`], the single panic boundary.
 
+pub mod breakdetector;
+pub mod componentstatusprotocol;
+pub mod ctypes;
 pub mod guard;
+pub mod loglevel;
+pub mod netutilities;
 pub mod poolpolicysettings;
+pub mod randomizer;
 pub mod rserpoolerror;
 pub mod rsplib;
+pub mod rsplib_internals;
 pub mod rsplib_tags;
 pub mod sockaddrunion;
 pub mod tagitem;
 pub mod tdtypes;
+pub mod threadsafety;
+pub mod timeutilities;

@@ -2,13 +2,14 @@
 #![allow(non_snake_case, non_upper_case_globals)]
 
 use std::cell::Cell;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use libc::{c_char, c_int, c_uchar, c_uint};
 use parking_lot::RwLock;
 
 use super::guard::{guard, try_cstr, try_mut, try_ref, try_slice};
+use super::netutilities::parse_address;
 use super::poolpolicysettings::{
     load_to_wire, policy_from_ppt, PEPS_MAX_LOAD, PEPS_MAX_LOADDEGRADATION, PPT_ROUNDROBIN,
 };
@@ -110,48 +111,21 @@ fn micros(v: tagdata_t) -> u64 {
     }
 }
 
-/// Parses a registrar's address string: `addr[:port]` items separated by commas (one
-/// multihomed registrar); `[v6]:port`, `host!port` and DNS names accepted; port 3863 if none.
+/// Parses a registrar's address string: addresses in the syntax of `string2address`
+/// separated by commas (one multihomed registrar); port 3863 if none (or 0).
 pub fn parse_registrar_addresses(s: &str) -> Result<Vec<SocketAddr>, c_uint> {
     let mut out = Vec::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (host, port) = if let Some(rest) = item.strip_prefix('[') {
-            let (h, after) = rest.split_once(']').ok_or(RSPERR_UNRECOGNIZED_PARAMETER)?;
-            let port = match after {
-                "" => None,
-                p => Some(
-                    p.strip_prefix([':', '!'])
-                        .ok_or(RSPERR_UNRECOGNIZED_PARAMETER)?,
-                ),
-            };
-            (h, port)
-        } else if item.parse::<std::net::IpAddr>().is_ok() {
-            (item, None)
-        } else {
-            match item.rsplit_once([':', '!']) {
-                Some((h, p)) => (h, Some(p)),
-                None => (item, None),
-            }
-        };
-        let port: u16 = match port {
-            None => 3863,
-            Some(p) => p.parse().map_err(|_| RSPERR_UNRECOGNIZED_PARAMETER)?,
-        };
-        let addr = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, port),
-            Err(_) => (host, port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or(RSPERR_UNRECOGNIZED_PARAMETER)?,
-        };
-        out.push(addr);
+        out.push(parse_address(item).ok_or(RSPERR_UNRECOGNIZED_PARAMETER)?);
     }
     if out.is_empty() {
         return Err(RSPERR_INVALID_VALUES);
     }
     // All addresses of one SCTP endpoint share the first one's port.
-    let port = out[0].port();
+    let port = match out[0].port() {
+        0 => 3863,
+        p => p,
+    };
     for a in &mut out {
         a.set_port(port);
     }

@@ -49,6 +49,24 @@ impl sockaddr_union {
         u
     }
 
+    /// Copies an IPv4 or IPv6 `struct sockaddr` (whose size its family gives) into a union;
+    /// `None` for NULL or another family.
+    ///
+    /// # Safety
+    /// `p` must be NULL or point to a `sockaddr_in` (family `AF_INET`), a `sockaddr_in6`
+    /// (family `AF_INET6`) or at least a readable `sa_family` field.
+    pub unsafe fn read_from(p: *const libc::sockaddr) -> Option<Self> {
+        let family = super::guard::try_ref(p)?.sa_family as libc::c_int;
+        let mut u = Self::zeroed();
+        match family {
+            // Unaligned reads: C callers may hand any buffer that holds the address.
+            libc::AF_INET => u.in4 = std::ptr::read_unaligned(p.cast::<libc::sockaddr_in>()),
+            libc::AF_INET6 => u.in6 = std::ptr::read_unaligned(p.cast::<libc::sockaddr_in6>()),
+            _ => return None,
+        }
+        Some(u)
+    }
+
     /// The socket address held by the union, or `None` for a family other than IPv4/IPv6.
     pub fn to_socket_addr(&self) -> Option<SocketAddr> {
         // SAFETY: `sa_family` is at the same offset in every member; we read the member the

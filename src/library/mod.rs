@@ -4,6 +4,8 @@
 //! [`AsapClient`] (the sans-I/O ASAP client). API calls block on a condition variable until
 //! their answer arrives; the PU cache is consulted in the caller's thread.
 
+pub mod csp;
+
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

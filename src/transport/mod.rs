@@ -9,6 +9,7 @@
 //! * [`Association`]: the PE/PU side, one blocking connection with timeouts.
 
 pub mod framing;
+pub mod interfaces;
 pub mod sctp;
 
 use std::collections::{HashMap, VecDeque};

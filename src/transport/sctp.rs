@@ -15,11 +15,19 @@ pub const IPPROTO_SCTP: libc::c_int = 132;
 pub const SOL_SCTP: libc::c_int = 132;
 
 // Socket options (linux/sctp.h).
+const SCTP_RTOINFO: libc::c_int = 0;
+const SCTP_ASSOCINFO: libc::c_int = 1;
 const SCTP_NODELAY: libc::c_int = 3;
+const SCTP_PEER_ADDR_PARAMS: libc::c_int = 9;
 const SCTP_EVENTS: libc::c_int = 11;
 const SCTP_SOCKOPT_BINDX_ADD: libc::c_int = 100;
 const SCTP_GET_PEER_ADDRS: libc::c_int = 108;
 const SCTP_GET_LOCAL_ADDRS: libc::c_int = 109;
+const SCTP_SOCKOPT_CONNECTX: libc::c_int = 110;
+
+// spp_flags of struct sctp_paddrparams.
+const SPP_HB_ENABLE: u32 = 1 << 0;
+const SPP_HB_DISABLE: u32 = 1 << 1;
 
 // Ancillary data type for struct sctp_sndrcvinfo.
 const SCTP_SNDRCV: libc::c_int = 1;
@@ -169,7 +177,7 @@ pub fn configure(fd: &OwnedFd) -> io::Result<()> {
 
 /// Binds to every address (the first with `bind`, the others with `sctp_bindx` ADD):
 /// multihoming. All addresses share the first one's port.
-pub fn bind_all(fd: &OwnedFd, addrs: &[SocketAddr]) -> io::Result<()> {
+pub fn bind_all(fd: &impl AsRawFd, addrs: &[SocketAddr]) -> io::Result<()> {
     let first = addrs
         .first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
@@ -183,16 +191,11 @@ pub fn bind_all(fd: &OwnedFd, addrs: &[SocketAddr]) -> io::Result<()> {
             .first()
             .map(|a| a.port())
             .unwrap_or(first.port());
-        let mut packed = Vec::new();
-        for a in &addrs[1..] {
-            let mut a = *a;
-            a.set_port(port);
-            let sa = SockAddr::from(a);
-            // SAFETY: sa.as_ptr() points to sa.len() bytes.
-            packed.extend_from_slice(unsafe {
-                std::slice::from_raw_parts(sa.as_ptr().cast::<u8>(), sa.len() as usize)
-            });
-        }
+        let rest: Vec<SocketAddr> = addrs[1..]
+            .iter()
+            .map(|a| SocketAddr::new(a.ip(), port))
+            .collect();
+        let packed = packed_addrs(&rest);
         // SAFETY: packed holds the concatenated socket addresses.
         let rc = unsafe {
             libc::setsockopt(
@@ -208,6 +211,288 @@ pub fn bind_all(fd: &OwnedFd, addrs: &[SocketAddr]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The socket addresses one after another, as `sctp_bindx` / `sctp_connectx` take them.
+fn packed_addrs(addrs: &[SocketAddr]) -> Vec<u8> {
+    let mut packed = Vec::new();
+    for a in addrs {
+        let sa = SockAddr::from(*a);
+        // SAFETY: sa.as_ptr() points to sa.len() bytes.
+        packed.extend_from_slice(unsafe {
+            std::slice::from_raw_parts(sa.as_ptr().cast::<u8>(), sa.len() as usize)
+        });
+    }
+    packed
+}
+
+/// `sctp_connectx`: starts an association to all addresses of one peer. A non-blocking
+/// socket reports `EINPROGRESS` as an error, as `connect` does.
+pub fn connectx(fd: RawFd, addrs: &[SocketAddr]) -> io::Result<()> {
+    let packed = packed_addrs(addrs);
+    // SAFETY: packed holds the concatenated socket addresses.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_SCTP,
+            SCTP_SOCKOPT_CONNECTX,
+            packed.as_ptr().cast(),
+            packed.len() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The protocol of a socket (`SO_PROTOCOL`: `IPPROTO_SCTP`, `IPPROTO_TCP`, …).
+pub fn socket_protocol(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v is writable for len bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PROTOCOL,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(v)
+    }
+}
+
+/// SCTP parameters to change on a socket or association; `None` keeps the current value.
+/// Times in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuning {
+    pub rto_min: Option<u32>,
+    pub rto_max: Option<u32>,
+    pub rto_initial: Option<u32>,
+    /// Heartbeat interval; 0 disables heartbeats.
+    pub heartbeat: Option<u32>,
+    pub path_max_rxt: Option<u16>,
+    pub assoc_max_rxt: Option<u16>,
+    pub local_rwnd: Option<u32>,
+    pub cookie_life: Option<u32>,
+}
+
+/// `struct sctp_rtoinfo`.
+#[repr(C)]
+#[derive(Default)]
+struct RtoInfo {
+    assoc_id: AssocId,
+    initial: u32,
+    max: u32,
+    min: u32,
+}
+
+/// `struct sctp_assocparams`.
+#[repr(C)]
+#[derive(Default)]
+struct AssocParams {
+    assoc_id: AssocId,
+    asocmaxrxt: u16,
+    number_peer_destinations: u16,
+    peer_rwnd: u32,
+    local_rwnd: u32,
+    cookie_life: u32,
+}
+
+/// `struct sctp_paddrparams` is packed (156 bytes): offsets of the fields we set.
+const PADDR_SIZE: usize = 156;
+const PADDR_HBINTERVAL: usize = 132;
+const PADDR_PATHMAXRXT: usize = 136;
+const PADDR_FLAGS: usize = 146;
+
+fn getsockopt_into<T>(fd: RawFd, name: libc::c_int, value: &mut T) -> io::Result<()> {
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: value is writable for size_of::<T>() bytes.
+    let rc = unsafe { libc::getsockopt(fd, SOL_SCTP, name, (value as *mut T).cast(), &mut len) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Applies `t` to an SCTP socket (`assoc` selects the association on a one-to-many socket;
+/// 0 = the socket's defaults). Peer address parameters are set for all peer addresses at once.
+/// Fails with `ENOPROTOOPT` on a socket that is not SCTP.
+pub fn tune(fd: RawFd, assoc: AssocId, t: &Tuning) -> io::Result<()> {
+    if socket_protocol(fd)? != IPPROTO_SCTP {
+        return Err(io::Error::from_raw_os_error(libc::ENOPROTOOPT));
+    }
+    if t.rto_min.is_some() || t.rto_max.is_some() || t.rto_initial.is_some() {
+        let mut r = RtoInfo {
+            assoc_id: assoc,
+            ..Default::default()
+        };
+        getsockopt_into(fd, SCTP_RTOINFO, &mut r)?;
+        r.assoc_id = assoc;
+        r.min = t.rto_min.unwrap_or(r.min);
+        r.max = t.rto_max.unwrap_or(r.max);
+        r.initial = t.rto_initial.unwrap_or(r.initial);
+        setsockopt(fd, SOL_SCTP, SCTP_RTOINFO, &r, size_of::<RtoInfo>())?;
+    }
+    if t.assoc_max_rxt.is_some() || t.local_rwnd.is_some() || t.cookie_life.is_some() {
+        let mut a = AssocParams {
+            assoc_id: assoc,
+            ..Default::default()
+        };
+        getsockopt_into(fd, SCTP_ASSOCINFO, &mut a)?;
+        a.assoc_id = assoc;
+        a.asocmaxrxt = t.assoc_max_rxt.unwrap_or(a.asocmaxrxt);
+        a.local_rwnd = t.local_rwnd.unwrap_or(a.local_rwnd);
+        a.cookie_life = t.cookie_life.unwrap_or(a.cookie_life);
+        setsockopt(fd, SOL_SCTP, SCTP_ASSOCINFO, &a, size_of::<AssocParams>())?;
+    }
+    if t.heartbeat.is_some() || t.path_max_rxt.is_some() {
+        // A zero address applies to every peer address; zero fields and flags mean "unchanged".
+        let mut p = [0u8; PADDR_SIZE];
+        p[..4].copy_from_slice(&assoc.to_ne_bytes());
+        if let Some(hb) = t.heartbeat {
+            let flags = if hb > 0 {
+                SPP_HB_ENABLE
+            } else {
+                SPP_HB_DISABLE
+            };
+            p[PADDR_HBINTERVAL..PADDR_HBINTERVAL + 4].copy_from_slice(&hb.to_ne_bytes());
+            p[PADDR_FLAGS..PADDR_FLAGS + 4].copy_from_slice(&flags.to_ne_bytes());
+        }
+        if let Some(rxt) = t.path_max_rxt {
+            p[PADDR_PATHMAXRXT..PADDR_PATHMAXRXT + 2].copy_from_slice(&rxt.to_ne_bytes());
+        }
+        setsockopt(fd, SOL_SCTP, SCTP_PEER_ADDR_PARAMS, &p, PADDR_SIZE)?;
+    }
+    Ok(())
+}
+
+/// What `recvmsg` returned on any socket, with SCTP's `sctp_sndrcvinfo` when attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    pub len: usize,
+    pub msg_flags: libc::c_int,
+    pub name_len: libc::socklen_t,
+    /// PPID in host byte order (0 without sndrcvinfo).
+    pub ppid: u32,
+    pub assoc: AssocId,
+    pub stream: u16,
+}
+
+/// `recvmsg` into `buf`, the sender's address into `name` (if non-NULL, `name_len` bytes).
+///
+/// # Safety
+/// `buf` must be writable for `len` bytes; `name` NULL or writable for `name_len` bytes.
+pub unsafe fn recvmsg_meta(
+    fd: RawFd,
+    buf: *mut libc::c_void,
+    len: usize,
+    flags: libc::c_int,
+    name: *mut libc::sockaddr,
+    name_len: libc::socklen_t,
+) -> io::Result<RecvMeta> {
+    let space = libc::CMSG_SPACE(size_of::<SndRcvInfo>() as u32) as usize + 64;
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: buf,
+        iov_len: len,
+    };
+    let mut msg: libc::msghdr = zeroed();
+    msg.msg_name = name.cast();
+    msg.msg_namelen = if name.is_null() { 0 } else { name_len };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    let n = libc::recvmsg(fd, &mut msg, flags);
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut meta = RecvMeta {
+        len: n as usize,
+        msg_flags: msg.msg_flags,
+        name_len: msg.msg_namelen,
+        ..Default::default()
+    };
+    let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+    while !cmsg.is_null() {
+        if (*cmsg).cmsg_level == IPPROTO_SCTP && (*cmsg).cmsg_type == SCTP_SNDRCV {
+            let info = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<SndRcvInfo>());
+            meta.ppid = u32::from_be(info.ppid);
+            meta.assoc = info.assoc_id;
+            meta.stream = info.stream;
+        }
+        cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+    }
+    Ok(meta)
+}
+
+/// SCTP send parameters (PPID in host byte order; time to live in ms, 0 = reliable).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendInfo {
+    pub ppid: u32,
+    pub assoc: AssocId,
+    pub stream: u16,
+    pub flags: u16,
+    pub time_to_live: u32,
+}
+
+/// `sendmsg` of `data` to `to` (or the connected peer), with an `sctp_sndrcvinfo` if `info`.
+/// `MSG_NOSIGNAL` is always added.
+pub fn sendmsg_info(
+    fd: RawFd,
+    to: Option<&SockAddr>,
+    flags: libc::c_int,
+    info: Option<SendInfo>,
+    data: &[u8],
+) -> io::Result<usize> {
+    // SAFETY: the control buffer is sized with CMSG_SPACE for one SndRcvInfo and filled
+    // through the CMSG_* accessors; the iovec points to `data`, the name to `to`.
+    unsafe {
+        let space = libc::CMSG_SPACE(size_of::<SndRcvInfo>() as u32) as usize;
+        let mut control = vec![0u8; space];
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        let mut msg: libc::msghdr = zeroed();
+        if let Some(to) = to {
+            msg.msg_name = to.as_ptr() as *mut libc::c_void;
+            msg.msg_namelen = to.len();
+        }
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if let Some(i) = info {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = space;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = IPPROTO_SCTP;
+            (*cmsg).cmsg_type = SCTP_SNDRCV;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<SndRcvInfo>() as u32) as usize;
+            let s = SndRcvInfo {
+                stream: i.stream,
+                flags: i.flags,
+                ppid: i.ppid.to_be(),
+                timetolive: i.time_to_live,
+                assoc_id: i.assoc,
+                ..Default::default()
+            };
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<SndRcvInfo>(), s);
+        }
+        let n = libc::sendmsg(fd, &msg, flags | libc::MSG_NOSIGNAL);
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
 }
 
 /// `listen(2)`.
@@ -230,39 +515,14 @@ pub fn send(
     flags: u16,
     data: &[u8],
 ) -> io::Result<usize> {
-    let info = SndRcvInfo {
+    let info = SendInfo {
+        ppid,
+        assoc,
         stream,
         flags,
-        ppid: ppid.to_be(),
-        assoc_id: assoc,
-        ..Default::default()
+        time_to_live: 0,
     };
-    // SAFETY: the control buffer is sized with CMSG_SPACE for one SndRcvInfo and filled
-    // through the CMSG_* accessors; the iovec points to `data`.
-    unsafe {
-        let space = libc::CMSG_SPACE(size_of::<SndRcvInfo>() as u32) as usize;
-        let mut control = vec![0u8; space];
-        let mut iov = libc::iovec {
-            iov_base: data.as_ptr() as *mut libc::c_void,
-            iov_len: data.len(),
-        };
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = IPPROTO_SCTP;
-        (*cmsg).cmsg_type = SCTP_SNDRCV;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<SndRcvInfo>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<SndRcvInfo>(), info);
-        let n = libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL);
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    }
+    sendmsg_info(fd, None, 0, Some(info), data)
 }
 
 /// Aborts an association of a one-to-many socket.
@@ -408,12 +668,19 @@ pub fn local_addrs(fd: &impl AsRawFd) -> io::Result<Vec<SocketAddr>> {
     addrs_opt(fd.as_raw_fd(), SCTP_GET_LOCAL_ADDRS, 0)
 }
 
+/// The local addresses of one association (`assoc` 0: of the socket).
+pub fn local_addrs_of(fd: RawFd, assoc: AssocId) -> io::Result<Vec<SocketAddr>> {
+    addrs_opt(fd, SCTP_GET_LOCAL_ADDRS, assoc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn struct_sizes_match_the_kernel_abi() {
+        assert_eq!(size_of::<RtoInfo>(), 16);
+        assert_eq!(size_of::<AssocParams>(), 20);
         assert_eq!(size_of::<SndRcvInfo>(), 32);
         assert_eq!(std::mem::offset_of!(SndRcvInfo, ppid), 8);
         assert_eq!(std::mem::offset_of!(SndRcvInfo, assoc_id), 28);
