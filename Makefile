@@ -106,8 +106,11 @@ stage:
 # ---------------------------------------------------------------------------------- tests
 test: check-tools cargo-test clippy fmt-check header-check c-tests install-check
 
+# Unit, integration and doc tests; then every benchmark once with tiny sizes (a smoke run:
+# they must not break; their figures mean nothing here — `cargo bench` measures).
 cargo-test:
-	$(CARGO) test --all-targets
+	$(CARGO) test
+	HS_BENCH_MAX=1000 BENCH_MS=50 BENCH_CONNECTED=200 $(CARGO) test --benches
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -96,16 +96,80 @@ after=$((total - before))
 by_survivor=$(sed -n "$((before + 1)),\$p" <(grep '^> ' "$OUT/pu.log") | grep -c "PE 0x0000100$survivor")
 say "answers: $total of $LINES lines; $after after the kill, $by_survivor of them from pe$survivor"
 
-say "stopping pe$survivor (SIGTERM: it deregisters) and the registrar"
+say "stopping pe$survivor (SIGTERM: it deregisters)"
 kill -TERM "${pe_pid[$survivor]}" 2>/dev/null
 wait_for 50 eval '! kill -0 "${pe_pid[$survivor]}" 2>/dev/null'
+
+ok=1
+if [ "$PU_RC" -eq 0 ] && [ "$total" -eq "$LINES" ] && [ "$after" -gt 0 ] && [ "$by_survivor" -eq "$after" ]; then
+   say "OK: the PU carried on with pe$survivor after pe$killed was killed"
+else
+   say "FAILED: PU exit code $PU_RC, $total of $LINES answered, $after after the kill ($by_survivor from pe$survivor)"
+   ok=0
+fi
+
+# Part 2: a pool element written like the old rsplib demos (own socket by bindplus, classic
+# logging options, Ctrl-C by the break detector), reached by the same PU program.
+if [ -x "$EXAMPLES/classic-echo-pe" ]; then
+   say "part 2: classic-echo-pe (old-demo style) in pool ClassicPool"
+   RSPLIB_REGISTRAR=127.0.0.1:$PORT "$EXAMPLES/classic-echo-pe" -poolhandle=ClassicPool \
+      -local=127.0.0.1:0 -protocol=tcp -loglevel=3 > >(tee "$OUT/classic.log" | prefix classic-pe) 2>&1 &
+   cpid=$!
+   pids+=($cpid)
+   sleep 1
+   printf 'hello classic\n' | "$EXAMPLES/echo-pu" -registrar=127.0.0.1:$PORT -poolhandle=ClassicPool \
+      > >(tee "$OUT/classic-pu.log" | prefix pu) 2>&1
+   sleep 0.3
+   kill -INT "$cpid" 2>/dev/null   # Ctrl-C: the break detector, then deregistration
+   wait_for 50 eval '! kill -0 "$cpid" 2>/dev/null'
+   if grep -q 'hello classic' "$OUT/classic-pu.log"; then
+      say "OK: the old-demo style PE answered and stopped on Ctrl-C"
+   else
+      say "FAILED: no answer from classic-echo-pe"; ok=0
+   fi
+fi
+
+# Part 3: Enhanced Mode sessions: two session-echo PEs, a PU session; the serving PE is killed,
+# the library fails over and echoes the PE's cookie to the new PE, which resumes its count.
+if [ -x "$EXAMPLES/session-echo" ]; then
+   say "part 3: Enhanced Mode sessions (session-echo), cookie and failover"
+   declare -A spid
+   for n in 1 2; do
+      "$EXAMPLES/session-echo" pe -registrar=127.0.0.1:$PORT -poolhandle=SessionPool -identifier=0x0000200$n \
+         > >(tee "$OUT/spe$n.log" | prefix session-pe$n) 2>&1 &
+      spid[$n]=$!; pids+=($!); disown $!
+   done
+   sleep 1
+   sfeed() {
+      local i
+      for i in 1 2 3 4 5 6; do
+         echo "message $i"; sleep 0.4
+         if [ "$i" -eq 3 ]; then
+            local n
+            n=$(grep -o 'PE 0x0000200[12] #' "$OUT/session-pu.log" | tail -n 1 | cut -c 13)
+            n=${n:-1}
+            echo "$n" > "$OUT/skilled"
+            printf '[demo] kill -9 session-pe%s, which serves the session\n' "$n" >&2
+            kill -9 "${spid[$n]}"
+         fi
+      done
+   }
+   sfeed | "$EXAMPLES/session-echo" pu -registrar=127.0.0.1:$PORT -poolhandle=SessionPool \
+      > >(tee "$OUT/session-pu.log" | prefix session-pu) 2>&1
+   sleep 0.3
+   skilled=$(cat "$OUT/skilled" 2>/dev/null || echo 1)
+   sother=$((3 - skilled))
+   kill -TERM "${spid[$sother]}" 2>/dev/null
+   if grep -q 'message 6' "$OUT/session-pu.log" && grep -q 'cookie says 3' "$OUT/spe$sother.log"; then
+      say "OK: the session failed over to session-pe$sother, which resumed from the cookie"
+   else
+      say "FAILED: the session did not fail over with its cookie"; ok=0
+   fi
+fi
+
+say "stopping the registrar"
 kill -TERM "${pids[0]}" 2>/dev/null
 wait "${pids[0]}" 2>/dev/null
 sleep 0.2
-
-if [ "$PU_RC" -eq 0 ] && [ "$total" -eq "$LINES" ] && [ "$after" -gt 0 ] && [ "$by_survivor" -eq "$after" ]; then
-   say "OK: the PU carried on with pe$survivor after pe$killed was killed"
-   exit 0
-fi
-say "FAILED: PU exit code $PU_RC, $total of $LINES answered, $after after the kill ($by_survivor from pe$survivor)"
+[ "$ok" -eq 1 ] && { say "all parts OK"; exit 0; }
 exit 1

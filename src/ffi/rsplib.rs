@@ -82,6 +82,21 @@ fn instance() -> Result<Arc<Library>, c_uint> {
     INSTANCE.read().clone().ok_or(RSPERR_NOT_INITIALIZED)
 }
 
+/// A pointer result: records `RSPERR_OKAY` or the error as the thread's last error; NULL on
+/// error.
+fn pointer_or_null<T>(r: Result<*mut T, c_uint>) -> *mut T {
+    match r {
+        Ok(p) => {
+            last(RSPERR_OKAY);
+            p
+        }
+        Err(e) => {
+            last(e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
 /// Runs `f` with the instance and records the result as the thread's last error.
 fn with_instance(f: impl FnOnce(&Library) -> Result<(), c_uint>) -> c_uint {
     last(match instance() {
@@ -301,22 +316,6 @@ unsafe fn user_transport(eai: &EndpointAddressInfo) -> Result<TransportAddress, 
     ))
 }
 
-fn random_pe_id() -> u32 {
-    let mut b = [0u8; 4];
-    loop {
-        // SAFETY: getrandom fills the buffer.
-        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 4, 0) };
-        let id = if n == 4 {
-            u32::from_ne_bytes(b)
-        } else {
-            (logging::wall_micros() as u32) ^ std::process::id().rotate_left(16)
-        };
-        if id != 0 && id != u32::MAX {
-            return id;
-        }
-    }
-}
-
 /// Registers or re-registers the PE described by `endpointAddressInfo` (a random PE id is
 /// chosen and stored back if `ai_pe_id` is 0). Blocks for the registrar's answer.
 ///
@@ -342,7 +341,7 @@ pub unsafe extern "C" fn rspRegister(
             }
             let chosen = eai.ai_pe_id == 0;
             if chosen {
-                eai.ai_pe_id = random_pe_id();
+                eai.ai_pe_id = crate::library::random_pe_id();
             }
             let mut element = wire::PoolElement::new(PeId(eai.ai_pe_id), transport, policy);
             element.registration_life = life_ms;
@@ -561,77 +560,57 @@ pub unsafe extern "C" fn rspCreatePoolElement(
     tags: *mut TagItem,
 ) -> *mut PoolElementDescriptor {
     guard("rspCreatePoolElement", || {
-        let Ok(lib) = instance() else {
-            last(RSPERR_NOT_INITIALIZED);
-            return std::ptr::null_mut();
-        };
-        let pool = match pool_handle(poolHandle, poolHandleSize) {
-            Ok(p) => p,
-            Err(e) => {
-                last(e);
-                return std::ptr::null_mut();
-            }
-        };
-        let get = |tag, default: tagdata_t| tagListGetData(tags, tag, default);
-        let (policy, control, _) = match registration_tags(tags) {
-            Ok(t) => t,
-            Err(e) => {
-                last(e);
-                return std::ptr::null_mut();
-            }
-        };
-        let default_domain = if ipv6_usable() {
-            libc::AF_INET6
-        } else {
-            libc::AF_INET
-        };
-        let mut protocol = match get(
-            TAG_PoolElement_SocketProtocol,
-            sctp::IPPROTO_SCTP as tagdata_t,
-        ) as c_int
-        {
-            libc::IPPROTO_TCP => TransportProtocol::Tcp,
-            p if p == sctp::IPPROTO_SCTP => TransportProtocol::Sctp,
-            _ => {
-                last(RSPERR_INVALID_VALUES);
-                return std::ptr::null_mut();
-            }
-        };
-        if protocol == TransportProtocol::Sctp && !sctp::available() {
-            logging::log(
-                logging::WARNING,
-                "rsplib: the kernel has no SCTP: the pool element uses TCP",
-            );
-            protocol = TransportProtocol::Tcp;
-        }
-        let rereg_ms = get(TAG_PoolElement_ReregistrationInterval, 5000).clamp(10, 86_400_000);
-        let life_ms = get(TAG_PoolElement_RegistrationLife, 3 * rereg_ms + 3000)
-            .clamp(1, i32::MAX as tagdata_t);
-        let opts = PeOptions {
-            identifier: get(TAG_PoolElement_Identifier, 0) as u32,
-            domain: get(TAG_PoolElement_SocketDomain, default_domain as tagdata_t) as c_int,
-            socket_type: get(TAG_PoolElement_SocketType, libc::SOCK_STREAM as tagdata_t) as c_int,
-            protocol,
-            local_port: get(TAG_PoolElement_LocalPort, 0) as u16,
-            reregistration_interval: Duration::from_millis(rereg_ms),
-            registration_life_ms: life_ms as u32,
-            policy,
-            control_channel: control,
-        };
-        match EnhancedPe::create(lib, pool, opts) {
-            Ok(pe) => {
-                last(RSPERR_OKAY);
-                Box::into_raw(Box::new(PoolElementDescriptor { pe }))
-            }
-            Err(e) => {
+        pointer_or_null((|| {
+            let lib = instance()?;
+            let pool = pool_handle(poolHandle, poolHandleSize)?;
+            let get = |tag, default: tagdata_t| tagListGetData(tags, tag, default);
+            let (policy, control, _) = registration_tags(tags)?;
+            let default_domain = if ipv6_usable() {
+                libc::AF_INET6
+            } else {
+                libc::AF_INET
+            };
+            let mut protocol = match get(
+                TAG_PoolElement_SocketProtocol,
+                sctp::IPPROTO_SCTP as tagdata_t,
+            ) as c_int
+            {
+                libc::IPPROTO_TCP => TransportProtocol::Tcp,
+                p if p == sctp::IPPROTO_SCTP => TransportProtocol::Sctp,
+                _ => return Err(RSPERR_INVALID_VALUES),
+            };
+            if protocol == TransportProtocol::Sctp && !sctp::available() {
                 logging::log(
-                    logging::ERROR,
-                    &format!("rsplib: cannot create the pool element socket: {e}"),
+                    logging::WARNING,
+                    "rsplib: the kernel has no SCTP: the pool element uses TCP",
                 );
-                last(RSPERR_CONNECTION_FAILURE_SOCKET);
-                std::ptr::null_mut()
+                protocol = TransportProtocol::Tcp;
             }
-        }
+            let rereg_ms = get(TAG_PoolElement_ReregistrationInterval, 5000).clamp(10, 86_400_000);
+            let life_ms = get(TAG_PoolElement_RegistrationLife, 3 * rereg_ms + 3000)
+                .clamp(1, i32::MAX as tagdata_t);
+            let opts = PeOptions {
+                identifier: get(TAG_PoolElement_Identifier, 0) as u32,
+                domain: get(TAG_PoolElement_SocketDomain, default_domain as tagdata_t) as c_int,
+                socket_type: get(TAG_PoolElement_SocketType, libc::SOCK_STREAM as tagdata_t)
+                    as c_int,
+                protocol,
+                local_port: get(TAG_PoolElement_LocalPort, 0) as u16,
+                reregistration_interval: Duration::from_millis(rereg_ms),
+                registration_life_ms: life_ms as u32,
+                policy,
+                control_channel: control,
+            };
+            EnhancedPe::create(lib, pool, opts)
+                .map(|pe| Box::into_raw(Box::new(PoolElementDescriptor { pe })))
+                .map_err(|e| {
+                    logging::log(
+                        logging::ERROR,
+                        &format!("rsplib: cannot create the pool element socket: {e}"),
+                    );
+                    RSPERR_CONNECTION_FAILURE_SOCKET
+                })
+        })())
     })
 }
 
@@ -699,41 +678,33 @@ pub unsafe extern "C" fn rspCreateSession(
 ) -> *mut SessionDescriptor {
     let _ = ped;
     guard("rspCreateSession", || {
-        let Ok(lib) = instance() else {
-            last(RSPERR_NOT_INITIALIZED);
-            return std::ptr::null_mut();
-        };
-        let pool = match pool_handle(poolHandle, poolHandleSize) {
-            Ok(p) => p,
-            Err(e) => {
-                last(e);
-                return std::ptr::null_mut();
-            }
-        };
-        let get = |tag, default: tagdata_t| tagListGetData(tags, tag, default);
-        let cb = get(TAG_RspSession_FailoverCallback, 0);
-        // SAFETY: the application passes a `FailoverCallbackPtr`; its C bool is read as a byte.
-        let callback = (cb != 0).then(|| {
-            (
-                std::mem::transmute::<usize, FailoverCallback>(cb as usize),
-                get(TAG_RspSession_FailoverUserData, 0) as *mut libc::c_void,
-            )
-        });
-        let opts = SessionOptions {
-            connect_timeout: Duration::from_micros(micros(get(
-                TAG_RspSession_ConnectTimeout,
-                5_000_000,
-            ))),
-            retry_delay: Duration::from_micros(micros(get(
-                TAG_RspSession_HandleResolutionRetryDelay,
-                250_000,
-            ))),
-            callback,
-        };
-        last(RSPERR_OKAY);
-        Box::into_raw(Box::new(SessionDescriptor {
-            session: Session::connect(lib, pool, opts),
-        }))
+        pointer_or_null((|| {
+            let lib = instance()?;
+            let pool = pool_handle(poolHandle, poolHandleSize)?;
+            let get = |tag, default: tagdata_t| tagListGetData(tags, tag, default);
+            let cb = get(TAG_RspSession_FailoverCallback, 0);
+            // SAFETY: the application passes a `FailoverCallbackPtr`; its C bool is read as a byte.
+            let callback = (cb != 0).then(|| {
+                (
+                    std::mem::transmute::<usize, FailoverCallback>(cb as usize),
+                    get(TAG_RspSession_FailoverUserData, 0) as *mut libc::c_void,
+                )
+            });
+            let opts = SessionOptions {
+                connect_timeout: Duration::from_micros(micros(get(
+                    TAG_RspSession_ConnectTimeout,
+                    5_000_000,
+                ))),
+                retry_delay: Duration::from_micros(micros(get(
+                    TAG_RspSession_HandleResolutionRetryDelay,
+                    250_000,
+                ))),
+                callback,
+            };
+            Ok(Box::into_raw(Box::new(SessionDescriptor {
+                session: Session::connect(lib, pool, opts),
+            })))
+        })())
     })
 }
 

@@ -58,6 +58,23 @@ impl Default for LibraryConfig {
     }
 }
 
+/// A random PE identifier in 1..=0xfffffffe (from the kernel's random source).
+pub fn random_pe_id() -> u32 {
+    loop {
+        let mut b = [0u8; 4];
+        // SAFETY: getrandom fills the buffer.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 4, 0) };
+        let id = if n == 4 {
+            u32::from_ne_bytes(b)
+        } else {
+            (logging::wall_micros() as u32) ^ std::process::id().rotate_left(16)
+        };
+        if id != 0 && id != u32::MAX {
+            return id;
+        }
+    }
+}
+
 /// SCTP where the kernel has it, else TCP; `RSPLIB_TRANSPORT=tcp|sctp` forces one.
 pub fn default_transport() -> Protocol {
     match std::env::var("RSPLIB_TRANSPORT").as_deref() {

@@ -947,7 +947,7 @@ fn register(lib: &Library, pool: &PoolHandle, fd: RawFd, opts: &PeOptions, id: &
     let mut current = *id.lock();
     let chosen = current == 0;
     if chosen {
-        current = random_id();
+        current = super::random_pe_id();
     }
     let mut element = wire::PoolElement::new(PeId(current), t, opts.policy);
     element.registration_life = opts.registration_life_ms;
@@ -957,22 +957,6 @@ fn register(lib: &Library, pool: &PoolHandle, fd: RawFd, opts: &PeOptions, id: &
             logging::WARNING,
             &format!("rsplib: registration of PE 0x{current:08x} in pool \"{pool}\" failed: {e}"),
         ),
-    }
-}
-
-fn random_id() -> u32 {
-    loop {
-        let mut b = [0u8; 4];
-        // SAFETY: getrandom fills the buffer.
-        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 4, 0) };
-        let v = if n == 4 {
-            u32::from_ne_bytes(b)
-        } else {
-            logging::wall_micros() as u32 | 1
-        };
-        if v != 0 && v != u32::MAX {
-            return v;
-        }
     }
 }
 

@@ -122,35 +122,6 @@ fn random_u64() -> u64 {
     }
 }
 
-/// The IPv4 addresses of interfaces that are up and can multicast (loopback included only if
-/// it is multicast-capable, e.g. in a test namespace).
-fn multicast_interfaces() -> Vec<Ipv4Addr> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates a list that we walk and free.
-    unsafe {
-        if libc::getifaddrs(&mut ifap) != 0 {
-            return out;
-        }
-        let mut p = ifap;
-        while !p.is_null() {
-            let ifa = &*p;
-            let flags = ifa.ifa_flags as libc::c_int;
-            if !ifa.ifa_addr.is_null()
-                && (*ifa.ifa_addr).sa_family as libc::c_int == libc::AF_INET
-                && flags & libc::IFF_UP != 0
-                && flags & libc::IFF_MULTICAST != 0
-            {
-                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
-            }
-            p = ifa.ifa_next;
-        }
-        libc::freeifaddrs(ifap);
-    }
-    out
-}
-
 /// Sends ASAP Server Announces on every multicast-capable interface that exists.
 struct Announcer {
     socket: UdpSocket,
@@ -177,7 +148,7 @@ impl Announcer {
     }
 
     fn send(&mut self, data: &[u8]) {
-        let interfaces = multicast_interfaces();
+        let interfaces = transport::interfaces::multicast_ipv4();
         if interfaces.is_empty() && !self.warned {
             logging::log(
                 logging::WARNING,
