@@ -8,6 +8,11 @@
 //!       then deregisters. Prints one line per event on stdout.
 //!   rsptool resolve -registrar=ADDR:PORT -poolhandle=NAME [-items=N] [-transport=tcp|sctp]
 //!       one handle resolution: prints one line per PE ("PE 0x... ADDR:PORT"), exit 2 if none.
+//!   rsptool announces [-group=239.0.0.50:3863] [-count=N] [-timeout=S]
+//!       joins the ASAP announce group and prints each Server Announce received.
+//!   rsptool lib-resolve -poolhandle=NAME [-registrar=ADDR:PORT] [-transport=tcp|sctp]
+//!       resolves through the library (as rspHandleResolution does): without -registrar it
+//!       finds a registrar by its announces.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -304,13 +309,134 @@ fn resolve(o: Options) {
     }
 }
 
+/// Prints the Server Announces arriving on the ASAP announce group.
+fn announces(args: &[String]) {
+    let mut group: SocketAddr = "239.0.0.50:3863".parse().unwrap();
+    let mut count = u64::MAX;
+    let mut timeout = Duration::from_secs(10);
+    for a in args {
+        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
+        match k {
+            "-group" => {
+                group = v
+                    .parse()
+                    .unwrap_or_else(|_| fail(&format!("bad group {v}")))
+            }
+            "-count" => count = parse_number(v).unwrap_or_else(|| fail("bad -count")),
+            "-timeout" => {
+                timeout =
+                    Duration::from_secs(parse_number(v).unwrap_or_else(|| fail("bad -timeout")))
+            }
+            _ => fail(&format!("unknown option {a}")),
+        }
+    }
+    let IpAddr::V4(ip) = group.ip() else {
+        fail("-group must be IPv4")
+    };
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+        .unwrap_or_else(|e| fail(&format!("socket: {e}")));
+    let _ = s.set_reuse_address(true);
+    let _ = s.set_reuse_port(true);
+    s.bind(&SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), group.port()).into())
+        .unwrap_or_else(|e| fail(&format!("bind: {e}")));
+    s.join_multicast_v4(&ip, &std::net::Ipv4Addr::UNSPECIFIED)
+        .unwrap_or_else(|e| fail(&format!("cannot join {ip}: {e}")));
+    let socket: std::net::UdpSocket = s.into();
+    let deadline = Instant::now() + timeout;
+    let mut seen = 0;
+    let mut buf = [0u8; 2048];
+    while seen < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            exit(if seen > 0 { 0 } else { 2 });
+        }
+        socket.set_read_timeout(Some(left)).unwrap();
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        match AsapMessage::decode(&buf[..n]).map(|d| d.message.body) {
+            Ok(AsapBody::ServerAnnounce {
+                server_id,
+                transports,
+            }) => {
+                println!(
+                    "announce from registrar {server_id} at {from} ({} transport parameters)",
+                    transports.len()
+                );
+                seen += 1;
+            }
+            _ => println!("not an ASAP Server Announce from {from}"),
+        }
+        let _ = io::stdout().flush();
+    }
+}
+
+/// One resolution through the library (cache, registrar hunt, announces).
+fn lib_resolve(args: &[String]) {
+    let mut pool = PoolHandle::default();
+    let mut cfg = rsplib::library::LibraryConfig::default();
+    let mut registrar = None;
+    for a in args {
+        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
+        match k {
+            "-poolhandle" => pool = PoolHandle::new(v.as_bytes()),
+            "-registrar" => {
+                registrar = Some(
+                    v.parse::<SocketAddr>()
+                        .unwrap_or_else(|_| fail("bad -registrar")),
+                )
+            }
+            "-transport" => {
+                cfg.transport = match v {
+                    "tcp" => Protocol::Tcp,
+                    "sctp" => Protocol::Sctp,
+                    _ => fail("-transport must be tcp or sctp"),
+                }
+            }
+            _ => fail(&format!("unknown option {a}")),
+        }
+    }
+    let lib = rsplib::library::Library::start(cfg)
+        .unwrap_or_else(|e| fail(&format!("cannot start: {e}")));
+    if let Some(r) = registrar {
+        lib.add_static_registrar(vec![r]);
+    }
+    match lib.resolve(&pool) {
+        Ok(Some(pe)) => {
+            let t = &pe.user_transport;
+            println!(
+                "PE 0x{:08x} {}:{}",
+                pe.id.0,
+                t.addresses
+                    .first()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                t.port
+            );
+        }
+        Ok(None) => {
+            println!("pool \"{pool}\": not found");
+            exit(2)
+        }
+        Err(e) => {
+            println!("resolution failed: {e}");
+            exit(3)
+        }
+    }
+    lib.shutdown();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("pe") => pe(parse(&args[1..])),
         Some("resolve") => resolve(parse(&args[1..])),
+        Some("announces") => announces(&args[1..]),
+        Some("lib-resolve") => lib_resolve(&args[1..]),
         _ => {
-            eprintln!("usage: rsptool pe|resolve -registrar=ADDR:PORT -poolhandle=NAME [options]");
+            eprintln!(
+                "usage: rsptool pe|resolve|announces|lib-resolve [options] (see the source's head)"
+            );
             exit(1)
         }
     }
