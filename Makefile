@@ -58,6 +58,13 @@ check-tools:
 	  fi; \
 	fi
 	@command -v $(CARGO) >/dev/null 2>&1 || { echo "make: cargo not found — install Rust (rustup) first"; exit 1; }
+	@# Optional: a C compiler for which bool is a keyword in C2x mode, to check tdtypes.h's C23 case.
+	@if ! command -v clang-16 >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing clang-16 (checks the headers with C23's keyword bool)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 >/dev/null 2>&1; } || \
+	    echo "make: clang-16 not installable here; the C23 header check will be skipped"; \
+	fi
 	@for c in clippy rustfmt; do \
 	  sub=$$c; [ $$c = rustfmt ] && sub=fmt; \
 	  $(CARGO) $$sub --version >/dev/null 2>&1 || { \

@@ -34,6 +34,23 @@ for std in c89 c99 c11 c2x gnu89 gnu17; do
 done
 run_cmd "headers compile as c++17 without <netinet/sctp.h>" \
    $CXX -std=c++17 $WARN -DRSPLIB_NO_NETINET_SCTP_H $CFLAGS_PC -c "$SRC/headers_cpp.cpp" -o "$BUILD/headers_nosctp_cpp.o"
+# A compiler for which bool is a keyword in C2x mode (Clang 15+; GCC only from 13): the C23 case
+# of tdtypes.h. The Makefile installs clang-16 where apt can; without one this is not run.
+C23CC=""
+for c in clang-19 clang-18 clang-17 clang-16 clang-15 clang; do
+   if command -v "$c" >/dev/null 2>&1 && \
+      printf 'int main(void){ bool b = true; return b ? 0 : 1; }\n' | "$c" -std=c2x -x c - -o /dev/null 2>/dev/null; then
+      C23CC=$c; break
+   fi
+done
+if [ -n "$C23CC" ]; then
+   for std in c2x gnu2x c17; do
+      run_cmd "headers compile with $C23CC as $std (bool a keyword in C2x)" \
+         $C23CC -std=$std $WARN $CFLAGS_PC -c "$SRC/headers_c.c" -o "$BUILD/headers_clang_$std.o"
+   done
+else
+   echo "NOTE no compiler with C23 keyword bool found: that header mode is not checked"
+fi
 run_cmd "headers compile as c99 after <stdbool.h>" \
    $CC -std=c99 $WARN -DINCLUDE_STDBOOL_FIRST $CFLAGS_PC -c "$SRC/headers_c.c" -o "$BUILD/headers_stdbool.o"
 run_cmd "headers compile as c11 after <stdbool.h>" \

@@ -16,10 +16,14 @@
 #include <inttypes.h>
 
 /* bool: C++ and C23 have it built in; <stdbool.h> may already have defined it; otherwise the
-   classic one-byte typedef. It is one byte wide in every case. */
+   classic one-byte typedef. It is one byte wide in every case. In the C2x drafts' modes
+   (__STDC_VERSION__ 202000L) some compilers already make bool a keyword (GCC 13+, Clang 15+)
+   and some do not (GCC 12): <stdbool.h> is right for both. */
 #if !defined(__cplusplus)
 #  if defined(__STDC_VERSION__) && (__STDC_VERSION__ >= 202311L)
      /* C23: bool, true and false are keywords. */
+#  elif defined(__STDC_VERSION__) && (__STDC_VERSION__ > 201710L)
+#    include <stdbool.h>
 #  elif defined(bool) || defined(__bool_true_false_are_defined)
      /* <stdbool.h> was included first. */
 #  else

@@ -554,7 +554,8 @@ impl Worker {
     fn hunt(&mut self) -> Option<Association> {
         let cfg = self.shared.cfg.clone();
         let round = Duration::from_micros(cfg.connect_timeout);
-        for _ in 0..cfg.connect_max_trials.max(1) {
+        let trials = cfg.connect_max_trials.max(1);
+        for trial in 0..trials {
             let started = Instant::now();
             let candidates = self.candidates();
             if candidates.is_empty() {
@@ -582,20 +583,30 @@ impl Worker {
                     ),
                 }
             }
-            // Only announces can bring a new registrar: wait out the round for them.
-            if self.announce.is_some() {
-                let left = round.saturating_sub(started.elapsed());
-                let deadline = Instant::now() + left;
-                while Instant::now() < deadline && self.candidates().is_empty() {
-                    if let Some(u) = &self.announce {
-                        let mut fds = [libc::pollfd {
-                            fd: u.as_raw_fd(),
-                            events: libc::POLLIN,
-                            revents: 0,
-                        }];
-                        poll_fds(&mut fds, deadline.saturating_duration_since(Instant::now()));
+            // A registrar that refused at once may just not be up yet, and announces may bring
+            // a new one: as the original, a round lasts the connect timeout (not after the last).
+            if trial + 1 < trials {
+                let deadline = started + round;
+                let known = candidates.len();
+                while Instant::now() < deadline && !self.shared.inner.lock().shutdown {
+                    let step = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(50));
+                    match &self.announce {
+                        Some(u) => {
+                            let mut fds = [libc::pollfd {
+                                fd: u.as_raw_fd(),
+                                events: libc::POLLIN,
+                                revents: 0,
+                            }];
+                            poll_fds(&mut fds, step);
+                            self.read_announces();
+                            if self.candidates().len() > known {
+                                break;
+                            }
+                        }
+                        None => std::thread::sleep(step),
                     }
-                    self.read_announces();
                 }
             }
         }
