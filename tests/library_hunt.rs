@@ -122,7 +122,10 @@ fn no_reachable_registrar_is_reported_within_timeout_times_trials() {
     // Port 1 on loopback: nothing listens there (a freed ephemeral port could be taken by a
     // registrar of a test running in parallel).
     let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    assert!(std::net::TcpStream::connect(addr).is_err(), "something listens on {addr}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "something listens on {addr}"
+    );
     let lib = Library::start(config()).unwrap();
     lib.add_static_registrar(vec![addr]);
     let t = Instant::now();
