@@ -123,4 +123,66 @@ mod tests {
         d.add(b"CalcAppPool", PeId(0xca01));
         assert_eq!(c, d);
     }
+
+    /// Every `chsum=` of a PE in the hsdump captures (hsdump-before.txt and -after.txt).
+    #[test]
+    fn hsdump_pe_vectors() {
+        let cases = [
+            ("LudPool", 0xc001, 0xc8b3),
+            ("WrrPool", 0xa001, 0xcbba),
+            ("EchoPool", 0xe001, 0x4fb2),
+            ("EchoPool", 0xe002, 0x4eb2),
+            ("CalcAppPool", 0xca01, 0x08f9),
+            ("CalcAppPool", 0xca02, 0x07f9),
+        ];
+        for (h, id, want) in cases {
+            assert_eq!(pe_checksum(h.as_bytes(), PeId(id)), want, "{h} {id:#x}");
+        }
+    }
+
+    #[test]
+    fn ownership_sums_and_wire_values() {
+        let owned_22 = [
+            ("LudPool", 0xc001),
+            ("EchoPool", 0xe002),
+            ("CalcAppPool", 0xca02),
+        ];
+        let owned_11 = [
+            ("WrrPool", 0xa001),
+            ("EchoPool", 0xe001),
+            ("CalcAppPool", 0xca01),
+        ];
+        let mut a = HandlespaceChecksum::new();
+        for (h, id) in owned_22 {
+            a.add(h.as_bytes(), PeId(id));
+        }
+        assert_eq!(a.value(), 0x1f5f);
+        assert_eq!(a.wire_value(), 0x5f1f);
+        let mut b = HandlespaceChecksum::new();
+        for (h, id) in owned_11 {
+            b.add(h.as_bytes(), PeId(id));
+        }
+        assert_eq!(b.wire_value(), 0x6624);
+        b.remove(b"EchoPool", PeId(0xe001));
+        assert_eq!(b.wire_value(), 0xb3d4);
+        b.add(b"EchoPool", PeId(0xe001));
+        for (h, id) in owned_22 {
+            b.add(h.as_bytes(), PeId(id));
+        }
+        assert_eq!(b.value(), 0x43c5);
+    }
+
+    #[test]
+    fn removal_undoes_addition_even_when_wrapping() {
+        let mut a = HandlespaceChecksum::new();
+        let p = pe_sum(b"x", PeId(0xffff_ffff));
+        for _ in 0..100_000 {
+            a.add_sum(p);
+        }
+        assert_ne!(a.accumulator(), 0);
+        for _ in 0..100_000 {
+            a.remove_sum(p);
+        }
+        assert_eq!(a.value(), 0xffff);
+    }
 }

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
+use crate::core::checksum;
 use crate::core::handlespace::{
     self, Handlespace, HandlespaceError, Micros, Registration, UnreachableOutcome,
 };
@@ -794,7 +795,7 @@ impl Registrar {
 
     /// A Presence carrying our ownership checksum and Server Information.
     fn presence(&self, receiver: RegistrarId) -> EnrpMessage {
-        let checksum = self.hs.ownership_checksum(self.cfg.id).swap_bytes();
+        let checksum = checksum::to_wire(self.hs.ownership_checksum(self.cfg.id));
         let transports = self.cfg.enrp_transport.iter().cloned().collect();
         self.enrp_message(
             0,

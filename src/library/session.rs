@@ -23,7 +23,7 @@ use crate::core::types::{
 };
 use crate::core::wire::{self, AsapBody, AsapMessage};
 use crate::logging;
-use crate::transport::{sctp, PPID_ASAP};
+use crate::transport::{poll_fd, sctp, PPID_ASAP};
 
 /// The TCP session framing (version 1): every message is preceded by a 12-byte header
 /// `u8 version (1) | u8 flags (0) | u16 stream | u32 PPID | u32 payload length` (network order).
@@ -78,6 +78,19 @@ struct Conn {
     connected_at: Instant,
 }
 
+impl Conn {
+    fn new(fd: OwnedFd, wire: Wire) -> Conn {
+        Conn {
+            fd,
+            wire,
+            frame_left: 0,
+            frame_ppid: 0,
+            frame_stream: 0,
+            connected_at: Instant::now(),
+        }
+    }
+}
+
 fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl on our own descriptor.
     unsafe {
@@ -88,27 +101,7 @@ fn set_nonblocking(fd: RawFd) {
 
 /// Waits until `fd` is ready for `events`; `None` = forever. True if ready.
 fn wait(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> bool {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let ms = match deadline {
-            None => -1,
-            Some(d) => d
-                .saturating_duration_since(Instant::now())
-                .as_millis()
-                .min(i32::MAX as u128) as i32,
-        };
-        let mut p = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut p, 1, ms) };
-        if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        return rc > 0;
-    }
+    poll_fd(fd, events, timeout).unwrap_or(false)
 }
 
 fn errno() -> i32 {
@@ -705,14 +698,7 @@ fn connect_pe(t: &TransportAddress, timeout: Duration) -> io::Result<Conn> {
             (_, true) => Wire::Framed,
             _ => Wire::Raw,
         };
-        return Ok(Conn {
-            fd,
-            wire,
-            frame_left: 0,
-            frame_ppid: 0,
-            frame_stream: 0,
-            connected_at: Instant::now(),
-        });
+        return Ok(Conn::new(fd, wire));
     }
     Err(last)
 }
@@ -885,14 +871,7 @@ impl EnhancedPe {
                 retry_delay: Duration::from_millis(250),
                 callback: None,
             },
-            conn: Some(Conn {
-                fd,
-                wire,
-                frame_left: 0,
-                frame_ppid: 0,
-                frame_stream: 0,
-                connected_at: Instant::now(),
-            }),
+            conn: Some(Conn::new(fd, wire)),
             pe_id: 0,
             cookie: None,
             cookie_echo: None,

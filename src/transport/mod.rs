@@ -622,7 +622,9 @@ enum AssocInner {
     Tcp(TcpStream, Deframer),
 }
 
-fn poll_fd(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
+/// Waits until `fd` is ready for `events` (`None` = forever, EINTR retried); `Ok(false)` on
+/// timeout.
+pub fn poll_fd(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let ms = match deadline {

@@ -10,7 +10,6 @@
 //! deregister, unreachable report, expiry pop, home change: O(log n); handle resolution:
 //! O(k log n); checksum: O(1); a walk page: O(k + log n).
 
-pub mod checksum;
 mod error;
 mod fenwick;
 pub mod policy;
@@ -26,10 +25,10 @@ pub use rng::{RandomSource, SplitMix64};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
+use crate::core::checksum::{pe_sum, HandlespaceChecksum};
 use crate::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
 };
-use checksum::{pe_partial_sum, ChecksumAccumulator};
 use fenwick::Fenwick;
 use policy::{Engine, SelectionState};
 use slab::Slab;
@@ -269,7 +268,7 @@ struct Pool {
 
 #[derive(Default)]
 struct Owner {
-    checksum: ChecksumAccumulator,
+    checksum: HandlespaceChecksum,
     count: usize,
     /// The pools in which this registrar owns at least one PE → pool slot (owner walks). Only a
     /// pool's first / last PE of this owner touches it; the PEs themselves are found by
@@ -291,7 +290,7 @@ pub struct Handlespace<R = SplitMix64> {
     pe_count: usize,
     expiry: BTreeSet<(Micros, u32)>,
     owners: HashMap<RegistrarId, Owner>,
-    checksum: ChecksumAccumulator,
+    checksum: HandlespaceChecksum,
     scratch: Vec<(usize, u32)>,
 }
 
@@ -340,7 +339,7 @@ fn owner_add(
     partial: u32,
 ) {
     let o = owners.entry(home).or_default();
-    o.checksum.add(partial);
+    o.checksum.add_sum(partial);
     o.count += 1;
     match pool.owners.iter_mut().find(|(r, _)| *r == home) {
         Some((_, n)) => *n += 1,
@@ -360,7 +359,7 @@ fn owner_remove(
     let Some(o) = owners.get_mut(&home) else {
         return;
     };
-    o.checksum.remove(partial);
+    o.checksum.remove_sum(partial);
     o.count -= 1;
     if let Some(i) = pool.owners.iter().position(|(r, _)| *r == home) {
         pool.owners[i].1 -= 1;
@@ -395,7 +394,7 @@ impl<R: RandomSource> Handlespace<R> {
             pe_count: 0,
             expiry: BTreeSet::new(),
             owners: HashMap::new(),
-            checksum: ChecksumAccumulator::default(),
+            checksum: HandlespaceChecksum::new(),
             scratch: Vec::new(),
         }
     }
@@ -638,9 +637,9 @@ impl<R: RandomSource> Handlespace<R> {
         }
         pool.by_id.insert(pe.id, slot);
         timers.insert((expiry, slot));
-        let partial = pe_partial_sum(&pool.handle, pe.id);
+        let partial = pe_sum(pool.handle.as_bytes(), pe.id);
         owner_add(owners, pool, pidx, pe.home, partial);
-        checksum.add(partial);
+        checksum.add_sum(partial);
         let stored = pes.insert(pe);
         debug_assert_eq!(stored, slot);
         self.pe_count += 1;
@@ -665,7 +664,7 @@ impl<R: RandomSource> Handlespace<R> {
             pe.expiry = expiry;
         }
         if pe.home != reg.home {
-            let partial = pe_partial_sum(&pool.handle, pe.id);
+            let partial = pe_sum(pool.handle.as_bytes(), pe.id);
             owner_remove(owners, pool, pe.home, partial);
             owner_add(owners, pool, pe.pool, reg.home, partial);
             pe.home = reg.home;
@@ -723,9 +722,9 @@ impl<R: RandomSource> Handlespace<R> {
         }
         pool.by_id.remove(&pe.id);
         timers.remove(&(pe.expiry, slot));
-        let partial = pe_partial_sum(&pool.handle, pe.id);
+        let partial = pe_sum(pool.handle.as_bytes(), pe.id);
         owner_remove(owners, pool, pe.home, partial);
-        checksum.remove(partial);
+        checksum.remove_sum(partial);
         if pool.by_id.is_empty() {
             let pool = pools[pidx as usize].take().expect("live pool");
             self.pool_index.remove(&pool.handle);
@@ -925,7 +924,7 @@ impl<R: RandomSource> Handlespace<R> {
     pub fn ownership_checksum(&self, owner: RegistrarId) -> u16 {
         self.owners
             .get(&owner)
-            .map_or(ChecksumAccumulator::default(), |o| o.checksum)
+            .map_or(HandlespaceChecksum::new(), |o| o.checksum)
             .value()
     }
 
@@ -963,7 +962,7 @@ impl<R: RandomSource> Handlespace<R> {
         let pe = pe_mut(&mut self.pes, slot);
         if pe.home != home {
             let pool = pool_mut(&mut self.pools, pe.pool);
-            let partial = pe_partial_sum(handle, id);
+            let partial = pe_sum(handle.as_bytes(), id);
             owner_remove(&mut self.owners, pool, pe.home, partial);
             owner_add(&mut self.owners, pool, pe.pool, home, partial);
             pe.home = home;
@@ -980,7 +979,7 @@ impl<R: RandomSource> Handlespace<R> {
             return 0;
         };
         let new = self.owners.entry(to).or_default();
-        new.checksum.add(old.checksum.raw());
+        new.checksum.add_sum(old.checksum.accumulator());
         new.count += old.count;
         for (h, &pidx) in &old.pools {
             let pool = pool_mut(&mut self.pools, pidx);
