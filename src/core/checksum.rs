@@ -33,7 +33,17 @@ fn finish(mut sum: u32) -> u16 {
 
 /// The un-complemented per-PE sum that [`HandlespaceChecksum`] accumulates.
 pub fn pe_sum(pool_handle: &[u8], pe_id: PeId) -> u32 {
-    sum_le_words(pool_handle).wrapping_add(sum_le_words(&pe_id.0.to_be_bytes()))
+    pe_sum_of(handle_sum(pool_handle), pe_id)
+}
+
+/// The pool handle's part of [`pe_sum`] (the same for every PE of a pool).
+pub fn handle_sum(pool_handle: &[u8]) -> u32 {
+    sum_le_words(pool_handle)
+}
+
+/// [`pe_sum`] from a precomputed [`handle_sum`].
+pub fn pe_sum_of(handle_sum: u32, pe_id: PeId) -> u32 {
+    handle_sum.wrapping_add(sum_le_words(&pe_id.0.to_be_bytes()))
 }
 
 /// A single PE's checksum as `hsdump` prints it (`chsum=$…`): e.g. "EchoPool"/0xe001 → 0x4fb2.

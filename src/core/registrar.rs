@@ -840,13 +840,7 @@ impl Registrar {
                 }
             }
             let more = page.more || taken < page.items.len();
-            cursor =
-                page.items
-                    .get(taken.wrapping_sub(1))
-                    .map(|(ph, pe)| handlespace::WalkCursor {
-                        pool: (*ph).clone(),
-                        pe: pe.id(),
-                    });
+            cursor = page.cursor_after(taken.wrapping_sub(1));
             let flags = if more { enrp::FLAG_MORE } else { 0 };
             messages.push(self.enrp_message(
                 flags,

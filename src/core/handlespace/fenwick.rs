@@ -1,5 +1,5 @@
 //! A cache-friendly weighted-selection tree: an implicit 8-ary sum tree over u32 weights with
-//! u64 sums. O(log₈ n) point update, append, pop and "which position holds cumulative value r" —
+//! u64 sums. O(log₈ n) point update, append and "which position holds cumulative value r" —
 //! the weighted draw of the value-tree policies (Random, Weighted Random, RLU, ...). Each inner
 //! node's 8 child sums fill one 64-byte cache line, so a draw over 10⁶ PEs touches ~7 lines
 //! (a binary Fenwick tree touches ~20).
@@ -54,27 +54,6 @@ impl Fenwick {
             }
             level += 1;
         }
-    }
-
-    /// Removes the last position and returns its value.
-    pub(crate) fn pop(&mut self) -> Option<u32> {
-        let v = self.values.pop()?;
-        let mut len = self.values.len(); // elements remaining at the level below
-        let mut idx = len;
-        for l in self.sums.iter_mut() {
-            idx >>= FAN_BITS;
-            l[idx] -= u64::from(v);
-            len = len.div_ceil(FAN);
-            l.truncate(len.max(1));
-        }
-        // Drop levels above the first one that has a single node.
-        if let Some(first_single) = self.sums.iter().position(|l| l.len() == 1) {
-            self.sums.truncate(first_single + 1);
-        }
-        if self.values.is_empty() {
-            self.sums.clear();
-        }
-        Some(v)
     }
 
     /// Sets the value at `pos`.
@@ -153,13 +132,6 @@ impl Fenwick {
             *idx = pos;
         }
     }
-
-    pub(crate) fn shrink_to_fit(&mut self) {
-        self.values.shrink_to_fit();
-        for l in &mut self.sums {
-            l.shrink_to_fit();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -206,17 +178,6 @@ mod tests {
         f.set(0, 0);
         vals[0] = 0;
         check(&f, &vals);
-        while vals.len() > 3 {
-            assert_eq!(f.pop(), vals.pop());
-            if vals.len() % 29 == 0 {
-                check(&f, &vals);
-            }
-        }
-        for _ in 0..3 {
-            assert_eq!(f.pop(), vals.pop());
-        }
-        assert_eq!(f.total(), 0);
-        assert_eq!(f.pop(), None);
         for v in [3, 0, 9] {
             f.push(v);
             vals.push(v);

@@ -23,9 +23,12 @@ pub use error::{cause, rsperr, HandlespaceError, MAX_PE_TRANSPORT_ADDRESSES};
 pub use rng::{RandomSource, SplitMix64};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::ops::Bound;
 
-use crate::core::checksum::{pe_sum, HandlespaceChecksum};
+use hashbrown::HashTable;
+
+use crate::core::checksum::{handle_sum, pe_sum_of, HandlespaceChecksum};
 use crate::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
 };
@@ -196,19 +199,40 @@ pub struct PoolSummary {
     pub len: usize,
 }
 
-/// Where a paged walk resumes: after this (pool handle, PE id).
+/// Where a paged walk resumes: after this PE of this pool.
+///
+/// Walks go in (pool handle, insertion order in the pool). The cursor remembers the PE's place
+/// in its pool's insertion log; if the log was compacted since (or the pool re-created), the
+/// place is found again through the PE id, and if that PE is gone too, the pool is walked again
+/// from its start (items may repeat, none present throughout the walk is missed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalkCursor {
     pub pool: PoolHandle,
     pub pe: PeId,
+    pos: u32,
+    generation: u64,
 }
 
-/// One page of a walk, in (pool handle, PE id) order.
+impl WalkCursor {
+    /// A cursor after PE `pe` of `pool`, found again by its id.
+    pub fn new(pool: PoolHandle, pe: PeId) -> Self {
+        WalkCursor {
+            pool,
+            pe,
+            pos: u32::MAX,
+            generation: u64::MAX,
+        }
+    }
+}
+
+/// One page of a walk, in (pool handle, insertion order) order.
 #[derive(Debug)]
 pub struct WalkPage<'a> {
     pub items: Vec<(&'a PoolHandle, &'a PoolElement)>,
     /// True if more items follow (ENRP Handle Table Response M flag).
     pub more: bool,
+    /// Per item: its log position and its pool's log generation.
+    places: Vec<(u32, u64)>,
 }
 
 impl WalkPage<'_> {
@@ -217,9 +241,19 @@ impl WalkPage<'_> {
         if !self.more {
             return None;
         }
-        self.items.last().map(|(h, pe)| WalkCursor {
+        self.cursor_after(self.items.len().checked_sub(1)?)
+    }
+
+    /// The cursor to continue after item `i` of this page (a caller that used only part of
+    /// the page).
+    pub fn cursor_after(&self, i: usize) -> Option<WalkCursor> {
+        let (h, pe) = self.items.get(i)?;
+        let (pos, generation) = self.places[i];
+        Some(WalkCursor {
             pool: (*h).clone(),
             pe: pe.id,
+            pos,
+            generation,
         })
     }
 }
@@ -247,24 +281,60 @@ impl SortEntry {
 
 enum Selection {
     Sorted(BTreeSet<SortEntry>),
-    /// Fenwick tree of weights by position, and position → slot.
-    ValueTree {
-        tree: Fenwick,
-        members: Vec<u32>,
-    },
+    /// Sum tree of weights by log position (removed PEs weigh 0 until the log is compacted).
+    ValueTree(Fenwick),
+    /// Random: every PE weighs 1, so a draw picks a log position directly.
+    Uniform,
 }
+
+/// A removed PE's place in a pool's log, until the log is compacted.
+const TOMB: u32 = u32::MAX;
 
 struct Pool {
     handle: PoolHandle,
+    /// The pool handle's part of every PE checksum of this pool.
+    handle_sum: u32,
     policy: PolicyType,
     protocol: TransportProtocol,
     control_channel: bool,
     next_seq: u64,
-    by_id: BTreeMap<PeId, u32>,
+    /// PE id → slot, hashed with the handlespace's keyed hasher.
+    ids: HashTable<(PeId, u32)>,
+    /// The pool's PEs (slots) in insertion order; a PE's `pos` is its place here. Removal
+    /// leaves a [`TOMB`]; the log is compacted when tombstones outnumber PEs.
+    log: Vec<u32>,
+    dead: u32,
+    /// Changes whenever log places change (compaction) and differs between pool incarnations.
+    generation: u64,
     selection: Selection,
     /// PEs of this pool per home registrar (a handful of entries).
     owners: Vec<(RegistrarId, u32)>,
 }
+
+impl Pool {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn find(&self, hasher: &IdHasher, id: PeId) -> Option<u32> {
+        self.ids
+            .find(hasher.hash_one(id.0), |e| e.0 == id)
+            .map(|e| e.1)
+    }
+
+    /// Live slots in log order, with their places.
+    fn members(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.log
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s != TOMB)
+            .map(|(p, &s)| (p, s))
+    }
+}
+
+/// The keyed hasher of PE ids, pool handles and registrar ids (seeded from the injected random
+/// source: these are chosen by peers, so an unkeyed hash would let them collide on purpose).
+type IdHasher = foldhash::fast::FixedState;
 
 #[derive(Default)]
 struct Owner {
@@ -285,13 +355,16 @@ pub struct Handlespace<R = SplitMix64> {
     /// Pool handle → pool slot, ordered (walks).
     pool_index: BTreeMap<PoolHandle, u32>,
     /// The same, hashed (lookups: no pointer-chasing byte-string compares down a tree).
-    pool_lookup: HashMap<PoolHandle, u32>,
+    pool_lookup: HashMap<PoolHandle, u32, IdHasher>,
     pes: Slab<PoolElement>,
     pe_count: usize,
     expiry: BTreeSet<(Micros, u32)>,
-    owners: HashMap<RegistrarId, Owner>,
+    owners: HashMap<RegistrarId, Owner, IdHasher>,
     checksum: HandlespaceChecksum,
     scratch: Vec<(usize, u32)>,
+    hasher: IdHasher,
+    /// Source of pool log generations.
+    generations: u64,
 }
 
 /// Checks a registration on its own (before looking at the pool).
@@ -332,7 +405,7 @@ fn pe_mut(pes: &mut Slab<PoolElement>, slot: u32) -> &mut PoolElement {
 }
 
 fn owner_add(
-    owners: &mut HashMap<RegistrarId, Owner>,
+    owners: &mut HashMap<RegistrarId, Owner, IdHasher>,
     pool: &mut Pool,
     pidx: u32,
     home: RegistrarId,
@@ -351,7 +424,7 @@ fn owner_add(
 }
 
 fn owner_remove(
-    owners: &mut HashMap<RegistrarId, Owner>,
+    owners: &mut HashMap<RegistrarId, Owner, IdHasher>,
     pool: &mut Pool,
     home: RegistrarId,
     partial: u32,
@@ -373,6 +446,38 @@ fn owner_remove(
     }
 }
 
+/// Drops a pool's tombstones: live PEs keep their order and get their new places (and the
+/// value tree is rebuilt over them). O(log length), amortized over the removals that made the
+/// tombstones.
+fn compact(pool: &mut Pool, pes: &mut Slab<PoolElement>, generation: u64) {
+    let mut tree = match &pool.selection {
+        Selection::ValueTree(_) => Some(Fenwick::default()),
+        _ => None,
+    };
+    let mut w = 0;
+    for r in 0..pool.log.len() {
+        let slot = pool.log[r];
+        if slot == TOMB {
+            continue;
+        }
+        pool.log[w] = slot;
+        pe_mut(pes, slot).pos = w as u32;
+        if let (Some(t), Selection::ValueTree(old)) = (&mut tree, &pool.selection) {
+            t.push(old.get(r));
+        }
+        w += 1;
+    }
+    pool.log.truncate(w);
+    if pool.log.capacity() > 2 * w + 16 {
+        pool.log.shrink_to(w + w / 2);
+    }
+    if let Some(t) = tree {
+        pool.selection = Selection::ValueTree(t);
+    }
+    pool.dead = 0;
+    pool.generation = generation;
+}
+
 impl Handlespace<SplitMix64> {
     /// A handlespace with the built-in generator seeded with `seed`.
     pub fn with_seed(config: Config, seed: u64) -> Self {
@@ -382,20 +487,23 @@ impl Handlespace<SplitMix64> {
 
 impl<R: RandomSource> Handlespace<R> {
     /// An empty handlespace.
-    pub fn new(config: Config, rng: R) -> Self {
+    pub fn new(config: Config, mut rng: R) -> Self {
+        let hasher = IdHasher::with_seed(rng.next_u64());
         Handlespace {
             config,
             rng,
             pools: Vec::new(),
             free_pools: Vec::new(),
             pool_index: BTreeMap::new(),
-            pool_lookup: HashMap::new(),
+            pool_lookup: HashMap::with_hasher(hasher.clone()),
             pes: Slab::new(),
             pe_count: 0,
             expiry: BTreeSet::new(),
-            owners: HashMap::new(),
+            owners: HashMap::with_hasher(hasher.clone()),
             checksum: HandlespaceChecksum::new(),
             scratch: Vec::new(),
+            hasher,
+            generations: 0,
         }
     }
 
@@ -433,11 +541,11 @@ impl<R: RandomSource> Handlespace<R> {
             policy: p.policy,
             protocol: p.protocol,
             control_channel: p.control_channel,
-            len: p.by_id.len(),
+            len: p.len(),
         })
     }
 
-    /// A pool's PEs in PE id order (empty for an unknown pool).
+    /// A pool's PEs in insertion order (empty for an unknown pool).
     pub fn pool_elements<'a>(
         &'a self,
         handle: &PoolHandle,
@@ -447,13 +555,13 @@ impl<R: RandomSource> Handlespace<R> {
             .get(handle)
             .and_then(|i| self.pools[*i as usize].as_ref());
         pool.into_iter()
-            .flat_map(|p| p.by_id.values())
-            .map(|s| self.pe(PeRef(*s)))
+            .flat_map(|p| p.members())
+            .map(|(_, s)| self.pe(PeRef(s)))
     }
 
     fn lookup(&self, handle: &PoolHandle, id: PeId) -> Option<u32> {
         let p = self.pools[*self.pool_lookup.get(handle)? as usize].as_ref()?;
-        p.by_id.get(&id).copied()
+        p.find(&self.hasher, id)
     }
 
     /// The stored PE `(handle, id)`.
@@ -524,12 +632,12 @@ impl<R: RandomSource> Handlespace<R> {
                         requested: ctrl,
                     });
                 }
-                if let Some(&slot) = pool.by_id.get(&reg.pe_id) {
+                if let Some(slot) = pool.find(&self.hasher, reg.pe_id) {
                     self.update(slot, reg, expiry);
                     return Ok(RegisterOutcome::Updated);
                 }
-                if pool.by_id.len() >= self.config.max_pes_per_pool {
-                    return Err(HandlespaceError::PoolFull(pool.by_id.len()));
+                if pool.len() >= self.config.max_pes_per_pool {
+                    return Err(HandlespaceError::PoolFull(pool.len()));
                 }
                 self.check_capacity()?;
                 pidx
@@ -563,18 +671,21 @@ impl<R: RandomSource> Handlespace<R> {
     ) -> u32 {
         let selection = match policy::engine(policy) {
             Engine::Sorted => Selection::Sorted(BTreeSet::new()),
-            Engine::ValueTree => Selection::ValueTree {
-                tree: Fenwick::default(),
-                members: Vec::new(),
-            },
+            Engine::ValueTree if policy == PolicyType::Random => Selection::Uniform,
+            Engine::ValueTree => Selection::ValueTree(Fenwick::default()),
         };
+        self.generations += 1;
         let pool = Pool {
             handle: handle.clone(),
+            handle_sum: handle_sum(handle.as_bytes()),
             policy,
             protocol,
             control_channel,
             next_seq: 0,
-            by_id: BTreeMap::new(),
+            ids: HashTable::new(),
+            log: Vec::new(),
+            dead: 0,
+            generation: self.generations,
             selection,
             owners: Vec::new(),
         };
@@ -601,14 +712,18 @@ impl<R: RandomSource> Handlespace<R> {
             owners,
             checksum,
             expiry: timers,
+            hasher,
             ..
         } = self;
         let pool = pool_mut(pools, pidx);
         let seq = pool.next_seq;
         pool.next_seq += 1;
+        // Only WRR keys use the round: no other policy reads the head PE here.
         let head_round = match &pool.selection {
-            Selection::Sorted(set) => set.first().map_or(0, |e| pe_mut(pes, e.slot).state.round),
-            Selection::ValueTree { .. } => 0,
+            Selection::Sorted(set) if pool.policy == PolicyType::WeightedRoundRobin => {
+                set.first().map_or(0, |e| pe_mut(pes, e.slot).state.round)
+            }
+            _ => 0,
         };
         let mut pe = PoolElement {
             id: reg.pe_id,
@@ -616,7 +731,7 @@ impl<R: RandomSource> Handlespace<R> {
             home: reg.home,
             registration_life_ms: reg.registration_life_ms,
             expiry,
-            pos: u32::MAX,
+            pos: pool.log.len() as u32,
             unreachable_reports: 0,
             state: policy::on_insert(&reg.policy, seq, head_round),
             policy_type: reg.policy.policy,
@@ -629,15 +744,16 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Sorted(set) => {
                 set.insert(SortEntry::of(&pe, slot));
             }
-            Selection::ValueTree { tree, members } => {
-                pe.pos = members.len() as u32;
-                members.push(slot);
-                tree.push(policy::weight_value(&reg.policy, &pe.state));
-            }
+            Selection::ValueTree(tree) => tree.push(policy::weight_value(&reg.policy, &pe.state)),
+            Selection::Uniform => {}
         }
-        pool.by_id.insert(pe.id, slot);
+        pool.log.push(slot);
+        pool.ids
+            .insert_unique(hasher.hash_one(pe.id.0), (pe.id, slot), |e| {
+                hasher.hash_one(e.0 .0)
+            });
         timers.insert((expiry, slot));
-        let partial = pe_sum(pool.handle.as_bytes(), pe.id);
+        let partial = pe_sum_of(pool.handle_sum, pe.id);
         owner_add(owners, pool, pidx, pe.home, partial);
         checksum.add_sum(partial);
         let stored = pes.insert(pe);
@@ -664,7 +780,7 @@ impl<R: RandomSource> Handlespace<R> {
             pe.expiry = expiry;
         }
         if pe.home != reg.home {
-            let partial = pe_sum(pool.handle.as_bytes(), pe.id);
+            let partial = pe_sum_of(pool.handle_sum, pe.id);
             owner_remove(owners, pool, pe.home, partial);
             owner_add(owners, pool, pe.pool, reg.home, partial);
             pe.home = reg.home;
@@ -678,12 +794,13 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Sorted(set) => {
                 set.insert(SortEntry::of(pe, slot));
             }
-            Selection::ValueTree { tree, .. } => {
+            Selection::ValueTree(tree) => {
                 tree.set(
                     pe.pos as usize,
                     policy::weight_value(&pe.policy(), &pe.state),
                 );
             }
+            Selection::Uniform => {}
         }
     }
 
@@ -694,42 +811,40 @@ impl<R: RandomSource> Handlespace<R> {
             owners,
             checksum,
             expiry: timers,
+            hasher,
             ..
         } = self;
         let pe = pes.remove(slot);
         let pidx = pe.pool;
         let pool = pool_mut(pools, pidx);
+        let pos = pe.pos as usize;
         match &mut pool.selection {
             Selection::Sorted(set) => {
                 set.remove(&SortEntry::of(&pe, slot));
             }
-            Selection::ValueTree { tree, members } => {
-                let pos = pe.pos as usize;
-                let last = members.len() - 1;
-                if pos != last {
-                    let moved = members[last];
-                    tree.set(pos, tree.get(last));
-                    members[pos] = moved;
-                    pe_mut(pes, moved).pos = pos as u32;
-                }
-                members.pop();
-                tree.pop();
-                if members.len() * 4 < members.capacity() {
-                    members.shrink_to_fit();
-                    tree.shrink_to_fit();
-                }
-            }
+            Selection::ValueTree(tree) => tree.set(pos, 0),
+            Selection::Uniform => {}
         }
-        pool.by_id.remove(&pe.id);
+        pool.log[pos] = TOMB;
+        pool.dead += 1;
+        if let Ok(e) = pool
+            .ids
+            .find_entry(hasher.hash_one(pe.id.0), |e| e.0 == pe.id)
+        {
+            e.remove();
+        }
         timers.remove(&(pe.expiry, slot));
-        let partial = pe_sum(pool.handle.as_bytes(), pe.id);
+        let partial = pe_sum_of(pool.handle_sum, pe.id);
         owner_remove(owners, pool, pe.home, partial);
         checksum.remove_sum(partial);
-        if pool.by_id.is_empty() {
+        if pool.ids.is_empty() {
             let pool = pools[pidx as usize].take().expect("live pool");
             self.pool_index.remove(&pool.handle);
             self.pool_lookup.remove(&pool.handle);
             self.free_pools.push(pidx);
+        } else if pool.dead >= 16 && pool.dead as usize > pool.len() {
+            self.generations += 1;
+            compact(pool, pes, self.generations);
         }
         self.pe_count -= 1;
         pe
@@ -779,7 +894,41 @@ impl<R: RandomSource> Handlespace<R> {
                     set.insert(SortEntry::of(pe, r.0));
                 }
             }
-            Selection::ValueTree { tree, members } => {
+            Selection::Uniform => {
+                let picks = n.min(pool.ids.len());
+                let log = &pool.log;
+                scratch.clear();
+                if picks > 32 || 2 * picks >= pool.ids.len() {
+                    // Many of the pool: a partial Fisher-Yates shuffle of the live places.
+                    scratch.extend(
+                        log.iter()
+                            .enumerate()
+                            .filter(|(_, &s)| s != TOMB)
+                            .map(|(p, &s)| (p, s)),
+                    );
+                    for i in 0..picks {
+                        let j = i + (rng.next_u64() % (scratch.len() - i) as u64) as usize;
+                        scratch.swap(i, j);
+                        out.push(PeRef(scratch[i].1));
+                    }
+                } else {
+                    // A few: uniform draws over the log, redrawn on a tombstone (at most half of
+                    // the log, plus a few) or a PE already chosen.
+                    while out.len() < picks {
+                        let p = (rng.next_u64() % log.len() as u64) as usize;
+                        let slot = log[p];
+                        if slot != TOMB && !out.iter().any(|r| r.0 == slot) {
+                            out.push(PeRef(slot));
+                        }
+                    }
+                }
+                for r in out.iter().take(max_increment) {
+                    let pe = pe_mut(pes, r.0);
+                    policy::on_selected(&pe.policy(), &mut pe.state, pool.next_seq);
+                    pool.next_seq += 1;
+                }
+            }
+            Selection::ValueTree(tree) => {
                 // Without replacement: a draw that hits an already chosen PE is repeated
                 // (exactly the conditional distribution); after a few misses in a row the chosen
                 // PEs are taken out of the tree instead, which also ends the search when only
@@ -790,7 +939,8 @@ impl<R: RandomSource> Handlespace<R> {
                 const BATCH: usize = 8;
                 scratch.clear();
                 let mut excluded = false;
-                let picks = n.min(members.len());
+                let members = &pool.log;
+                let picks = n.min(pool.ids.len());
                 // Small trees are cache-resident: there the plain sequential search is cheaper.
                 let batched = if members.len() >= 1 << 12 {
                     picks.min(BATCH)
@@ -946,9 +1096,8 @@ impl<R: RandomSource> Handlespace<R> {
         self.owners.get(&owner).into_iter().flat_map(move |o| {
             o.pools.iter().flat_map(move |(h, &pidx)| {
                 let pool = self.pools[pidx as usize].as_ref().expect("live pool");
-                pool.by_id
-                    .values()
-                    .map(move |&slot| (h, self.pe(PeRef(slot))))
+                pool.members()
+                    .map(move |(_, slot)| (h, self.pe(PeRef(slot))))
                     .filter(move |(_, pe)| pe.home == owner)
             })
         })
@@ -962,7 +1111,7 @@ impl<R: RandomSource> Handlespace<R> {
         let pe = pe_mut(&mut self.pes, slot);
         if pe.home != home {
             let pool = pool_mut(&mut self.pools, pe.pool);
-            let partial = pe_sum(handle.as_bytes(), id);
+            let partial = pe_sum_of(pool.handle_sum, id);
             owner_remove(&mut self.owners, pool, pe.home, partial);
             owner_add(&mut self.owners, pool, pe.pool, home, partial);
             pe.home = home;
@@ -983,7 +1132,7 @@ impl<R: RandomSource> Handlespace<R> {
         new.count += old.count;
         for (h, &pidx) in &old.pools {
             let pool = pool_mut(&mut self.pools, pidx);
-            for &slot in pool.by_id.values() {
+            for &slot in pool.log.iter().filter(|&&s| s != TOMB) {
                 let pe = pe_mut(&mut self.pes, slot);
                 if pe.home == from {
                     pe.home = to;
@@ -1014,51 +1163,65 @@ impl<R: RandomSource> Handlespace<R> {
     }
 
     /// A page of at most `max` PEs after `after` (from the start if `None`), in
-    /// (pool handle, PE id) order, over the whole handlespace or, with `owner`, over that
-    /// registrar's PEs only (ENRP Handle Table Response, W flag). The cursor stays valid
-    /// whatever is added or removed in between.
-    pub fn walk(
-        &self,
+    /// (pool handle, insertion order) order, over the whole handlespace or, with `owner`, over
+    /// that registrar's PEs only (ENRP Handle Table Response, W flag). The cursor stays valid
+    /// whatever is added or removed in between: every PE present throughout a walk is visited.
+    pub fn walk<'a>(
+        &'a self,
         after: Option<&WalkCursor>,
         owner: Option<RegistrarId>,
         max: usize,
-    ) -> WalkPage<'_> {
+    ) -> WalkPage<'a> {
         let mut items = Vec::with_capacity(max.min(1024) + 1);
+        let mut places = Vec::with_capacity(max.min(1024) + 1);
         let start = after.map_or(Bound::Unbounded, |c| Bound::Included(&c.pool));
-        let id_start = |h: &PoolHandle| match after {
-            Some(c) if c.pool == *h => Bound::Excluded(c.pe),
-            _ => Bound::Unbounded,
+        // Where to start in a pool: after the cursor's place in the cursor's own pool.
+        let from = |h: &PoolHandle, pool: &Pool| match after {
+            Some(c) if c.pool == *h => {
+                if c.generation == pool.generation {
+                    c.pos as usize + 1
+                } else {
+                    pool.find(&self.hasher, c.pe)
+                        .map_or(0, |slot| self.pe(PeRef(slot)).pos as usize + 1)
+                }
+            }
+            _ => 0,
+        };
+        let mut visit = |h: &'a PoolHandle, pool: &'a Pool| -> bool {
+            for (pos, &slot) in pool.log.iter().enumerate().skip(from(h, pool)) {
+                if slot == TOMB {
+                    continue;
+                }
+                let pe = self.pe(PeRef(slot));
+                if owner.is_some_and(|o| pe.home != o) {
+                    continue;
+                }
+                items.push((h, pe));
+                places.push((pos as u32, pool.generation));
+                if items.len() > max {
+                    return false;
+                }
+            }
+            true
         };
         match owner {
             None => {
-                'pools: for (h, &pidx) in self
+                for (h, &pidx) in self
                     .pool_index
                     .range::<PoolHandle, _>((start, Bound::Unbounded))
                 {
                     let pool = self.pools[pidx as usize].as_ref().expect("live pool");
-                    for (_, &slot) in pool.by_id.range((id_start(h), Bound::Unbounded)) {
-                        items.push((h, self.pe(PeRef(slot))));
-                        if items.len() > max {
-                            break 'pools;
-                        }
+                    if !visit(h, pool) {
+                        break;
                     }
                 }
             }
             Some(owner) => {
                 if let Some(o) = self.owners.get(&owner) {
-                    'owned: for (h, &pidx) in
-                        o.pools.range::<PoolHandle, _>((start, Bound::Unbounded))
-                    {
+                    for (h, &pidx) in o.pools.range::<PoolHandle, _>((start, Bound::Unbounded)) {
                         let pool = self.pools[pidx as usize].as_ref().expect("live pool");
-                        for (_, &slot) in pool.by_id.range((id_start(h), Bound::Unbounded)) {
-                            let pe = self.pe(PeRef(slot));
-                            if pe.home != owner {
-                                continue;
-                            }
-                            items.push((h, pe));
-                            if items.len() > max {
-                                break 'owned;
-                            }
+                        if !visit(h, pool) {
+                            break;
                         }
                     }
                 }
@@ -1066,6 +1229,11 @@ impl<R: RandomSource> Handlespace<R> {
         }
         let more = items.len() > max;
         items.truncate(max);
-        WalkPage { items, more }
+        places.truncate(max);
+        WalkPage {
+            items,
+            more,
+            places,
+        }
     }
 }

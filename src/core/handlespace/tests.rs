@@ -402,6 +402,91 @@ fn paged_walk_resumes_after_cursor() {
     assert_eq!((page.items.len(), page.more), (4, false));
 }
 
+/// Walks the whole handlespace in pages of `page`, calling `between` after every page.
+fn walk_all(
+    h: &mut Handlespace,
+    page: usize,
+    mut between: impl FnMut(&mut Handlespace, usize),
+) -> Vec<u32> {
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for n in 0.. {
+        let p = h.walk(cursor.as_ref(), None, page);
+        assert!(p.items.len() <= page);
+        seen.extend(p.items.iter().map(|(_, pe)| pe.id().0));
+        cursor = p.next_cursor();
+        if cursor.is_none() {
+            break;
+        }
+        assert!(n < 10_000, "walk does not end");
+        between(h, n);
+    }
+    seen
+}
+
+#[test]
+fn walk_visits_every_pe_present_throughout_despite_compaction() {
+    let mut h = hs();
+    for id in 1..=100 {
+        h.register(&ph("P"), reg(id, PolicyType::RoundRobin), 0)
+            .unwrap();
+    }
+    // After the first page (ids 1..=10), 11..=70 go (the log is compacted: its places change)
+    // and 101..=110 come: every id that stayed is still visited, exactly once.
+    let seen = walk_all(&mut h, 10, |h, n| {
+        if n == 0 {
+            for id in 11..=70 {
+                h.deregister(&ph("P"), PeId(id)).unwrap();
+            }
+            for id in 101..=110 {
+                h.register(&ph("P"), reg(id, PolicyType::RoundRobin), 0)
+                    .unwrap();
+            }
+        }
+    });
+    let want: Vec<u32> = (1..=10).chain(71..=110).collect();
+    assert_eq!(seen, want);
+
+    // The cursor's own PE (5, last of the first page) goes, then enough for a compaction: the
+    // pool is walked again from its start (repeats allowed), so nothing that stayed is missed.
+    let seen = walk_all(&mut h, 5, |h, n| {
+        if n == 0 {
+            for id in std::iter::once(5).chain(71..=95) {
+                h.deregister(&ph("P"), PeId(id)).unwrap();
+            }
+        }
+    });
+    assert_eq!(&seen[..10], &[1, 2, 3, 4, 5, 1, 2, 3, 4, 6]);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    let stayed_or_seen: Vec<u32> = (1..=10).chain(96..=110).collect();
+    assert_eq!(unique, stayed_or_seen);
+}
+
+#[test]
+fn walk_cursor_by_id_and_partial_pages() {
+    let mut h = lab_handlespace();
+    let first = h.walk(None, None, 3);
+    let c = first.cursor_after(1).unwrap();
+    let by_id = WalkCursor::new(c.pool.clone(), c.pe);
+    let a: Vec<u32> = ids(&h
+        .walk(Some(&c), None, 10)
+        .items
+        .iter()
+        .map(|x| x.1)
+        .collect::<Vec<_>>());
+    let b: Vec<u32> = ids(&h
+        .walk(Some(&by_id), None, 10)
+        .items
+        .iter()
+        .map(|x| x.1)
+        .collect::<Vec<_>>());
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 4, "6 PEs, resumed after the second");
+    assert!(first.cursor_after(3).is_none());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Policies
 
@@ -649,6 +734,39 @@ fn random_is_uniform_without_replacement() {
         got.sort();
         assert_eq!(got, [1, 2, 3, 4]);
     }
+}
+
+#[test]
+fn random_stays_uniform_over_a_log_with_tombstones() {
+    let pes: Vec<(u32, PolicyInfo)> = (1..=300)
+        .map(|id| (id, PolicyInfo::new(PolicyType::Random)))
+        .collect();
+    let mut h = weighted_pool(PolicyType::Random, &pes, 17);
+    // 100 of 300 go: not enough to compact, so a third of the log is tombstones.
+    for id in (1..=300).filter(|i| i % 3 == 0) {
+        h.deregister(&ph("W"), PeId(id)).unwrap();
+    }
+    let rounds = 60_000;
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for _ in 0..rounds {
+        let got = ids(&h.handle_resolution(&ph("W"), 3).unwrap());
+        assert_eq!(got.len(), 3);
+        assert!(got[0] != got[1] && got[0] != got[2] && got[1] != got[2]);
+        for id in got {
+            assert!(id % 3 != 0, "removed PE {id} chosen");
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(counts.len(), 200);
+    let expected: Vec<(u32, f64)> = counts.keys().map(|&id| (id, 1.0 / 200.0)).collect();
+    let chi = chi_square(&counts, &expected, 3 * rounds);
+    assert!(chi < 270.0, "chi^2 = {chi} (df 199; p = 0.001 → 267.6)");
+    // Asking for most of the pool takes the shuffle path: all distinct, all live.
+    let mut got = ids(&h.handle_resolution(&ph("W"), 150).unwrap());
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 150);
+    assert!(got.iter().all(|id| id % 3 != 0));
 }
 
 #[test]
