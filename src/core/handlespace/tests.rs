@@ -466,7 +466,7 @@ fn walk_visits_every_pe_present_throughout_despite_compaction() {
 
 #[test]
 fn walk_cursor_by_id_and_partial_pages() {
-    let mut h = lab_handlespace();
+    let h = lab_handlespace();
     let first = h.walk(None, None, 3);
     let c = first.cursor_after(1).unwrap();
     let by_id = WalkCursor::new(c.pool.clone(), c.pe);
