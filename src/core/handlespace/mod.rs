@@ -290,6 +290,13 @@ enum Selection {
 /// A removed PE's place in a pool's log, until the log is compacted.
 const TOMB: u32 = u32::MAX;
 
+/// A log is compacted when its tombstones outnumber its PEs and are at least this many (the
+/// unit tests compact early, so that every test also exercises compaction).
+#[cfg(not(test))]
+const COMPACT_MIN_DEAD: u32 = 16;
+#[cfg(test)]
+const COMPACT_MIN_DEAD: u32 = 2;
+
 struct Pool {
     handle: PoolHandle,
     /// The pool handle's part of every PE checksum of this pool.
@@ -842,7 +849,7 @@ impl<R: RandomSource> Handlespace<R> {
             self.pool_index.remove(&pool.handle);
             self.pool_lookup.remove(&pool.handle);
             self.free_pools.push(pidx);
-        } else if pool.dead >= 16 && pool.dead as usize > pool.len() {
+        } else if pool.dead >= COMPACT_MIN_DEAD && pool.dead as usize > pool.len() {
             self.generations += 1;
             compact(pool, pes, self.generations);
         }

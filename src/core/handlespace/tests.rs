@@ -873,3 +873,149 @@ fn entry_sizes() {
     assert_eq!(std::mem::size_of::<Option<PoolElement>>(), 128);
     assert_eq!(std::mem::size_of::<SortEntry>(), 24);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Model check: random operation sequences against a plain map
+
+mod model {
+    use super::*;
+    use crate::core::checksum::{pe_sum, HandlespaceChecksum};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const POOLS: [(&str, PolicyType); 4] = [
+        ("rr", PolicyType::RoundRobin),
+        ("rand", PolicyType::Random),
+        ("wrand", PolicyType::WeightedRandom),
+        ("lu", PolicyType::LeastUsed),
+    ];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Register { pool: usize, id: u32, home: u32 },
+        Deregister { pool: usize, id: u32 },
+        Resolve { pool: usize, n: usize },
+        TakeOver { from: u32, to: u32 },
+        Walk { page: usize, owner: Option<u32> },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..4usize, 1..60u32, 1..4u32).prop_map(|(pool, id, home)| Op::Register { pool, id, home }),
+            3 => (0..4usize, 1..60u32).prop_map(|(pool, id)| Op::Deregister { pool, id }),
+            2 => (0..4usize, 1..8usize).prop_map(|(pool, n)| Op::Resolve { pool, n }),
+            1 => (1..4u32, 1..4u32).prop_map(|(from, to)| Op::TakeOver { from, to }),
+            1 => (1..7usize, proptest::option::of(1..4u32)).prop_map(|(page, owner)| Op::Walk { page, owner }),
+        ]
+    }
+
+    fn registration(id: u32, home: u32, policy: PolicyType) -> Registration {
+        let mut info = PolicyInfo::new(policy);
+        info.weight = 1 + id % 5;
+        info.load = id.wrapping_mul(0x9e37_79b1);
+        let mut r = reg_with(id, info);
+        r.home = RegistrarId(home);
+        r
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn handlespace_matches_a_map(ops in proptest::collection::vec(op(), 1..300)) {
+            let mut h = hs();
+            // (pool, id) → home
+            let mut m: BTreeMap<(usize, u32), u32> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Register { pool, id, home } => {
+                        let (name, p) = POOLS[pool];
+                        let out = h.register(&ph(name), registration(id, home, p), 0).unwrap();
+                        let was = m.insert((pool, id), home);
+                        prop_assert_eq!(out == RegisterOutcome::Updated, was.is_some());
+                    }
+                    Op::Deregister { pool, id } => {
+                        let gone = h.deregister(&ph(POOLS[pool].0), PeId(id));
+                        prop_assert_eq!(gone.map(|pe| pe.id().0), m.remove(&(pool, id)).map(|_| id));
+                    }
+                    Op::Resolve { pool, n } => {
+                        let live = m.keys().filter(|k| k.0 == pool).count();
+                        match h.handle_resolution(&ph(POOLS[pool].0), n) {
+                            Err(_) => prop_assert_eq!(live, 0),
+                            Ok(got) => {
+                                let mut got = ids(&got);
+                                prop_assert_eq!(got.len(), n.min(live));
+                                got.sort();
+                                got.dedup();
+                                prop_assert_eq!(got.len(), n.min(live));
+                                prop_assert!(got.iter().all(|id| m.contains_key(&(pool, *id))));
+                            }
+                        }
+                    }
+                    Op::TakeOver { from, to } => {
+                        let n = m.values().filter(|&&o| o == from).count();
+                        prop_assert_eq!(h.take_over(RegistrarId(from), RegistrarId(to)), n);
+                        for o in m.values_mut() {
+                            if *o == from {
+                                *o = to;
+                            }
+                        }
+                    }
+                    Op::Walk { page, owner } => {
+                        let mut seen = Vec::new();
+                        let mut cursor = None;
+                        loop {
+                            let p = h.walk(cursor.as_ref(), owner.map(RegistrarId), page);
+                            prop_assert!(p.items.len() <= page);
+                            for (handle, pe) in &p.items {
+                                let pool = POOLS.iter().position(|(n, _)| ph(n) == **handle).unwrap();
+                                seen.push((pool, pe.id().0));
+                            }
+                            cursor = p.next_cursor();
+                            if cursor.is_none() {
+                                break;
+                            }
+                        }
+                        let mut want: Vec<(usize, u32)> = m
+                            .iter()
+                            .filter(|(_, &o)| owner.is_none_or(|w| w == o))
+                            .map(|(k, _)| *k)
+                            .collect();
+                        seen.sort();
+                        want.sort();
+                        prop_assert_eq!(seen, want);
+                    }
+                }
+                // Invariants after every step.
+                prop_assert_eq!(h.len(), m.len());
+                let mut all = HandlespaceChecksum::new();
+                for ((pool, id), _) in &m {
+                    all.add_sum(pe_sum(POOLS[*pool].0.as_bytes(), PeId(*id)));
+                }
+                prop_assert_eq!(h.checksum(), all.value());
+                for owner in 1..4u32 {
+                    let mut c = HandlespaceChecksum::new();
+                    let mut n = 0;
+                    for ((pool, id), &o) in &m {
+                        if o == owner {
+                            c.add_sum(pe_sum(POOLS[*pool].0.as_bytes(), PeId(*id)));
+                            n += 1;
+                        }
+                    }
+                    prop_assert_eq!(h.owned_count(RegistrarId(owner)), n);
+                    prop_assert_eq!(h.ownership_checksum(RegistrarId(owner)), c.value());
+                }
+                for (pool, (name, _)) in POOLS.iter().enumerate() {
+                    let live = m.keys().filter(|k| k.0 == pool).count();
+                    prop_assert_eq!(h.pool(&ph(name)).map_or(0, |s| s.len), live);
+                    prop_assert_eq!(h.pool_elements(&ph(name)).count(), live);
+                    for (&(p, id), &home) in m.range((pool, 0)..(pool + 1, 0)) {
+                        let pe = h.get(&ph(POOLS[p].0), PeId(id));
+                        prop_assert_eq!(pe.map(|pe| pe.home().0), Some(home));
+                    }
+                }
+            }
+            while h.pop_expired(u64::MAX).is_some() {}
+            prop_assert!(h.is_empty());
+        }
+    }
+}
