@@ -109,6 +109,32 @@ fn short(n: usize) -> String {
     format!("1e{}", (n as f64).log10().round())
 }
 
+/// Latency of a dependent random load over `bytes` of memory (a pointer chase over a random
+/// cyclic permutation of 64-byte lines), in ns: the memory hierarchy the ratios run into.
+fn load_latency_ns(bytes: usize) -> f64 {
+    let lines = bytes / 64;
+    let mut next: Vec<[usize; 8]> = vec![[0; 8]; lines];
+    let mut order: Vec<usize> = (0..lines).collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..lines).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    for w in 0..lines {
+        next[order[w]][0] = order[(w + 1) % lines];
+    }
+    let steps = 2_000_000;
+    let mut p = order[0];
+    let t = Instant::now();
+    for _ in 0..steps {
+        p = next[p][0];
+    }
+    black_box(p);
+    t.elapsed().as_secs_f64() * 1e9 / steps as f64
+}
+
 fn main() {
     let max: usize = std::env::var("HS_BENCH_MAX")
         .ok()
@@ -126,6 +152,13 @@ fn main() {
         PolicyType::LeastUsed,
     ];
     const RESOLUTIONS: usize = 100_000;
+    if max >= 1_000_000 {
+        let probe: Vec<String> = [16usize << 10, 1 << 20, 4 << 20, 8 << 20, 16 << 20, 64 << 20]
+            .iter()
+            .map(|&b| format!("{} KiB {:.1} ns", b >> 10, load_latency_ns(b)))
+            .collect();
+        println!("dependent random load: {}", probe.join(", "));
+    }
     println!(
         "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>7}",
         "PEs", "pools", "policy", "reg/s", "rereg/s", "HR(3)/s", "dereg/s", "B/PE", "RSS MiB"

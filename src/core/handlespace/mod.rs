@@ -1095,7 +1095,7 @@ impl<R: RandomSource> Handlespace<R> {
         self.owners.keys().copied()
     }
 
-    /// The PEs whose home is `owner`, in (pool handle, PE id) order.
+    /// The PEs whose home is `owner`, in (pool handle, insertion) order.
     pub fn owned_by(
         &self,
         owner: RegistrarId,
