@@ -454,8 +454,8 @@ fn owner_remove(
 }
 
 /// Drops a pool's tombstones: live PEs keep their order and get their new places (and the
-/// value tree is rebuilt over them). O(log length), amortized over the removals that made the
-/// tombstones.
+/// value tree is rebuilt over them). O(length · log₈ length) at most, spread over the more than
+/// length / 2 removals that made the tombstones.
 fn compact(pool: &mut Pool, pes: &mut Slab<PoolElement>, generation: u64) {
     let mut tree = match &pool.selection {
         Selection::ValueTree(_) => Some(Fenwick::default()),
@@ -840,6 +840,11 @@ impl<R: RandomSource> Handlespace<R> {
         {
             e.remove();
         }
+        if pool.ids.capacity() > 64 && pool.ids.len() * 4 < pool.ids.capacity() {
+            // A pool that shrank gives its table back (amortized O(1) a removal).
+            let len = pool.ids.len();
+            pool.ids.shrink_to(2 * len, |e| hasher.hash_one(e.0 .0));
+        }
         timers.remove(&(pe.expiry, slot));
         let partial = pe_sum_of(pool.handle_sum, pe.id);
         owner_remove(owners, pool, pe.home, partial);
@@ -907,12 +912,7 @@ impl<R: RandomSource> Handlespace<R> {
                 scratch.clear();
                 if picks > 32 || 2 * picks >= pool.ids.len() {
                     // Many of the pool: a partial Fisher-Yates shuffle of the live places.
-                    scratch.extend(
-                        log.iter()
-                            .enumerate()
-                            .filter(|(_, &s)| s != TOMB)
-                            .map(|(p, &s)| (p, s)),
-                    );
+                    scratch.extend(pool.members());
                     for i in 0..picks {
                         let j = i + (rng.next_u64() % (scratch.len() - i) as u64) as usize;
                         scratch.swap(i, j);
@@ -1139,7 +1139,7 @@ impl<R: RandomSource> Handlespace<R> {
         new.count += old.count;
         for (h, &pidx) in &old.pools {
             let pool = pool_mut(&mut self.pools, pidx);
-            for &slot in pool.log.iter().filter(|&&s| s != TOMB) {
+            for (_, slot) in pool.members() {
                 let pe = pe_mut(&mut self.pes, slot);
                 if pe.home == from {
                     pe.home = to;

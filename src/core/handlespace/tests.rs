@@ -1019,3 +1019,29 @@ mod model {
         }
     }
 }
+
+#[test]
+fn a_pool_that_shrinks_gives_its_id_table_and_log_back() {
+    let mut h = hs();
+    for id in 1..=5000 {
+        h.register(&ph("P"), reg(id, PolicyType::RoundRobin), 0)
+            .unwrap();
+    }
+    let pool = |h: &Handlespace| {
+        let i = h.pool_lookup[&ph("P")];
+        let p = h.pools[i as usize].as_ref().unwrap();
+        (p.ids.capacity(), p.log.capacity(), p.len())
+    };
+    assert!(pool(&h).0 >= 5000);
+    for id in 11..=5000 {
+        h.deregister(&ph("P"), PeId(id)).unwrap();
+    }
+    let (ids, log, len) = pool(&h);
+    assert_eq!(len, 10);
+    assert!(ids <= 64 && log <= 64, "id table {ids}, log {log}");
+    assert_eq!(ids_of(&h), (1..=10).collect::<Vec<_>>());
+}
+
+fn ids_of(h: &Handlespace) -> Vec<u32> {
+    h.pool_elements(&ph("P")).map(|pe| pe.id().0).collect()
+}
