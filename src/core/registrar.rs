@@ -1249,6 +1249,56 @@ mod tests {
     }
 
     #[test]
+    fn a_big_handle_table_spans_several_responses_with_every_pe_once() {
+        let mut r = registrar();
+        for id in 1..=300 {
+            register(&mut r, 0, id, PolicyType::RoundRobin);
+        }
+        let tool = RegistrarId(0x5c46_3c96);
+        let presence = EnrpMessage::new(
+            tool,
+            RegistrarId(0),
+            EnrpBody::Presence {
+                checksum: 0xffff,
+                server_info: ServerInformation::new(tool, vec![]),
+            },
+        );
+        let mut out = Vec::new();
+        r.receive(
+            0,
+            PU_CONN,
+            PPID_ENRP,
+            &presence.to_bytes().unwrap(),
+            &mut out,
+        );
+        let htr = EnrpMessage::new(tool, r.id(), EnrpBody::HandleTableRequest);
+        r.receive(0, PU_CONN, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
+        let replies: Vec<EnrpMessage> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    ppid: PPID_ENRP,
+                    data,
+                    ..
+                } => Some(EnrpMessage::decode(data).unwrap().message),
+                _ => None,
+            })
+            .filter(|m| matches!(m.body, EnrpBody::HandleTableResponse { .. }))
+            .collect();
+        assert!(replies.len() >= 3, "{} responses", replies.len());
+        let mut ids = Vec::new();
+        for (i, m) in replies.iter().enumerate() {
+            let last = i + 1 == replies.len();
+            assert_eq!(m.flags & enrp::FLAG_MORE != 0, !last);
+            if let EnrpBody::HandleTableResponse { pools } = &m.body {
+                ids.extend(pools.iter().flat_map(|p| p.elements.iter().map(|e| e.id.0)));
+            }
+        }
+        ids.sort();
+        assert_eq!(ids, (1..=300).collect::<Vec<u32>>());
+    }
+
+    #[test]
     fn hsdump_style_enrp_queries_are_answered() {
         let mut r = registrar();
         register(&mut r, 0, 0xe001, PolicyType::RoundRobin);
