@@ -1248,12 +1248,8 @@ mod tests {
         assert!(out.contains(&Output::Close { conn: PU_CONN }));
     }
 
-    #[test]
-    fn a_big_handle_table_spans_several_responses_with_every_pe_once() {
-        let mut r = registrar();
-        for id in 1..=300 {
-            register(&mut r, 0, id, PolicyType::RoundRobin);
-        }
+    /// What hsdump sends (a Presence, then a Handle Table Request) and the ENRP replies.
+    fn hsdump_queries(r: &mut Registrar) -> Vec<EnrpMessage> {
         let tool = RegistrarId(0x5c46_3c96);
         let presence = EnrpMessage::new(
             tool,
@@ -1273,8 +1269,7 @@ mod tests {
         );
         let htr = EnrpMessage::new(tool, r.id(), EnrpBody::HandleTableRequest);
         r.receive(0, PU_CONN, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
-        let replies: Vec<EnrpMessage> = out
-            .iter()
+        out.iter()
             .filter_map(|o| match o {
                 Output::Send {
                     ppid: PPID_ENRP,
@@ -1283,6 +1278,17 @@ mod tests {
                 } => Some(EnrpMessage::decode(data).unwrap().message),
                 _ => None,
             })
+            .collect()
+    }
+
+    #[test]
+    fn a_big_handle_table_spans_several_responses_with_every_pe_once() {
+        let mut r = registrar();
+        for id in 1..=300 {
+            register(&mut r, 0, id, PolicyType::RoundRobin);
+        }
+        let replies: Vec<EnrpMessage> = hsdump_queries(&mut r)
+            .into_iter()
             .filter(|m| matches!(m.body, EnrpBody::HandleTableResponse { .. }))
             .collect();
         assert!(replies.len() >= 3, "{} responses", replies.len());
@@ -1302,36 +1308,7 @@ mod tests {
     fn hsdump_style_enrp_queries_are_answered() {
         let mut r = registrar();
         register(&mut r, 0, 0xe001, PolicyType::RoundRobin);
-        let tool = RegistrarId(0x5c46_3c96);
-        let presence = EnrpMessage::new(
-            tool,
-            RegistrarId(0),
-            EnrpBody::Presence {
-                checksum: 0xffff,
-                server_info: ServerInformation::new(tool, vec![]),
-            },
-        );
-        let mut out = Vec::new();
-        r.receive(
-            0,
-            PU_CONN,
-            PPID_ENRP,
-            &presence.to_bytes().unwrap(),
-            &mut out,
-        );
-        let htr = EnrpMessage::new(tool, r.id(), EnrpBody::HandleTableRequest);
-        r.receive(0, PU_CONN, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
-        let replies: Vec<EnrpMessage> = out
-            .iter()
-            .filter_map(|o| match o {
-                Output::Send {
-                    ppid: PPID_ENRP,
-                    data,
-                    ..
-                } => Some(EnrpMessage::decode(data).unwrap().message),
-                _ => None,
-            })
-            .collect();
+        let replies = hsdump_queries(&mut r);
         assert!(matches!(replies[0].body, EnrpBody::Presence { .. }));
         match &replies[1].body {
             EnrpBody::HandleTableResponse { pools } => {
