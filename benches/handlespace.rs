@@ -11,7 +11,8 @@
 //! operation is printed.
 //! After each layout, a "slowdown" row gives, per column, (rate at the smallest size) / (rate at
 //! the largest size) from this same run — the target is ≤ 2.0 between 10^3 and 10^6.
-//! `HS_BENCH_MAX=100000` limits the sizes; `HS_BENCH_LAYOUT=single|pools` runs one layout only.
+//! `HS_BENCH_MAX=100000` / `HS_BENCH_MIN=1000000` limit the sizes (profiling one size);
+//! `HS_BENCH_LAYOUT=single|pools` runs one layout only.
 //!
 //! The workload is what a registrar sees: PE ids are pseudo-random 32-bit values (rsplib draws
 //! them at random), PEs register in turn to all pools (so a pool's PEs are spread over the whole
@@ -140,10 +141,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let min: usize = std::env::var("HS_BENCH_MIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let layout = std::env::var("HS_BENCH_LAYOUT").unwrap_or_default();
     let sizes: Vec<usize> = [1_000, 10_000, 100_000, 1_000_000]
         .into_iter()
-        .filter(|n| *n <= max)
+        .filter(|n| *n <= max && *n >= min)
         .collect();
     let policies = [
         PolicyType::RoundRobin,
@@ -152,7 +157,7 @@ fn main() {
         PolicyType::LeastUsed,
     ];
     const RESOLUTIONS: usize = 100_000;
-    if max >= 1_000_000 {
+    if max >= 1_000_000 && min == 0 {
         let probe: Vec<String> = [16usize << 10, 1 << 20, 4 << 20, 8 << 20, 16 << 20, 64 << 20]
             .iter()
             .map(|&b| format!("{} KiB {:.1} ns", b >> 10, load_latency_ns(b)))

@@ -15,6 +15,7 @@ mod fenwick;
 pub mod policy;
 pub mod rng;
 mod slab;
+mod sorted;
 
 #[cfg(test)]
 mod tests;
@@ -31,10 +32,12 @@ use hashbrown::HashTable;
 use crate::core::checksum::{handle_sum, pe_sum_of, HandlespaceChecksum};
 use crate::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
+    MAX_POOL_HANDLE_SIZE,
 };
 use fenwick::Fenwick;
 use policy::{Engine, SelectionState};
 use slab::Slab;
+use sorted::SortedSet;
 
 /// A point in time: microseconds on the caller's monotonic clock.
 pub type Micros = u64;
@@ -280,7 +283,7 @@ impl SortEntry {
 }
 
 enum Selection {
-    Sorted(BTreeSet<SortEntry>),
+    Sorted(SortedSet<SortEntry>),
     /// Sum tree of weights by log position (removed PEs weigh 0 until the log is compacted).
     ValueTree(Fenwick),
     /// Random: every PE weighs 1, so a draw picks a log position directly.
@@ -297,36 +300,134 @@ const COMPACT_MIN_DEAD: u32 = 16;
 #[cfg(test)]
 const COMPACT_MIN_DEAD: u32 = 2;
 
+/// A pool handle's bytes, inline (the pool table compares against these without following a
+/// pointer: one cache miss less per lookup).
+#[derive(Clone, Copy)]
+struct InlineHandle {
+    len: u8,
+    bytes: [u8; MAX_POOL_HANDLE_SIZE],
+}
+
+impl InlineHandle {
+    fn of(h: &PoolHandle) -> Self {
+        let b = h.as_bytes();
+        let mut bytes = [0; MAX_POOL_HANDLE_SIZE];
+        bytes[..b.len()].copy_from_slice(b);
+        InlineHandle {
+            len: b.len() as u8,
+            bytes,
+        }
+    }
+
+    fn is(&self, b: &[u8]) -> bool {
+        usize::from(self.len) == b.len() && self.bytes[..b.len()] == *b
+    }
+}
+
+/// Hot fields first (`repr(C)` keeps the order): a handle resolution reads the first two
+/// cache lines only.
+#[repr(C)]
 struct Pool {
-    handle: PoolHandle,
-    /// The pool handle's part of every PE checksum of this pool.
-    handle_sum: u32,
+    key: InlineHandle,
     policy: PolicyType,
     protocol: TransportProtocol,
     control_channel: bool,
     next_seq: u64,
-    /// PE id → slot, hashed with the handlespace's keyed hasher.
-    ids: HashTable<(PeId, u32)>,
+    selection: Selection,
+    /// The PE ids in log order (`log_ids[p]` is the id of `log[p]`; 0 at a tombstone): a small
+    /// pool finds a PE by scanning these (a few contiguous cache lines), not through a table.
+    log_ids: Vec<PeId>,
+    /// PE id → slot, hashed with the handlespace's keyed hasher: only while the pool has more
+    /// than [`HASHED_MIN`] PEs (built then, dropped below a quarter of that).
+    ids: Option<HashTable<(PeId, u32)>>,
+    live: u32,
+    handle: PoolHandle,
+    /// The pool handle's part of every PE checksum of this pool.
+    handle_sum: u32,
     /// The pool's PEs (slots) in insertion order; a PE's `pos` is its place here. Removal
     /// leaves a [`TOMB`]; the log is compacted when tombstones outnumber PEs.
     log: Vec<u32>,
     dead: u32,
     /// Changes whenever log places change (compaction) and differs between pool incarnations.
     generation: u64,
-    selection: Selection,
     /// PEs of this pool per home registrar (a handful of entries).
     owners: Vec<(RegistrarId, u32)>,
 }
 
+/// Pool size from which the PE ids are hashed; below, lookups scan the pool's `log_ids`.
+#[cfg(not(test))]
+const HASHED_MIN: usize = 128;
+#[cfg(test)]
+const HASHED_MIN: usize = 8;
+
+/// The place of `id` in `ids` (a scan in blocks the compiler vectorizes).
+fn scan(ids: &[PeId], id: PeId) -> Option<usize> {
+    const BLOCK: usize = 16;
+    for (b, chunk) in ids.chunks(BLOCK).enumerate() {
+        if chunk.iter().fold(false, |hit, x| hit | (x.0 == id.0)) {
+            return chunk.iter().position(|x| *x == id).map(|p| b * BLOCK + p);
+        }
+    }
+    None
+}
+
 impl Pool {
     fn len(&self) -> usize {
-        self.ids.len()
+        self.live as usize
     }
 
     fn find(&self, hasher: &IdHasher, id: PeId) -> Option<u32> {
-        self.ids
-            .find(hasher.hash_one(id.0), |e| e.0 == id)
-            .map(|e| e.1)
+        if id.0 == 0 {
+            return None;
+        }
+        match &self.ids {
+            Some(t) => t.find(hasher.hash_one(id.0), |e| e.0 == id).map(|e| e.1),
+            None => scan(&self.log_ids, id).map(|p| self.log[p]),
+        }
+    }
+
+    /// Appends a PE to the log and the id index.
+    fn index_push(&mut self, hasher: &IdHasher, id: PeId, slot: u32) {
+        self.log.push(slot);
+        self.log_ids.push(id);
+        self.live += 1;
+        let hash = |e: &(PeId, u32)| hasher.hash_one(e.0 .0);
+        match &mut self.ids {
+            Some(t) => {
+                t.insert_unique(hasher.hash_one(id.0), (id, slot), hash);
+            }
+            None if self.live as usize > HASHED_MIN => {
+                let mut t = HashTable::with_capacity(2 * self.live as usize);
+                for (p, &slot) in self.log.iter().enumerate() {
+                    if slot != TOMB {
+                        let id = self.log_ids[p];
+                        t.insert_unique(hasher.hash_one(id.0), (id, slot), hash);
+                    }
+                }
+                self.ids = Some(t);
+            }
+            None => {}
+        }
+    }
+
+    /// Takes the PE at log place `pos` out of the log and the id index.
+    fn index_remove(&mut self, hasher: &IdHasher, pos: usize) {
+        let id = std::mem::replace(&mut self.log_ids[pos], PeId(0));
+        self.log[pos] = TOMB;
+        self.dead += 1;
+        self.live -= 1;
+        if let Some(t) = &mut self.ids {
+            if let Ok(e) = t.find_entry(hasher.hash_one(id.0), |e| e.0 == id) {
+                e.remove();
+            }
+            if self.live as usize * 4 < HASHED_MIN {
+                self.ids = None;
+            } else if t.capacity() > 64 && t.len() * 4 < t.capacity() {
+                // A pool that shrank gives its table back (amortized O(1) a removal).
+                let len = t.len();
+                t.shrink_to(2 * len, |e| hasher.hash_one(e.0 .0));
+            }
+        }
     }
 
     /// Live slots in log order, with their places.
@@ -361,8 +462,8 @@ pub struct Handlespace<R = SplitMix64> {
     free_pools: Vec<u32>,
     /// Pool handle → pool slot, ordered (walks).
     pool_index: BTreeMap<PoolHandle, u32>,
-    /// The same, hashed (lookups: no pointer-chasing byte-string compares down a tree).
-    pool_lookup: HashMap<PoolHandle, u32, IdHasher>,
+    /// The same, hashed: pool slots, compared against the pools' inline handles.
+    pool_table: HashTable<u32>,
     pes: Slab<PoolElement>,
     pe_count: usize,
     expiry: BTreeSet<(Micros, u32)>,
@@ -468,6 +569,7 @@ fn compact(pool: &mut Pool, pes: &mut Slab<PoolElement>, generation: u64) {
             continue;
         }
         pool.log[w] = slot;
+        pool.log_ids[w] = pool.log_ids[r];
         pe_mut(pes, slot).pos = w as u32;
         if let (Some(t), Selection::ValueTree(old)) = (&mut tree, &pool.selection) {
             t.push(old.get(r));
@@ -475,8 +577,10 @@ fn compact(pool: &mut Pool, pes: &mut Slab<PoolElement>, generation: u64) {
         w += 1;
     }
     pool.log.truncate(w);
+    pool.log_ids.truncate(w);
     if pool.log.capacity() > 2 * w + 16 {
         pool.log.shrink_to(w + w / 2);
+        pool.log_ids.shrink_to(w + w / 2);
     }
     if let Some(t) = tree {
         pool.selection = Selection::ValueTree(t);
@@ -502,7 +606,7 @@ impl<R: RandomSource> Handlespace<R> {
             pools: Vec::new(),
             free_pools: Vec::new(),
             pool_index: BTreeMap::new(),
-            pool_lookup: HashMap::with_hasher(hasher.clone()),
+            pool_table: HashTable::new(),
             pes: Slab::new(),
             pe_count: 0,
             expiry: BTreeSet::new(),
@@ -543,7 +647,7 @@ impl<R: RandomSource> Handlespace<R> {
 
     /// A pool's shared attributes and size.
     pub fn pool(&self, handle: &PoolHandle) -> Option<PoolSummary> {
-        let p = self.pools[*self.pool_lookup.get(handle)? as usize].as_ref()?;
+        let p = self.pools[self.pool_slot(handle)? as usize].as_ref()?;
         Some(PoolSummary {
             policy: p.policy,
             protocol: p.protocol,
@@ -558,16 +662,26 @@ impl<R: RandomSource> Handlespace<R> {
         handle: &PoolHandle,
     ) -> impl Iterator<Item = &'a PoolElement> + 'a {
         let pool = self
-            .pool_lookup
-            .get(handle)
-            .and_then(|i| self.pools[*i as usize].as_ref());
+            .pool_slot(handle)
+            .and_then(|i| self.pools[i as usize].as_ref());
         pool.into_iter()
             .flat_map(|p| p.members())
             .map(|(_, s)| self.pe(PeRef(s)))
     }
 
+    /// The slot of pool `handle`.
+    fn pool_slot(&self, handle: &PoolHandle) -> Option<u32> {
+        let b = handle.as_bytes();
+        let pools = &self.pools;
+        self.pool_table
+            .find(self.hasher.hash_one(b), |&i| {
+                pools[i as usize].as_ref().is_some_and(|p| p.key.is(b))
+            })
+            .copied()
+    }
+
     fn lookup(&self, handle: &PoolHandle, id: PeId) -> Option<u32> {
-        let p = self.pools[*self.pool_lookup.get(handle)? as usize].as_ref()?;
+        let p = self.pools[self.pool_slot(handle)? as usize].as_ref()?;
         p.find(&self.hasher, id)
     }
 
@@ -618,8 +732,8 @@ impl<R: RandomSource> Handlespace<R> {
         validate(handle, &reg)?;
         let ctrl = reg.user_transport.has_control_channel();
         let protocol = reg.user_transport.protocol;
-        let pidx = match self.pool_lookup.get(handle) {
-            Some(&pidx) => {
+        let pidx = match self.pool_slot(handle) {
+            Some(pidx) => {
                 let pool = self.pools[pidx as usize].as_ref().expect("live pool");
                 if pool.policy != reg.policy.policy {
                     return Err(HandlespaceError::InconsistentPolicy {
@@ -677,19 +791,22 @@ impl<R: RandomSource> Handlespace<R> {
         control_channel: bool,
     ) -> u32 {
         let selection = match policy::engine(policy) {
-            Engine::Sorted => Selection::Sorted(BTreeSet::new()),
+            Engine::Sorted => Selection::Sorted(SortedSet::new()),
             Engine::ValueTree if policy == PolicyType::Random => Selection::Uniform,
             Engine::ValueTree => Selection::ValueTree(Fenwick::default()),
         };
         self.generations += 1;
         let pool = Pool {
+            key: InlineHandle::of(handle),
             handle: handle.clone(),
             handle_sum: handle_sum(handle.as_bytes()),
             policy,
             protocol,
             control_channel,
             next_seq: 0,
-            ids: HashTable::new(),
+            log_ids: Vec::new(),
+            ids: None,
+            live: 0,
             log: Vec::new(),
             dead: 0,
             generation: self.generations,
@@ -707,7 +824,16 @@ impl<R: RandomSource> Handlespace<R> {
             }
         };
         self.pool_index.insert(handle.clone(), idx);
-        self.pool_lookup.insert(handle.clone(), idx);
+        let Handlespace {
+            pool_table,
+            pools,
+            hasher,
+            ..
+        } = self;
+        pool_table.insert_unique(hasher.hash_one(handle.as_bytes()), idx, |&i| {
+            let p = pools[i as usize].as_ref().expect("live pool");
+            hasher.hash_one(p.handle.as_bytes())
+        });
         idx
     }
 
@@ -754,11 +880,7 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::ValueTree(tree) => tree.push(policy::weight_value(&reg.policy, &pe.state)),
             Selection::Uniform => {}
         }
-        pool.log.push(slot);
-        pool.ids
-            .insert_unique(hasher.hash_one(pe.id.0), (pe.id, slot), |e| {
-                hasher.hash_one(e.0 .0)
-            });
+        pool.index_push(hasher, pe.id, slot);
         timers.insert((expiry, slot));
         let partial = pe_sum_of(pool.handle_sum, pe.id);
         owner_add(owners, pool, pidx, pe.home, partial);
@@ -778,9 +900,10 @@ impl<R: RandomSource> Handlespace<R> {
         } = self;
         let pe = pe_mut(pes, slot);
         let pool = pool_mut(pools, pe.pool);
-        if let Selection::Sorted(set) = &mut pool.selection {
-            set.remove(&SortEntry::of(pe, slot));
-        }
+        let old_entry = match &pool.selection {
+            Selection::Sorted(_) => Some(SortEntry::of(pe, slot)),
+            _ => None,
+        };
         if pe.expiry != expiry {
             timers.remove(&(pe.expiry, slot));
             timers.insert((expiry, slot));
@@ -799,7 +922,14 @@ impl<R: RandomSource> Handlespace<R> {
         pe.registrator_transport = reg.registrator_transport.map(Box::new);
         match &mut pool.selection {
             Selection::Sorted(set) => {
-                set.insert(SortEntry::of(pe, slot));
+                // Most updates keep the key (round robin keeps its place; a load that did not
+                // change): then the set is not touched.
+                let new_entry = SortEntry::of(pe, slot);
+                let old_entry = old_entry.expect("sorted pool");
+                if new_entry != old_entry {
+                    set.remove(&old_entry);
+                    set.insert(new_entry);
+                }
             }
             Selection::ValueTree(tree) => {
                 tree.set(
@@ -832,27 +962,21 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::ValueTree(tree) => tree.set(pos, 0),
             Selection::Uniform => {}
         }
-        pool.log[pos] = TOMB;
-        pool.dead += 1;
-        if let Ok(e) = pool
-            .ids
-            .find_entry(hasher.hash_one(pe.id.0), |e| e.0 == pe.id)
-        {
-            e.remove();
-        }
-        if pool.ids.capacity() > 64 && pool.ids.len() * 4 < pool.ids.capacity() {
-            // A pool that shrank gives its table back (amortized O(1) a removal).
-            let len = pool.ids.len();
-            pool.ids.shrink_to(2 * len, |e| hasher.hash_one(e.0 .0));
-        }
+        pool.index_remove(hasher, pos);
         timers.remove(&(pe.expiry, slot));
         let partial = pe_sum_of(pool.handle_sum, pe.id);
         owner_remove(owners, pool, pe.home, partial);
         checksum.remove_sum(partial);
-        if pool.ids.is_empty() {
+        if pool.live == 0 {
             let pool = pools[pidx as usize].take().expect("live pool");
             self.pool_index.remove(&pool.handle);
-            self.pool_lookup.remove(&pool.handle);
+            let b = pool.handle.as_bytes();
+            if let Ok(e) = self
+                .pool_table
+                .find_entry(self.hasher.hash_one(b), |&i| i == pidx)
+            {
+                e.remove();
+            }
             self.free_pools.push(pidx);
         } else if pool.dead >= COMPACT_MIN_DEAD && pool.dead as usize > pool.len() {
             self.generations += 1;
@@ -878,9 +1002,8 @@ impl<R: RandomSource> Handlespace<R> {
         out: &mut Vec<PeRef>,
     ) -> Result<(), HandlespaceError> {
         out.clear();
-        let &pidx = self
-            .pool_lookup
-            .get(handle)
+        let pidx = self
+            .pool_slot(handle)
             .ok_or(HandlespaceError::UnknownPoolHandle)?;
         let Handlespace {
             pools,
@@ -897,7 +1020,7 @@ impl<R: RandomSource> Handlespace<R> {
         } as usize;
         match &mut pool.selection {
             Selection::Sorted(set) => {
-                out.extend(set.iter().take(n).map(|e| PeRef(e.slot)));
+                out.extend(set.first_n(n).map(|e| PeRef(e.slot)));
                 for r in out.iter().take(max_increment) {
                     let pe = pe_mut(pes, r.0);
                     set.remove(&SortEntry::of(pe, r.0));
@@ -907,10 +1030,10 @@ impl<R: RandomSource> Handlespace<R> {
                 }
             }
             Selection::Uniform => {
-                let picks = n.min(pool.ids.len());
+                let picks = n.min(pool.len());
                 let log = &pool.log;
                 scratch.clear();
-                if picks > 32 || 2 * picks >= pool.ids.len() {
+                if picks > 32 || 2 * picks >= pool.len() {
                     // Many of the pool: a partial Fisher-Yates shuffle of the live places.
                     scratch.extend(pool.members());
                     for i in 0..picks {
@@ -947,7 +1070,7 @@ impl<R: RandomSource> Handlespace<R> {
                 scratch.clear();
                 let mut excluded = false;
                 let members = &pool.log;
-                let picks = n.min(pool.ids.len());
+                let picks = n.min(pool.live as usize);
                 // Small trees are cache-resident: there the plain sequential search is cheaper.
                 let batched = if members.len() >= 1 << 12 {
                     picks.min(BATCH)

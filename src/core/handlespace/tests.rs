@@ -1028,9 +1028,13 @@ fn a_pool_that_shrinks_gives_its_id_table_and_log_back() {
             .unwrap();
     }
     let pool = |h: &Handlespace| {
-        let i = h.pool_lookup[&ph("P")];
+        let i = h.pool_slot(&ph("P")).unwrap();
         let p = h.pools[i as usize].as_ref().unwrap();
-        (p.ids.capacity(), p.log.capacity(), p.len())
+        (
+            p.ids.as_ref().map_or(0, |t| t.capacity()),
+            p.log.capacity(),
+            p.len(),
+        )
     };
     assert!(pool(&h).0 >= 5000);
     for id in 11..=5000 {
@@ -1044,4 +1048,48 @@ fn a_pool_that_shrinks_gives_its_id_table_and_log_back() {
 
 fn ids_of(h: &Handlespace) -> Vec<u32> {
     h.pool_elements(&ph("P")).map(|pe| pe.id().0).collect()
+}
+
+#[test]
+fn ids_are_scanned_in_small_pools_and_hashed_in_large_ones() {
+    let mut h = hs();
+    let hashed = |h: &Handlespace| {
+        let i = h.pool_slot(&ph("P")).unwrap();
+        h.pools[i as usize].as_ref().unwrap().ids.is_some()
+    };
+    for id in 1..=40 {
+        h.register(&ph("P"), reg(id, PolicyType::RoundRobin), 0)
+            .unwrap();
+        assert_eq!(hashed(&h), id as usize > HASHED_MIN, "after {id}");
+        for known in 1..=id {
+            assert_eq!(h.get(&ph("P"), PeId(known)).unwrap().id(), PeId(known));
+        }
+        assert!(h.get(&ph("P"), PeId(id + 1)).is_none());
+    }
+    // Down to one PE: the table goes below HASHED_MIN / 4, and the scan leaves tombstones (id 0
+    // in `log_ids`) that a lookup of id 0 must not find.
+    for id in 1..=39 {
+        assert!(h.deregister(&ph("P"), PeId(id)).is_some());
+        assert!(h.get(&ph("P"), PeId(id)).is_none());
+        assert!(h.deregister(&ph("P"), PeId(0)).is_none());
+        assert!(h.get(&ph("P"), PeId(0)).is_none());
+        for known in id + 1..=40 {
+            assert!(
+                h.get(&ph("P"), PeId(known)).is_some(),
+                "{known} after removing {id}"
+            );
+        }
+    }
+    assert!(!hashed(&h));
+    assert_eq!(ids_of(&h), vec![40]);
+    // And back up: rebuilt from the (compacted or not) log.
+    for id in 41..=60 {
+        h.register(&ph("P"), reg(id, PolicyType::RoundRobin), 0)
+            .unwrap();
+    }
+    assert!(hashed(&h));
+    assert_eq!(ids_of(&h), (40..=60).collect::<Vec<_>>());
+    for id in 40..=60 {
+        assert!(h.get(&ph("P"), PeId(id)).is_some());
+    }
 }

@@ -1,0 +1,167 @@
+//! The ordered set of a sorted-policy pool: a sorted ring buffer while the pool is small, a
+//! B-tree once it is large.
+//!
+//! Most pools are small (tens to a few hundred PEs). There, one contiguous buffer beats a
+//! B-tree: a handle resolution reads the first entries and moves the selected one towards the
+//! back (round robin: from the front to the back, O(1) in a ring), so it touches two cache
+//! lines of the pool instead of a root, a leaf and another leaf scattered over the heap. An
+//! insert or removal in the middle moves at most half the entries (at most `SMALL_MAX / 2` of
+//! 24 bytes: a bounded, contiguous copy). Past `SMALL_MAX` entries the set becomes a B-tree
+//! (O(log n) per change); below `SMALL_MAX / 4` it goes back (the hysteresis keeps the O(n)
+//! conversions to one per Θ(n) changes).
+
+use std::collections::{BTreeSet, VecDeque};
+
+/// Entries up to which the ring is kept (a ring of 256 × 24 bytes is 6 KiB).
+#[cfg(not(test))]
+pub(super) const SMALL_MAX: usize = 256;
+/// The unit tests convert early, so that every test runs through both forms.
+#[cfg(test)]
+pub(super) const SMALL_MAX: usize = 8;
+
+pub(super) enum SortedSet<T: Ord> {
+    Small(VecDeque<T>),
+    Big(BTreeSet<T>),
+}
+
+impl<T: Ord + Copy> SortedSet<T> {
+    pub(super) fn new() -> Self {
+        SortedSet::Small(VecDeque::new())
+    }
+
+    pub(super) fn first(&self) -> Option<&T> {
+        match self {
+            SortedSet::Small(v) => v.front(),
+            SortedSet::Big(s) => s.first(),
+        }
+    }
+
+    /// The first `n` entries in order.
+    pub(super) fn first_n(&self, n: usize) -> impl Iterator<Item = &T> + '_ {
+        let (a, b) = match self {
+            SortedSet::Small(v) => (Some(v.iter()), None),
+            SortedSet::Big(s) => (None, Some(s.iter())),
+        };
+        a.into_iter()
+            .flatten()
+            .chain(b.into_iter().flatten())
+            .take(n)
+    }
+
+    /// Inserts `e` (not present before).
+    pub(super) fn insert(&mut self, e: T) {
+        match self {
+            SortedSet::Small(v) => {
+                // The common cases first: a new or just selected entry usually goes last.
+                if v.back().is_none_or(|b| *b < e) {
+                    v.push_back(e);
+                } else {
+                    let i = v.partition_point(|x| *x < e);
+                    debug_assert!(v.get(i) != Some(&e), "entry already present");
+                    v.insert(i, e);
+                }
+                if v.len() > SMALL_MAX {
+                    *self = SortedSet::Big(v.drain(..).collect());
+                }
+            }
+            SortedSet::Big(s) => {
+                let fresh = s.insert(e);
+                debug_assert!(fresh, "entry already present");
+            }
+        }
+    }
+
+    /// Removes `e`; false if it was not there.
+    pub(super) fn remove(&mut self, e: &T) -> bool {
+        match self {
+            SortedSet::Small(v) => {
+                let i = if v.front() == Some(e) {
+                    0
+                } else {
+                    match v.binary_search(e) {
+                        Ok(i) => i,
+                        Err(_) => return false,
+                    }
+                };
+                v.remove(i);
+                if v.capacity() > 64 && v.len() * 4 < v.capacity() {
+                    v.shrink_to(2 * v.len());
+                }
+                true
+            }
+            SortedSet::Big(s) => {
+                if !s.remove(e) {
+                    return false;
+                }
+                if s.len() < SMALL_MAX / 4 {
+                    let v: VecDeque<T> = std::mem::take(s).into_iter().collect();
+                    *self = SortedSet::Small(v);
+                }
+                true
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        match self {
+            SortedSet::Small(v) => v.len(),
+            SortedSet::Big(s) => s.len(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_small(&self) -> bool {
+        matches!(self, SortedSet::Small(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against a BTreeSet, through growth past SMALL_MAX and shrinking back, with inserts at
+    /// the back, the front and the middle.
+    #[test]
+    fn matches_a_btreeset_through_both_forms() {
+        let mut set = SortedSet::new();
+        let mut model = BTreeSet::new();
+        let mut x: u64 = 7;
+        let mut seen_big = false;
+        let mut back_to_small = false;
+        for step in 0..4000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Grow for a while, then shrink, then grow again.
+            let grow = (step / 500) % 2 == 0;
+            if (x % 3 != 0) == grow || model.is_empty() {
+                let e = match x % 4 {
+                    0 => step,            // back
+                    1 => u64::MAX - step, // beyond every other
+                    _ => x % 10_000,      // anywhere
+                };
+                assert_eq!(set.remove(&e), model.remove(&e));
+                set.insert(e);
+                model.insert(e);
+            } else {
+                let k = (x as usize) % model.len();
+                let e = *model.iter().nth(k).unwrap();
+                assert!(set.remove(&e));
+                model.remove(&e);
+                assert!(!set.remove(&e));
+            }
+            assert_eq!(set.len(), model.len());
+            assert_eq!(set.first(), model.first());
+            let n = (x % 5) as usize;
+            assert!(set.first_n(n).eq(model.iter().take(n)));
+            if !set.is_small() {
+                seen_big = true;
+            } else if seen_big {
+                back_to_small = true;
+            }
+        }
+        assert!(set.first_n(usize::MAX).eq(model.iter()));
+        assert!(seen_big && back_to_small);
+    }
+}
