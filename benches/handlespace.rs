@@ -7,7 +7,7 @@
 //! structures, excluding the PE's address list — one IPv4 address, 17 bytes — and without an
 //! ASAP (registrator) transport, which would add a boxed 40-byte transport plus its addresses).
 //! "RSS MiB" is the process's VmRSS right after building (includes the benchmark's own data).
-//! Every size is run at least twice (small sizes up to 30 times) and the best run of each
+//! Every size is run at least three times (small sizes up to 30 times) and the best run of each
 //! operation is printed.
 //! After each layout, a "slowdown" row gives, per column, (rate at the smallest size) / (rate at
 //! the largest size) from this same run — the target is ≤ 2.0 between 10^3 and 10^6.
@@ -183,7 +183,7 @@ fn main() {
             for (pi, policy) in policies.into_iter().enumerate() {
                 // Every size is repeated and the best run of each operation kept (the machine is
                 // shared; the minimum is the least disturbed measurement).
-                let reps = (300_000 / n).clamp(2, 30);
+                let reps = (300_000 / n).clamp(3, 30);
                 let (mut t_reg, mut t_rereg, mut t_hr, mut t_dereg) =
                     (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
                 let mut per_pe = 0.0;

@@ -28,6 +28,7 @@ use std::hash::BuildHasher;
 use std::ops::Bound;
 
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 use crate::core::checksum::{handle_sum, pe_sum_of, HandlespaceChecksum};
 use crate::core::types::{
@@ -324,14 +325,19 @@ impl InlineHandle {
     }
 }
 
-/// Hot fields first (`repr(C)` keeps the order): a handle resolution reads the first two
-/// cache lines only.
-#[repr(C)]
+/// Hot fields first (`repr(C)` keeps the order), and every pool starts on a cache line: the
+/// first line holds all that a lookup and a uniform draw read (handle, attributes, size, log),
+/// the second the selection index and the id scan array.
+#[repr(C, align(64))]
 struct Pool {
     key: InlineHandle,
     policy: PolicyType,
     protocol: TransportProtocol,
     control_channel: bool,
+    live: u32,
+    /// The pool's PEs (slots) in insertion order; a PE's `pos` is its place here. Removal
+    /// leaves a [`TOMB`]; the log is compacted when tombstones outnumber PEs.
+    log: Vec<u32>,
     next_seq: u64,
     selection: Selection,
     /// The PE ids in log order (`log_ids[p]` is the id of `log[p]`; 0 at a tombstone): a small
@@ -340,18 +346,14 @@ struct Pool {
     /// PE id → slot, hashed with the handlespace's keyed hasher: only while the pool has more
     /// than [`HASHED_MIN`] PEs (built then, dropped below a quarter of that).
     ids: Option<HashTable<(PeId, u32)>>,
-    live: u32,
-    handle: PoolHandle,
+    dead: u32,
     /// The pool handle's part of every PE checksum of this pool.
     handle_sum: u32,
-    /// The pool's PEs (slots) in insertion order; a PE's `pos` is its place here. Removal
-    /// leaves a [`TOMB`]; the log is compacted when tombstones outnumber PEs.
-    log: Vec<u32>,
-    dead: u32,
+    handle: PoolHandle,
     /// Changes whenever log places change (compaction) and differs between pool incarnations.
     generation: u64,
-    /// PEs of this pool per home registrar (a handful of entries).
-    owners: Vec<(RegistrarId, u32)>,
+    /// PEs of this pool per home registrar (a handful of entries; two inline).
+    owners: SmallVec<[(RegistrarId, u32); 2]>,
 }
 
 /// Pool size from which the PE ids are hashed; below, lookups scan the pool's `log_ids`.
@@ -811,7 +813,7 @@ impl<R: RandomSource> Handlespace<R> {
             dead: 0,
             generation: self.generations,
             selection,
-            owners: Vec::new(),
+            owners: SmallVec::new(),
         };
         let idx = match self.free_pools.pop() {
             Some(i) => {
@@ -851,10 +853,16 @@ impl<R: RandomSource> Handlespace<R> {
         let pool = pool_mut(pools, pidx);
         let seq = pool.next_seq;
         pool.next_seq += 1;
-        // Only WRR keys use the round: no other policy reads the head PE here.
+        // Only WRR keys use the round, and a WRR key's primary part is the round: the head
+        // entry tells it without a visit to the head PE.
         let head_round = match &pool.selection {
             Selection::Sorted(set) if pool.policy == PolicyType::WeightedRoundRobin => {
-                set.first().map_or(0, |e| pe_mut(pes, e.slot).state.round)
+                let round = set.first().map_or(0, |e| e.primary);
+                debug_assert_eq!(
+                    round,
+                    set.first().map_or(0, |e| pes.get(e.slot).state.round)
+                );
+                round
             }
             _ => 0,
         };

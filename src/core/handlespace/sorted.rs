@@ -12,6 +12,29 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+/// Asks for every cache line of the ring at once, before a binary search whose probes would
+/// otherwise be a chain of dependent misses into a cold pool (a no-op where the ring is cached,
+/// and on targets without a prefetch hint).
+fn prefetch_ring<T>(v: &VecDeque<T>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let (a, b) = v.as_slices();
+        for part in [a, b] {
+            let bytes = std::mem::size_of_val(part);
+            let base = part.as_ptr().cast::<i8>();
+            for off in (0..bytes).step_by(64) {
+                // SAFETY: a prefetch is only a hint (it never faults and reads nothing into the
+                // program), and SSE, which it needs, is part of every x86_64 target; the
+                // address stays inside the slice (`off < bytes`).
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off)) };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
 /// Entries up to which the ring is kept (a ring of 256 × 24 bytes is 6 KiB).
 #[cfg(not(test))]
 pub(super) const SMALL_MAX: usize = 256;
@@ -52,10 +75,15 @@ impl<T: Ord + Copy> SortedSet<T> {
     pub(super) fn insert(&mut self, e: T) {
         match self {
             SortedSet::Small(v) => {
-                // The common cases first: a new or just selected entry usually goes last.
+                // The common cases first, without a search through the ring: a new or just
+                // selected entry usually goes last (round robin), or first (a least-used PE
+                // selected again keeps the lowest load).
                 if v.back().is_none_or(|b| *b < e) {
                     v.push_back(e);
+                } else if v.front().is_some_and(|f| e < *f) {
+                    v.push_front(e);
                 } else {
+                    prefetch_ring(v);
                     let i = v.partition_point(|x| *x < e);
                     debug_assert!(v.get(i) != Some(&e), "entry already present");
                     v.insert(i, e);
@@ -77,7 +105,10 @@ impl<T: Ord + Copy> SortedSet<T> {
             SortedSet::Small(v) => {
                 let i = if v.front() == Some(e) {
                     0
+                } else if v.back() == Some(e) {
+                    v.len() - 1
                 } else {
+                    prefetch_ring(v);
                     match v.binary_search(e) {
                         Ok(i) => i,
                         Err(_) => return false,

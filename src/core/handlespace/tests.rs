@@ -1093,3 +1093,12 @@ fn ids_are_scanned_in_small_pools_and_hashed_in_large_ones() {
         assert!(h.get(&ph("P"), PeId(id)).is_some());
     }
 }
+
+#[test]
+fn a_pools_lookup_fields_share_its_first_cache_line() {
+    use std::mem::{align_of, offset_of, size_of};
+    assert_eq!(align_of::<Pool>(), 64);
+    assert!(offset_of!(Pool, log) + size_of::<Vec<u32>>() <= 64);
+    assert!(offset_of!(Pool, live) < 64 && offset_of!(Pool, policy) < 64);
+    assert!(offset_of!(Pool, selection) + size_of::<Selection>() <= 128);
+}
