@@ -472,6 +472,8 @@ pub struct Handlespace<R = SplitMix64> {
     owners: HashMap<RegistrarId, Owner, IdHasher>,
     checksum: HandlespaceChecksum,
     scratch: Vec<(usize, u32)>,
+    /// The entries a sorted selection picked (scratch).
+    picked: Vec<SortEntry>,
     hasher: IdHasher,
     /// Source of pool log generations.
     generations: u64,
@@ -615,6 +617,7 @@ impl<R: RandomSource> Handlespace<R> {
             owners: HashMap::with_hasher(hasher.clone()),
             checksum: HandlespaceChecksum::new(),
             scratch: Vec::new(),
+            picked: Vec::new(),
             hasher,
             generations: 0,
         }
@@ -1019,6 +1022,7 @@ impl<R: RandomSource> Handlespace<R> {
             rng,
             config,
             scratch,
+            picked,
             ..
         } = self;
         let pool = pool_mut(pools, pidx);
@@ -1028,13 +1032,26 @@ impl<R: RandomSource> Handlespace<R> {
         } as usize;
         match &mut pool.selection {
             Selection::Sorted(set) => {
-                out.extend(set.first_n(n).map(|e| PeRef(e.slot)));
-                for r in out.iter().take(max_increment) {
-                    let pe = pe_mut(pes, r.0);
-                    set.remove(&SortEntry::of(pe, r.0));
-                    policy::on_selected(&pe.policy(), &mut pe.state, pool.next_seq);
+                picked.clear();
+                picked.extend(set.first_n(n).copied());
+                out.extend(picked.iter().map(|e| PeRef(e.slot)));
+                let renew_seq = policy::selection_renews_only_seq(pool.policy);
+                for &e in picked.iter().take(max_increment) {
+                    set.remove(&e);
+                    let seq = pool.next_seq;
                     pool.next_seq += 1;
-                    set.insert(SortEntry::of(pe, r.0));
+                    let pe = pe_mut(pes, e.slot);
+                    policy::on_selected(&pe.policy(), &mut pe.state, seq);
+                    // Where only the sequence number changes, the new entry follows from the
+                    // old one: the ring or tree moves on without waiting for the PE's (cold)
+                    // cache line, whose update completes in the background.
+                    let moved = if renew_seq {
+                        SortEntry { seq, ..e }
+                    } else {
+                        SortEntry::of(pe, e.slot)
+                    };
+                    debug_assert!(moved == SortEntry::of(pe, e.slot));
+                    set.insert(moved);
                 }
             }
             Selection::Uniform => {

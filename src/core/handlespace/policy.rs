@@ -160,6 +160,20 @@ pub fn on_reregistration(old: &PolicyInfo, info: &PolicyInfo, st: &mut Selection
     }
 }
 
+/// True if a selection changes nothing of a PE's sort key but the sequence number (the PE goes
+/// behind its equals): then the engine can move its entry without reading the PE first.
+pub const fn selection_renews_only_seq(p: PolicyType) -> bool {
+    use PolicyType::*;
+    !matches!(
+        p,
+        WeightedRoundRobin
+            | LeastUsedDegradation
+            | PriorityLeastUsedDegradation
+            | LeastUsedDegradationDpf
+            | PriorityLeastUsedDegradationDpf
+    )
+}
+
 /// The policy hook of an "update" after a selection (sequence number set by the caller).
 pub fn on_selected(info: &PolicyInfo, st: &mut SelectionState, seq: u64) {
     use PolicyType::*;
@@ -196,6 +210,33 @@ mod tests {
         assert_eq!(engine(PolicyType::RandomizedLeastUsed), Engine::ValueTree);
         assert_eq!(default_max_increment(PolicyType::WeightedRandom), 0);
         assert_eq!(default_max_increment(PolicyType::LeastUsed), 1);
+    }
+
+    #[test]
+    fn only_the_listed_policies_change_more_than_the_sequence_number() {
+        for p in PolicyType::ALL {
+            if engine(p) != Engine::Sorted {
+                continue;
+            }
+            let mut info = PolicyInfo::new(p);
+            info.weight = 3;
+            info.load = 1000;
+            info.load_degradation = 77;
+            info.priority = 5;
+            info.distance = 9;
+            info.load_dpf = 1 << 20;
+            let mut st = on_insert(&info, 4, 2);
+            let mut changed = false;
+            // WRR changes its key only at the end of a round: select a few times.
+            for seq in 5..10 {
+                let before = sort_key(&info, &st);
+                on_selected(&info, &mut st, seq);
+                let after = sort_key(&info, &st);
+                assert_eq!(after.seq, seq);
+                changed |= (before.primary, before.secondary) != (after.primary, after.secondary);
+            }
+            assert_eq!(changed, !selection_renews_only_seq(p), "{p:?}");
+        }
     }
 
     #[test]
