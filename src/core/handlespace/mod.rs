@@ -13,6 +13,7 @@
 mod error;
 mod fenwick;
 pub mod policy;
+mod prefetch;
 pub mod rng;
 mod slab;
 mod sorted;

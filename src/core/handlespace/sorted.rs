@@ -12,27 +12,14 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use super::prefetch::prefetch;
+
 /// Asks for every cache line of the ring at once, before a binary search whose probes would
-/// otherwise be a chain of dependent misses into a cold pool (a no-op where the ring is cached,
-/// and on targets without a prefetch hint).
+/// otherwise be a chain of dependent misses into a cold pool.
 fn prefetch_ring<T>(v: &VecDeque<T>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let (a, b) = v.as_slices();
-        for part in [a, b] {
-            let bytes = std::mem::size_of_val(part);
-            let base = part.as_ptr().cast::<i8>();
-            for off in (0..bytes).step_by(64) {
-                // SAFETY: a prefetch is only a hint (it never faults and reads nothing into the
-                // program), and SSE, which it needs, is part of every x86_64 target; the
-                // address stays inside the slice (`off < bytes`).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off)) };
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
+    let (a, b) = v.as_slices();
+    prefetch(a);
+    prefetch(b);
 }
 
 /// Entries up to which the ring is kept (a ring of 256 × 24 bytes is 6 KiB).
