@@ -163,7 +163,7 @@ impl PoolElement {
             *slot = v;
         }
     }
-    /// Selection state: sequence number, selection count, degradation, WRR counters.
+    /// Selection state: sequence number, degradation, WRR counters.
     pub fn selection_state(&self) -> &SelectionState {
         &self.state
     }
@@ -1042,13 +1042,22 @@ impl<R: RandomSource> Handlespace<R> {
                     let seq = pool.next_seq;
                     pool.next_seq += 1;
                     let pe = pe_mut(pes, e.slot);
-                    policy::on_selected(&pe.policy(), &mut pe.state, seq);
                     // Where only the sequence number changes, the new entry follows from the
-                    // old one: the ring or tree moves on without waiting for the PE's (cold)
-                    // cache line, whose update completes in the background.
+                    // old one, and the PE gets a plain store (no read): the ring or tree moves
+                    // on without waiting for the PE's (cold) cache line.
                     let moved = if renew_seq {
+                        #[cfg(debug_assertions)]
+                        let expected = {
+                            let mut st = pe.state;
+                            policy::on_selected(&pe.policy(), &mut st, seq);
+                            st
+                        };
+                        pe.state.seq = seq;
+                        #[cfg(debug_assertions)]
+                        debug_assert_eq!(pe.state, expected);
                         SortEntry { seq, ..e }
                     } else {
+                        policy::on_selected(&pe.policy(), &mut pe.state, seq);
                         SortEntry::of(pe, e.slot)
                     };
                     debug_assert!(moved == SortEntry::of(pe, e.slot));

@@ -49,8 +49,6 @@ pub const fn default_max_increment(p: PolicyType) -> u32 {
 pub struct SelectionState {
     /// Per-pool sequence number, assigned on insert and on every update.
     pub seq: u64,
-    /// How often the PE was updated by a selection.
-    pub selections: u64,
     /// Accumulated load degradation (reset on every (re-)registration).
     pub degradation: u32,
     /// WRR round counter.
@@ -143,7 +141,6 @@ pub fn weight_value(info: &PolicyInfo, st: &SelectionState) -> u32 {
 pub fn on_insert(info: &PolicyInfo, seq: u64, head_round: u64) -> SelectionState {
     SelectionState {
         seq,
-        selections: 0,
         degradation: 0,
         round: head_round,
         virtual_counter: info.weight,
@@ -178,7 +175,6 @@ pub const fn selection_renews_only_seq(p: PolicyType) -> bool {
 pub fn on_selected(info: &PolicyInfo, st: &mut SelectionState, seq: u64) {
     use PolicyType::*;
     st.seq = seq;
-    st.selections += 1;
     match info.policy {
         WeightedRoundRobin => {
             if st.virtual_counter <= 1 {
@@ -230,9 +226,13 @@ mod tests {
             // WRR changes its key only at the end of a round: select a few times.
             for seq in 5..10 {
                 let before = sort_key(&info, &st);
+                let renewed = SelectionState { seq, ..st };
                 on_selected(&info, &mut st, seq);
                 let after = sort_key(&info, &st);
                 assert_eq!(after.seq, seq);
+                if selection_renews_only_seq(p) {
+                    assert_eq!(st, renewed, "{p:?}: a selection changes only the seq");
+                }
                 changed |= (before.primary, before.secondary) != (after.primary, after.secondary);
             }
             assert_eq!(changed, !selection_renews_only_seq(p), "{p:?}");
