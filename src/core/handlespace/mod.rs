@@ -24,7 +24,7 @@ mod tests;
 pub use error::{cause, rsperr, HandlespaceError, MAX_PE_TRANSPORT_ADDRESSES};
 pub use rng::{RandomSource, SplitMix64};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::ops::Bound;
 
@@ -285,6 +285,11 @@ impl SortEntry {
 }
 
 enum Selection {
+    /// Round robin while the pool is small: the slots in selection order (front = next). The
+    /// order is the PEs' sequence numbers (a PE enters and returns at the back with the next
+    /// one), so the ring needs no keys: 4 bytes a PE. Past [`sorted::SMALL_MAX`] PEs the pool
+    /// becomes `Sorted`, and below a quarter of that a rotation again.
+    Rotation(VecDeque<u32>),
     Sorted(SortedSet<SortEntry>),
     /// Sum tree of weights by log position (removed PEs weigh 0 until the log is compacted).
     ValueTree(Fenwick),
@@ -363,15 +368,26 @@ const HASHED_MIN: usize = 128;
 #[cfg(test)]
 const HASHED_MIN: usize = 8;
 
-/// The place of `id` in `ids` (a scan in blocks the compiler vectorizes).
-fn scan(ids: &[PeId], id: PeId) -> Option<usize> {
+/// The place of `x` in `xs` (a scan in blocks the compiler vectorizes).
+fn scan<T: Copy + PartialEq>(xs: &[T], x: T) -> Option<usize> {
     const BLOCK: usize = 16;
-    for (b, chunk) in ids.chunks(BLOCK).enumerate() {
-        if chunk.iter().fold(false, |hit, x| hit | (x.0 == id.0)) {
-            return chunk.iter().position(|x| *x == id).map(|p| b * BLOCK + p);
+    for (b, chunk) in xs.chunks(BLOCK).enumerate() {
+        if chunk.iter().fold(false, |hit, y| hit | (*y == x)) {
+            return chunk.iter().position(|y| *y == x).map(|p| b * BLOCK + p);
         }
     }
     None
+}
+
+/// The place of `slot` in a rotation.
+fn scan_ring(ring: &VecDeque<u32>, slot: u32) -> Option<usize> {
+    let (a, b) = ring.as_slices();
+    scan(a, slot).or_else(|| scan(b, slot).map(|i| a.len() + i))
+}
+
+/// A round-robin pool's order as sorted entries (it grew past a rotation).
+fn rotation_to_sorted(ring: &VecDeque<u32>, pes: &Slab<PoolElement>) -> SortedSet<SortEntry> {
+    SortedSet::from_sorted(ring.iter().map(|&s| SortEntry::of(pes.get(s), s)))
 }
 
 impl Pool {
@@ -797,6 +813,9 @@ impl<R: RandomSource> Handlespace<R> {
         control_channel: bool,
     ) -> u32 {
         let selection = match policy::engine(policy) {
+            Engine::Sorted if policy == PolicyType::RoundRobin => {
+                Selection::Rotation(VecDeque::new())
+            }
             Engine::Sorted => Selection::Sorted(SortedSet::new()),
             Engine::ValueTree if policy == PolicyType::Random => Selection::Uniform,
             Engine::ValueTree => Selection::ValueTree(Fenwick::default()),
@@ -886,6 +905,8 @@ impl<R: RandomSource> Handlespace<R> {
         };
         pe.set_policy(&reg.policy);
         match &mut pool.selection {
+            // The new PE has the pool's highest sequence number: it goes last.
+            Selection::Rotation(ring) => ring.push_back(slot),
             Selection::Sorted(set) => {
                 set.insert(SortEntry::of(&pe, slot));
             }
@@ -899,6 +920,11 @@ impl<R: RandomSource> Handlespace<R> {
         checksum.add_sum(partial);
         let stored = pes.insert(pe);
         debug_assert_eq!(stored, slot);
+        if let Selection::Rotation(ring) = &pool.selection {
+            if ring.len() > sorted::SMALL_MAX {
+                pool.selection = Selection::Sorted(rotation_to_sorted(ring, pes));
+            }
+        }
         self.pe_count += 1;
     }
 
@@ -949,7 +975,8 @@ impl<R: RandomSource> Handlespace<R> {
                     policy::weight_value(&pe.policy(), &pe.state),
                 );
             }
-            Selection::Uniform => {}
+            // A round-robin PE keeps its place (its sequence number) on re-registration.
+            Selection::Rotation(_) | Selection::Uniform => {}
         }
     }
 
@@ -968,8 +995,16 @@ impl<R: RandomSource> Handlespace<R> {
         let pool = pool_mut(pools, pidx);
         let pos = pe.pos as usize;
         match &mut pool.selection {
+            Selection::Rotation(ring) => {
+                let i = scan_ring(ring, slot).expect("PE in its rotation");
+                ring.remove(i);
+            }
             Selection::Sorted(set) => {
                 set.remove(&SortEntry::of(&pe, slot));
+                if pool.policy == PolicyType::RoundRobin && set.len() < sorted::SMALL_MAX / 4 {
+                    let ring = set.first_n(usize::MAX).map(|e| e.slot).collect();
+                    pool.selection = Selection::Rotation(ring);
+                }
             }
             Selection::ValueTree(tree) => tree.set(pos, 0),
             Selection::Uniform => {}
@@ -1032,6 +1067,17 @@ impl<R: RandomSource> Handlespace<R> {
             m => m,
         } as usize;
         match &mut pool.selection {
+            Selection::Rotation(ring) => {
+                out.extend(ring.iter().take(n).map(|&s| PeRef(s)));
+                // The updated PEs go to the back in their order, with the next sequence
+                // numbers (a plain store into each PE: nothing waits for its cache line).
+                for _ in 0..max_increment.min(out.len()) {
+                    let s = ring.pop_front().expect("picked from the ring");
+                    ring.push_back(s);
+                    pe_mut(pes, s).state.seq = pool.next_seq;
+                    pool.next_seq += 1;
+                }
+            }
             Selection::Sorted(set) => {
                 picked.clear();
                 picked.extend(set.first_n(n).copied());

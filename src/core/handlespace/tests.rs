@@ -1100,3 +1100,65 @@ fn a_pools_lookup_fields_share_its_first_cache_line() {
     assert!(offset_of!(Pool, live) < 64 && offset_of!(Pool, policy) < 64);
     assert!(offset_of!(Pool, selection) + size_of::<Selection>() <= 128);
 }
+
+/// Round robin against a queue model through growth past the rotation (into the sorted set)
+/// and back: inserts go last, a resolution of k returns the first k and moves the first
+/// `max_increment` of them to the back, removals keep the order, re-registrations keep places.
+#[test]
+fn round_robin_keeps_its_order_through_rotation_and_sorted_forms() {
+    for max_increment in [1, PU_CACHE_MAX_INCREMENT] {
+        let mut config = Config::registrar();
+        config.max_increment = max_increment;
+        let mut h = Handlespace::with_seed(config, 5);
+        let mut model: std::collections::VecDeque<u32> = Default::default();
+        let mut next_id = 1;
+        let mut x: u64 = 99;
+        let (mut seen_rotation, mut seen_sorted, mut back_to_rotation) = (false, false, false);
+        for step in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let grow = (step / 300) % 2 == 0;
+            match x % 4 {
+                0 | 1 if grow || model.is_empty() => {
+                    h.register(&ph("R"), reg(next_id, PolicyType::RoundRobin), 0)
+                        .unwrap();
+                    model.push_back(next_id);
+                    next_id += 1;
+                }
+                0 | 1 => {
+                    let id = model.remove((x >> 8) as usize % model.len()).unwrap();
+                    assert!(h.deregister(&ph("R"), PeId(id)).is_some());
+                }
+                2 if !model.is_empty() => {
+                    // A re-registration keeps the PE's place.
+                    let id = model[(x >> 8) as usize % model.len()];
+                    h.register(&ph("R"), reg(id, PolicyType::RoundRobin), 1)
+                        .unwrap();
+                }
+                _ if !model.is_empty() => {
+                    let k = 1 + (x >> 8) as usize % 3;
+                    let got = ids(&h.handle_resolution(&ph("R"), k).unwrap());
+                    let want: Vec<u32> = model.iter().take(k).copied().collect();
+                    assert_eq!(got, want, "step {step}");
+                    for _ in 0..(max_increment as usize).min(want.len()) {
+                        let front = model.pop_front().unwrap();
+                        model.push_back(front);
+                    }
+                }
+                _ => {}
+            }
+            let i = h.pool_slot(&ph("R"));
+            match i.map(|i| &h.pools[i as usize].as_ref().unwrap().selection) {
+                Some(Selection::Rotation(_)) => {
+                    back_to_rotation |= seen_sorted;
+                    seen_rotation = true;
+                }
+                Some(Selection::Sorted(_)) => seen_sorted = true,
+                Some(_) => panic!("a round-robin pool is a rotation or sorted"),
+                None => assert!(model.is_empty()),
+            }
+        }
+        assert!(seen_rotation && seen_sorted && back_to_rotation);
+    }
+}
