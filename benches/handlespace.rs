@@ -12,7 +12,8 @@
 //! After each layout, a "slowdown" row gives, per column, (rate at the smallest size) / (rate at
 //! the largest size) from this same run — the target is ≤ 2.0 between 10^3 and 10^6.
 //! `HS_BENCH_MAX=100000` / `HS_BENCH_MIN=1000000` limit the sizes (profiling one size);
-//! `HS_BENCH_LAYOUT=single|pools` runs one layout only.
+//! `HS_BENCH_LAYOUT=single|pools` runs one layout only, `HS_BENCH_POLICY=RR|WRR|RAND|LU` one
+//! policy only (its slowdown rows are then not printed).
 //!
 //! The workload is what a registrar sees: PE ids are pseudo-random 32-bit values (rsplib draws
 //! them at random), PEs register in turn to all pools (so a pool's PEs are spread over the whole
@@ -146,6 +147,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let layout = std::env::var("HS_BENCH_LAYOUT").unwrap_or_default();
+    let only_policy = std::env::var("HS_BENCH_POLICY").ok();
     let sizes: Vec<usize> = [1_000, 10_000, 100_000, 1_000_000]
         .into_iter()
         .filter(|n| *n <= max && *n >= min)
@@ -181,6 +183,12 @@ fn main() {
                 .map(|p| PoolHandle::from(format!("pool-{p:05}").as_str()))
                 .collect();
             for (pi, policy) in policies.into_iter().enumerate() {
+                if only_policy
+                    .as_deref()
+                    .is_some_and(|p| p != policy_name(policy))
+                {
+                    continue;
+                }
                 // Every size is repeated and the best run of each operation kept (the machine is
                 // shared; the minimum is the least disturbed measurement).
                 let reps = (300_000 / n).clamp(3, 30);
@@ -242,13 +250,15 @@ fn main() {
                     RESOLUTIONS as f64 / t_hr,
                     n as f64 / t_dereg,
                 ];
-                if first.len() == pi {
-                    first.push(rates);
-                }
-                if last.len() == pi {
-                    last.push((n, rates, per_pe));
-                } else {
-                    last[pi] = (n, rates, per_pe);
+                if only_policy.is_none() {
+                    if first.len() == pi {
+                        first.push(rates);
+                    }
+                    if last.len() == pi {
+                        last.push((n, rates, per_pe));
+                    } else {
+                        last[pi] = (n, rates, per_pe);
+                    }
                 }
                 println!(
                     "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8.1} {:>7.0}",
@@ -264,7 +274,7 @@ fn main() {
                 );
             }
         }
-        if sizes.len() > 1 {
+        if sizes.len() > 1 && only_policy.is_none() {
             for (pi, policy) in policies.into_iter().enumerate() {
                 let (n, l, per_pe) = last[pi];
                 let f = first[pi];
