@@ -2,9 +2,10 @@
 //! B-tree once it is large.
 //!
 //! Most pools are small (tens to a few hundred PEs). There, one contiguous buffer beats a
-//! B-tree: a handle resolution reads the first entries and moves the selected one towards the
-//! back (round robin: from the front to the back, O(1) in a ring), so it touches two cache
-//! lines of the pool instead of a root, a leaf and another leaf scattered over the heap. An
+//! B-tree: a handle resolution reads the first entries and moves the selected one (back to the
+//! front, or to the back: O(1) in a ring), so it touches one or two cache lines of the pool
+//! instead of a root, a leaf and another leaf scattered over the heap. (Small round-robin pools
+//! use a rotation of slots instead, see `Selection::Rotation`.) An
 //! insert or removal in the middle moves at most half the entries (at most `SMALL_MAX / 2` of
 //! 24 bytes: a bounded, contiguous copy). Past `SMALL_MAX` entries the set becomes a B-tree
 //! (O(log n) per change); below `SMALL_MAX / 4` it goes back (the hysteresis keeps the O(n)
@@ -73,9 +74,9 @@ impl<T: Ord + Copy> SortedSet<T> {
     pub(super) fn insert(&mut self, e: T) {
         match self {
             SortedSet::Small(v) => {
-                // The common cases first, without a search through the ring: a new or just
-                // selected entry usually goes last (round robin), or first (a least-used PE
-                // selected again keeps the lowest load).
+                // The common cases first, without a search through the ring: an entry that
+                // goes last (behind all its equals), or first (a least-used PE selected again
+                // keeps the lowest load).
                 if v.back().is_none_or(|b| *b < e) {
                     v.push_back(e);
                 } else if v.front().is_some_and(|f| e < *f) {
