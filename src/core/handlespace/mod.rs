@@ -12,6 +12,7 @@
 
 mod error;
 mod fenwick;
+mod idtable;
 pub mod policy;
 mod prefetch;
 pub mod rng;
@@ -37,6 +38,7 @@ use crate::core::types::{
     MAX_POOL_HANDLE_SIZE,
 };
 use fenwick::Fenwick;
+use idtable::IdTable;
 use policy::{Engine, SelectionState};
 use slab::Slab;
 use sorted::SortedSet;
@@ -351,7 +353,7 @@ struct Pool {
     log_ids: Vec<PeId>,
     /// PE id → slot, hashed with the handlespace's keyed hasher: only while the pool has more
     /// than [`HASHED_MIN`] PEs (built then, dropped below a quarter of that).
-    ids: Option<HashTable<(PeId, u32)>>,
+    ids: Option<IdTable>,
     dead: u32,
     /// The pool handle's part of every PE checksum of this pool.
     handle_sum: u32,
@@ -400,7 +402,7 @@ impl Pool {
             return None;
         }
         match &self.ids {
-            Some(t) => t.find(hasher.hash_one(id.0), |e| e.0 == id).map(|e| e.1),
+            Some(t) => t.find(hasher.hash_one(id.0), id.0),
             None => scan(&self.log_ids, id).map(|p| self.log[p]),
         }
     }
@@ -410,17 +412,15 @@ impl Pool {
         self.log.push(slot);
         self.log_ids.push(id);
         self.live += 1;
-        let hash = |e: &(PeId, u32)| hasher.hash_one(e.0 .0);
+        let hash = |id: u32| hasher.hash_one(id);
         match &mut self.ids {
-            Some(t) => {
-                t.insert_unique(hasher.hash_one(id.0), (id, slot), hash);
-            }
+            Some(t) => t.insert_unique(hash(id.0), id.0, slot, hash),
             None if self.live as usize > HASHED_MIN => {
-                let mut t = HashTable::with_capacity(2 * self.live as usize);
+                let mut t = IdTable::with_capacity(2 * self.live as usize);
                 for (p, &slot) in self.log.iter().enumerate() {
                     if slot != TOMB {
-                        let id = self.log_ids[p];
-                        t.insert_unique(hasher.hash_one(id.0), (id, slot), hash);
+                        let id = self.log_ids[p].0;
+                        t.insert_unique(hash(id), id, slot, hash);
                     }
                 }
                 self.ids = Some(t);
@@ -436,15 +436,10 @@ impl Pool {
         self.dead += 1;
         self.live -= 1;
         if let Some(t) = &mut self.ids {
-            if let Ok(e) = t.find_entry(hasher.hash_one(id.0), |e| e.0 == id) {
-                e.remove();
-            }
             if self.live as usize * 4 < HASHED_MIN {
                 self.ids = None;
-            } else if t.capacity() > 64 && t.len() * 4 < t.capacity() {
-                // A pool that shrank gives its table back (amortized O(1) a removal).
-                let len = t.len();
-                t.shrink_to(2 * len, |e| hasher.hash_one(e.0 .0));
+            } else {
+                t.remove(hasher.hash_one(id.0), id.0, |id| hasher.hash_one(id));
             }
         }
     }
