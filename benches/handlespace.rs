@@ -11,6 +11,9 @@
 //! operation is printed.
 //! After each layout, a "slowdown" row gives, per column, (rate at the smallest size) / (rate at
 //! the largest size) from this same run — the target is ≤ 2.0 between 10^3 and 10^6.
+//! The "1000+miss" rows run the smallest size again with every operation first waiting for one
+//! random load from 4 MiB, the least memory traffic an operation at 10^6 PEs needs (see
+//! [`Stall`]); their "slow" rows are the ratio that this alone costs.
 //! `HS_BENCH_MAX=100000` / `HS_BENCH_MIN=1000000` limit the sizes (profiling one size);
 //! `HS_BENCH_LAYOUT=single|pools` runs one layout only, `HS_BENCH_POLICY=RR|WRR|RAND|LU` one
 //! policy only (its slowdown rows are then not printed).
@@ -137,6 +140,127 @@ fn load_latency_ns(bytes: usize) -> f64 {
     t.elapsed().as_secs_f64() * 1e9 / steps as f64
 }
 
+/// What each operation waits for before it starts: nothing, or one random load from a 4 MiB
+/// buffer (the "+miss" rows). That is less than any handlespace of 10^6 PEs can get away with:
+/// an operation on a PE named by a random id, or on one of 10^4 pools, must read at least one
+/// random line of a structure with an entry for each of the 10^6 PEs, which is 4 MiB or more
+/// (4 bytes a PE). The load's address is known in advance (as an id from a message is), so the
+/// processor may overlap it with earlier work, but the operation needs its value.
+trait Stall {
+    /// 0, computed from the load (so the operation depends on it).
+    fn zero(&mut self) -> usize;
+}
+
+struct NoStall;
+
+impl Stall for NoStall {
+    #[inline(always)]
+    fn zero(&mut self) -> usize {
+        0
+    }
+}
+
+/// Random lines of 4 MiB, addressed by a xorshift sequence.
+struct DramStall {
+    lines: Vec<[u32; 16]>,
+    x: u64,
+}
+
+impl DramStall {
+    fn new() -> Self {
+        let lines = (4usize << 20) / 64;
+        // Distinct non-zero contents, so that no page is shared.
+        let lines = (0..lines as u32).map(|i| [i + 1; 16]).collect();
+        DramStall {
+            lines,
+            x: 0x2545_f491_4f6c_dd1d,
+        }
+    }
+}
+
+impl Stall for DramStall {
+    #[inline(always)]
+    fn zero(&mut self) -> usize {
+        self.x ^= self.x << 13;
+        self.x ^= self.x >> 7;
+        self.x ^= self.x << 17;
+        let line = self.lines[(self.x as usize) & (self.lines.len() - 1)][0];
+        // Line contents are at most 2^20, so this is 0, but only once the load has completed.
+        (line >> 24) as usize
+    }
+}
+
+/// Rates of [reg, rereg, HR(3), dereg], heap bytes per PE and RSS MiB for `n` PEs of `policy`
+/// spread over `handles`.
+fn measure(
+    n: usize,
+    policy: PolicyType,
+    handles: &[PoolHandle],
+    stall: &mut impl Stall,
+) -> ([f64; 4], f64, f64) {
+    const RESOLUTIONS: usize = 100_000;
+    let pool_count = handles.len();
+    // Every size is repeated and the best run of each operation kept (the machine is
+    // shared; the minimum is the least disturbed measurement).
+    let reps = (300_000 / n).clamp(3, 30);
+    let (mut t_reg, mut t_rereg, mut t_hr, mut t_dereg) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+    let mut per_pe = 0.0;
+    let mut rss = 0.0;
+    for _ in 0..reps {
+        let mut hs = Handlespace::with_seed(Config::registrar(), 1);
+        let regs: Vec<Registration> = (0..n).map(|i| registration(i, policy, 0)).collect();
+        let before = ALLOCATED.load(Ordering::Relaxed);
+        let t = Instant::now();
+        for (i, r) in regs.into_iter().enumerate() {
+            let h = &handles[(i + stall.zero()) % pool_count];
+            black_box(hs.register(h, r, i as u64).unwrap());
+        }
+        t_reg = t_reg.min(t.elapsed().as_secs_f64());
+        // The delta is: handlespace structures − the freed Registration buffer. The
+        // address lists were allocated before `before` and moved in, so they are not
+        // in the delta.
+        let delta = ALLOCATED.load(Ordering::Relaxed) as f64 - before as f64;
+        per_pe = (delta + (n * std::mem::size_of::<Registration>()) as f64) / n as f64;
+        rss = vm_rss_kib() as f64 / 1024.0;
+
+        let regs: Vec<Registration> = (0..n).map(|i| registration(i, policy, 1)).collect();
+        let t = Instant::now();
+        for (i, r) in regs.into_iter().enumerate() {
+            let h = &handles[(i + stall.zero()) % pool_count];
+            black_box(hs.register(h, r, (n + i) as u64).unwrap());
+        }
+        t_rereg = t_rereg.min(t.elapsed().as_secs_f64());
+
+        let mut out: Vec<PeRef> = Vec::with_capacity(3);
+        let mut x: u64 = 0x1234_5678;
+        let t = Instant::now();
+        for _ in 0..RESOLUTIONS {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let h = &handles[(x as usize + stall.zero()) % pool_count];
+            hs.select_into(h, 3, &mut out).unwrap();
+            black_box(&out);
+        }
+        t_hr = t_hr.min(t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        for i in 0..n {
+            let h = &handles[(i + stall.zero()) % pool_count];
+            black_box(hs.deregister(h, pe_id(i)).unwrap());
+        }
+        t_dereg = t_dereg.min(t.elapsed().as_secs_f64());
+        assert!(hs.is_empty());
+    }
+    let rates = [
+        n as f64 / t_reg,
+        n as f64 / t_rereg,
+        RESOLUTIONS as f64 / t_hr,
+        n as f64 / t_dereg,
+    ];
+    (rates, per_pe, rss)
+}
+
 fn main() {
     let max: usize = std::env::var("HS_BENCH_MAX")
         .ok()
@@ -158,7 +282,6 @@ fn main() {
         PolicyType::Random,
         PolicyType::LeastUsed,
     ];
-    const RESOLUTIONS: usize = 100_000;
     if max >= 1_000_000 && min == 0 {
         let probe: Vec<String> = [16usize << 10, 1 << 20, 4 << 20, 8 << 20, 16 << 20, 64 << 20]
             .iter()
@@ -170,6 +293,7 @@ fn main() {
         "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>7}",
         "PEs", "pools", "policy", "reg/s", "rereg/s", "HR(3)/s", "dereg/s", "B/PE", "RSS MiB"
     );
+    let mut dram_stall: Option<DramStall> = None;
     for pools_of_100 in [false, true] {
         if (layout == "single" && pools_of_100) || (layout == "pools" && !pools_of_100) {
             continue;
@@ -177,6 +301,8 @@ fn main() {
         // Per policy: (n, [reg, rereg, HR, dereg] rates) for the smallest and largest size.
         let mut first: Vec<[f64; 4]> = Vec::new();
         let mut last: Vec<(usize, [f64; 4], f64)> = Vec::new();
+        // Per policy: the smallest size again, each operation first waiting for one DRAM load.
+        let mut missed: Vec<[f64; 4]> = Vec::new();
         for &n in &sizes {
             let pool_count = if pools_of_100 { n / 100 } else { 1 };
             let handles: Vec<PoolHandle> = (0..pool_count)
@@ -189,67 +315,7 @@ fn main() {
                 {
                     continue;
                 }
-                // Every size is repeated and the best run of each operation kept (the machine is
-                // shared; the minimum is the least disturbed measurement).
-                let reps = (300_000 / n).clamp(3, 30);
-                let (mut t_reg, mut t_rereg, mut t_hr, mut t_dereg) =
-                    (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
-                let mut per_pe = 0.0;
-                let mut rss = 0.0;
-                for _ in 0..reps {
-                    let mut hs = Handlespace::with_seed(Config::registrar(), 1);
-                    let regs: Vec<Registration> =
-                        (0..n).map(|i| registration(i, policy, 0)).collect();
-                    let before = ALLOCATED.load(Ordering::Relaxed);
-                    let t = Instant::now();
-                    for (i, r) in regs.into_iter().enumerate() {
-                        let h = &handles[i % pool_count];
-                        black_box(hs.register(h, r, i as u64).unwrap());
-                    }
-                    t_reg = t_reg.min(t.elapsed().as_secs_f64());
-                    // The delta is: handlespace structures − the freed Registration buffer. The
-                    // address lists were allocated before `before` and moved in, so they are not
-                    // in the delta.
-                    let delta = ALLOCATED.load(Ordering::Relaxed) as f64 - before as f64;
-                    per_pe = (delta + (n * std::mem::size_of::<Registration>()) as f64) / n as f64;
-                    rss = vm_rss_kib() as f64 / 1024.0;
-
-                    let regs: Vec<Registration> =
-                        (0..n).map(|i| registration(i, policy, 1)).collect();
-                    let t = Instant::now();
-                    for (i, r) in regs.into_iter().enumerate() {
-                        let h = &handles[i % pool_count];
-                        black_box(hs.register(h, r, (n + i) as u64).unwrap());
-                    }
-                    t_rereg = t_rereg.min(t.elapsed().as_secs_f64());
-
-                    let mut out: Vec<PeRef> = Vec::with_capacity(3);
-                    let mut x: u64 = 0x1234_5678;
-                    let t = Instant::now();
-                    for _ in 0..RESOLUTIONS {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        let h = &handles[(x % pool_count as u64) as usize];
-                        hs.select_into(h, 3, &mut out).unwrap();
-                        black_box(&out);
-                    }
-                    t_hr = t_hr.min(t.elapsed().as_secs_f64());
-
-                    let t = Instant::now();
-                    for i in 0..n {
-                        let h = &handles[i % pool_count];
-                        black_box(hs.deregister(h, pe_id(i)).unwrap());
-                    }
-                    t_dereg = t_dereg.min(t.elapsed().as_secs_f64());
-                    assert!(hs.is_empty());
-                }
-                let rates = [
-                    n as f64 / t_reg,
-                    n as f64 / t_rereg,
-                    RESOLUTIONS as f64 / t_hr,
-                    n as f64 / t_dereg,
-                ];
+                let (rates, per_pe, rss) = measure(n, policy, &handles, &mut NoStall);
                 if only_policy.is_none() {
                     if first.len() == pi {
                         first.push(rates);
@@ -272,6 +338,21 @@ fn main() {
                     per_pe,
                     rss,
                 );
+                if n == sizes[0] && sizes.len() > 1 && only_policy.is_none() {
+                    let stall = dram_stall.get_or_insert_with(DramStall::new);
+                    let (rates, _, _) = measure(n, policy, &handles, stall);
+                    missed.push(rates);
+                    println!(
+                        "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} |",
+                        format!("{n}+miss"),
+                        pool_count,
+                        policy_name(policy),
+                        rate(rates[0]),
+                        rate(rates[1]),
+                        rate(rates[2]),
+                        rate(rates[3]),
+                    );
+                }
             }
         }
         if sizes.len() > 1 && only_policy.is_none() {
@@ -290,6 +371,19 @@ fn main() {
                     f[3] / l[3],
                     if per_pe < 250.0 { "<250 ok" } else { ">=250 !" },
                     if worst <= 2.0 { "ok" } else { "OVER 2x" },
+                );
+            }
+            for (pi, policy) in policies.into_iter().enumerate() {
+                let (f, m) = (first[pi], missed[pi]);
+                println!(
+                    "{:>9} {:>7} {:>6} | {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x |",
+                    format!("{}+miss", short(sizes[0])),
+                    "slow",
+                    policy_name(policy),
+                    f[0] / m[0],
+                    f[1] / m[1],
+                    f[2] / m[2],
+                    f[3] / m[3],
                 );
             }
         }
