@@ -6,6 +6,8 @@
 //! heap bytes per PE counted by a global allocator wrapper (requested bytes of all handlespace
 //! structures, excluding the PE's address list — one IPv4 address, 17 bytes — and without an
 //! ASAP (registrator) transport, which would add a boxed 40-byte transport plus its addresses).
+//! The wrapper is around the registrar's allocator, mimalloc with huge pages;
+//! `HS_BENCH_ALLOC=system` puts it around the system allocator instead.
 //! "RSS MiB" is the process's VmRSS right after building (includes the benchmark's own data).
 //! Every size is run at least three times (small sizes up to 30 times) and the best run of each
 //! operation is printed.
@@ -27,31 +29,67 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use mimalloc::MiMalloc;
 use rsplib::core::handlespace::{Config, Handlespace, PeRef, Registration};
 use rsplib::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
 };
+use rsplib::registrar::alloc::prefer_huge_pages;
 
+/// The registrar's allocator (mimalloc) or, with `HS_BENCH_ALLOC=system`, the system's; chosen
+/// at the first allocation, so that every block is freed by the allocator that made it.
 struct Counting;
 
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 
+/// 0: not chosen yet, 1: system, 2: mimalloc.
+static WHICH: AtomicU8 = AtomicU8::new(0);
+
+fn use_system() -> bool {
+    match WHICH.load(Ordering::Relaxed) {
+        0 => {
+            // getenv does not allocate (std::env::var would, from inside the allocator).
+            // SAFETY: a NUL-terminated name; the result is only compared, before any thread
+            // could change the environment.
+            let system = unsafe {
+                let v = libc::getenv(c"HS_BENCH_ALLOC".as_ptr());
+                !v.is_null() && std::ffi::CStr::from_ptr(v).to_bytes() == b"system"
+            };
+            WHICH.store(if system { 1 } else { 2 }, Ordering::Relaxed);
+            system
+        }
+        w => w == 1,
+    }
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCATED.fetch_add(l.size(), Ordering::Relaxed);
-        unsafe { System.alloc(l) }
+        if use_system() {
+            unsafe { System.alloc(l) }
+        } else {
+            unsafe { MiMalloc.alloc(l) }
+        }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         ALLOCATED.fetch_sub(l.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
+        if use_system() {
+            unsafe { System.dealloc(p, l) }
+        } else {
+            unsafe { MiMalloc.dealloc(p, l) }
+        }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         ALLOCATED.fetch_add(new, Ordering::Relaxed);
         ALLOCATED.fetch_sub(l.size(), Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
+        if use_system() {
+            unsafe { System.realloc(p, l, new) }
+        } else {
+            unsafe { MiMalloc.realloc(p, l, new) }
+        }
     }
 }
 
@@ -282,6 +320,12 @@ fn main() {
         PolicyType::Random,
         PolicyType::LeastUsed,
     ];
+    if use_system() {
+        println!("allocator: system (HS_BENCH_ALLOC=system)");
+    } else {
+        prefer_huge_pages();
+        println!("allocator: mimalloc with huge pages, as rspregistrar (HS_BENCH_ALLOC=system: the system's)");
+    }
     if max >= 1_000_000 && min == 0 {
         let probe: Vec<String> = [16usize << 10, 1 << 20, 4 << 20, 8 << 20, 16 << 20, 64 << 20]
             .iter()
