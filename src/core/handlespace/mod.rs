@@ -130,6 +130,26 @@ pub struct PoolElement {
     registrator_transport: Option<Box<TransportAddress>>,
 }
 
+/// What a free slot of the PE slab holds (never seen outside it).
+impl Default for PoolElement {
+    fn default() -> Self {
+        PoolElement {
+            id: PeId(0),
+            pool: 0,
+            home: RegistrarId(0),
+            registration_life_ms: 0,
+            expiry: 0,
+            pos: 0,
+            unreachable_reports: 0,
+            policy_type: PolicyType::RoundRobin,
+            policy_values: [0; 4],
+            state: SelectionState::default(),
+            user_transport: TransportAddress::new(TransportProtocol::Sctp, 0, Vec::new()),
+            registrator_transport: None,
+        }
+    }
+}
+
 impl PoolElement {
     pub fn id(&self) -> PeId {
         self.id

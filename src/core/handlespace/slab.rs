@@ -1,30 +1,55 @@
 //! PE storage: fixed-size chunks of slots, so growth never copies the whole table and unused
 //! capacity is bounded by one chunk (a doubling `Vec` wastes up to half of the biggest table).
+//!
+//! A free slot holds `T::default()`, and which slots are live is a bitmap beside the chunks
+//! (one bit a slot, small enough to stay cached). So a write into a live value is only a store:
+//! with `Option<T>` slots, finding out that a slot is live read the value's own (cold) cache
+//! line first, and a selection that only stores a sequence number into a PE waited for it.
 
 const CHUNK_BITS: u32 = 8;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 pub(crate) struct Slab<T> {
-    chunks: Vec<Box<[Option<T>]>>,
+    chunks: Vec<Box<[T]>>,
+    /// Bit `s % 64` of word `s / 64`: slot `s` holds a value.
+    live: Vec<u64>,
     free: Vec<u32>,
     /// Slots `[0, used)` have been handed out at least once.
     used: u32,
 }
 
-impl<T> Slab<T> {
+impl<T: Default> Slab<T> {
     pub(crate) const fn new() -> Self {
         Slab {
             chunks: Vec::new(),
+            live: Vec::new(),
             free: Vec::new(),
             used: 0,
         }
     }
 
-    fn at(&self, slot: u32) -> &Option<T> {
+    fn is_live(&self, slot: u32) -> bool {
+        self.live
+            .get(slot as usize / 64)
+            .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+    }
+
+    fn set_live(&mut self, slot: u32, live: bool) {
+        let w = &mut self.live[slot as usize / 64];
+        if live {
+            *w |= 1 << (slot % 64);
+        } else {
+            *w &= !(1 << (slot % 64));
+        }
+    }
+
+    fn at(&self, slot: u32) -> &T {
+        assert!(self.is_live(slot), "live slot");
         &self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
     }
 
-    fn at_mut(&mut self, slot: u32) -> &mut Option<T> {
+    fn at_mut(&mut self, slot: u32) -> &mut T {
+        assert!(self.is_live(slot), "live slot");
         &mut self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
     }
 
@@ -34,13 +59,15 @@ impl<T> Slab<T> {
             Some(s) => s,
             None => {
                 if self.used as usize == self.chunks.len() * CHUNK {
-                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                    self.chunks.push((0..CHUNK).map(|_| T::default()).collect());
+                    self.live.resize(self.chunks.len() * CHUNK / 64, 0);
                 }
                 self.used += 1;
                 self.used - 1
             }
         };
-        *self.at_mut(slot) = Some(value);
+        self.set_live(slot, true);
+        *self.at_mut(slot) = value;
         slot
     }
 
@@ -50,17 +77,18 @@ impl<T> Slab<T> {
     }
 
     pub(crate) fn remove(&mut self, slot: u32) -> T {
-        let v = self.at_mut(slot).take().expect("live slot");
+        let v = std::mem::take(self.at_mut(slot));
+        self.set_live(slot, false);
         self.free.push(slot);
         v
     }
 
     pub(crate) fn get(&self, slot: u32) -> &T {
-        self.at(slot).as_ref().expect("live slot")
+        self.at(slot)
     }
 
     pub(crate) fn get_mut(&mut self, slot: u32) -> &mut T {
-        self.at_mut(slot).as_mut().expect("live slot")
+        self.at_mut(slot)
     }
 }
 
@@ -80,5 +108,15 @@ mod tests {
         assert_eq!(*s.get(500), 7);
         *s.get_mut(3) += 1;
         assert_eq!(*s.get(3), 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "live slot")]
+    fn a_removed_slot_is_not_readable() {
+        let mut s = Slab::new();
+        let a = s.insert(1u32);
+        s.insert(2);
+        s.remove(a);
+        s.get(a);
     }
 }
