@@ -6,8 +6,9 @@
 //! heap bytes per PE counted by a global allocator wrapper (requested bytes of all handlespace
 //! structures, excluding the PE's address list — one IPv4 address, 17 bytes — and without an
 //! ASAP (registrator) transport, which would add a boxed 40-byte transport plus its addresses).
-//! The wrapper is around the registrar's allocator, mimalloc with huge pages;
-//! `HS_BENCH_ALLOC=system` puts it around the system allocator instead.
+//! The wrapper is around the registrar's allocator, mimalloc (with transparent huge pages, its
+//! default; `MIMALLOC_ALLOW_THP=0` turns them off); `HS_BENCH_ALLOC=system` puts it around the
+//! system allocator instead.
 //! "RSS MiB" is the process's VmRSS right after building (includes the benchmark's own data).
 //! Every size is run at least three times (small sizes up to 30 times) and the best run of each
 //! operation is printed.
@@ -37,7 +38,6 @@ use rsplib::core::handlespace::{Config, Handlespace, PeRef, Registration};
 use rsplib::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
 };
-use rsplib::registrar::alloc::prefer_huge_pages;
 
 /// The registrar's allocator (mimalloc) or, with `HS_BENCH_ALLOC=system`, the system's; chosen
 /// at the first allocation, so that every block is freed by the allocator that made it.
@@ -323,8 +323,7 @@ fn main() {
     if use_system() {
         println!("allocator: system (HS_BENCH_ALLOC=system)");
     } else {
-        prefer_huge_pages();
-        println!("allocator: mimalloc with huge pages, as rspregistrar (HS_BENCH_ALLOC=system: the system's)");
+        println!("allocator: mimalloc, as rspregistrar (HS_BENCH_ALLOC=system: the system's)");
     }
     if max >= 1_000_000 && min == 0 {
         let probe: Vec<String> = [16usize << 10, 1 << 20, 4 << 20, 8 << 20, 16 << 20, 64 << 20]

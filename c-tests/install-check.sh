@@ -21,6 +21,9 @@ for n in librsplib-900.so.0 librsplib-801.so.0 librsplib-800.so.0; do
    check "compat link $n resolves" test -f "$L/$n"
 done
 check "static library" test -f "$L/librsplib.a"
+# The registrar's allocator stays in the registrar: linked into the library, its load-time
+# initializer would run in every C program.
+check "library carries no mimalloc" sh -c "! grep -q mimalloc '$L/librsplib.so.0.8.0'"
 check "soname recorded" sh -c "readelf -d '$L/librsplib.so.0.8.0' | grep -q 'SONAME.*\[librsplib.so.0\]'"
 check "pkg-config file" test -f "$L/pkgconfig/rsplib.pc"
 check "pkg-config prefix is the real one" grep -q "^prefix=$PREFIX\$" "$L/pkgconfig/rsplib.pc"

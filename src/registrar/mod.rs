@@ -5,7 +5,6 @@
 //! Every event becomes a call into the sans-I/O core; every [`Output`] of the core becomes a
 //! socket operation here.
 
-pub mod alloc;
 pub mod config;
 
 use std::collections::HashMap;
