@@ -131,8 +131,8 @@ pub struct PoolElement {
 }
 
 /// What a free slot of the PE slab holds (never seen outside it).
-impl Default for PoolElement {
-    fn default() -> Self {
+impl slab::Vacant for PoolElement {
+    fn vacant() -> Self {
         PoolElement {
             id: PeId(0),
             pool: 0,

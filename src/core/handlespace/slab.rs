@@ -1,7 +1,7 @@
 //! PE storage: fixed-size chunks of slots, so growth never copies the whole table and unused
 //! capacity is bounded by one chunk (a doubling `Vec` wastes up to half of the biggest table).
 //!
-//! A free slot holds `T::default()`, and which slots are live is a bitmap beside the chunks
+//! A free slot holds [`Vacant::vacant`], and which slots are live is a bitmap beside the chunks
 //! (one bit a slot, small enough to stay cached). So a write into a live value is only a store:
 //! with `Option<T>` slots, finding out that a slot is live read the value's own (cold) cache
 //! line first, and a selection that only stores a sequence number into a PE waited for it.
@@ -18,7 +18,12 @@ pub(crate) struct Slab<T> {
     used: u32,
 }
 
-impl<T: Default> Slab<T> {
+/// What a free slot holds.
+pub(crate) trait Vacant {
+    fn vacant() -> Self;
+}
+
+impl<T: Vacant> Slab<T> {
     pub(crate) const fn new() -> Self {
         Slab {
             chunks: Vec::new(),
@@ -59,7 +64,7 @@ impl<T: Default> Slab<T> {
             Some(s) => s,
             None => {
                 if self.used as usize == self.chunks.len() * CHUNK {
-                    self.chunks.push((0..CHUNK).map(|_| T::default()).collect());
+                    self.chunks.push((0..CHUNK).map(|_| T::vacant()).collect());
                     self.live.resize(self.chunks.len() * CHUNK / 64, 0);
                 }
                 self.used += 1;
@@ -77,7 +82,7 @@ impl<T: Default> Slab<T> {
     }
 
     pub(crate) fn remove(&mut self, slot: u32) -> T {
-        let v = std::mem::take(self.at_mut(slot));
+        let v = std::mem::replace(self.at_mut(slot), T::vacant());
         self.set_live(slot, false);
         self.free.push(slot);
         v
@@ -95,6 +100,12 @@ impl<T: Default> Slab<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Vacant for u32 {
+        fn vacant() -> Self {
+            0
+        }
+    }
 
     #[test]
     fn reuses_slots_and_grows_by_chunks() {
