@@ -139,6 +139,19 @@ fn rate(r: f64) -> String {
     }
 }
 
+/// The four rates of a row.
+fn rate_columns(r: &[f64; 4]) -> String {
+    r.map(|x| format!("{:>9}", rate(x))).join(" ")
+}
+
+/// The four slowdowns `a / b` of a row.
+fn ratio_columns(a: &[f64; 4], b: &[f64; 4]) -> String {
+    (0..4)
+        .map(|c| format!("{:>8.2}x", a[c] / b[c]))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn policy_name(p: PolicyType) -> &'static str {
     match p {
         PolicyType::RoundRobin => "RR",
@@ -370,14 +383,11 @@ fn main() {
                     }
                 }
                 println!(
-                    "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8.1} {:>7.0}",
+                    "{:>9} {:>7} {:>6} | {} | {:>8.1} {:>7.0}",
                     n,
                     pool_count,
                     policy_name(policy),
-                    rate(rates[0]),
-                    rate(rates[1]),
-                    rate(rates[2]),
-                    rate(rates[3]),
+                    rate_columns(&rates),
                     per_pe,
                     rss,
                 );
@@ -386,14 +396,11 @@ fn main() {
                     let (rates, _, _) = measure(n, policy, &handles, stall);
                     missed.push(rates);
                     println!(
-                        "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} |",
+                        "{:>9} {:>7} {:>6} | {} |",
                         format!("{n}+miss"),
                         pool_count,
                         policy_name(policy),
-                        rate(rates[0]),
-                        rate(rates[1]),
-                        rate(rates[2]),
-                        rate(rates[3]),
+                        rate_columns(&rates),
                     );
                 }
             }
@@ -404,14 +411,11 @@ fn main() {
                 let f = first[pi];
                 let worst = (0..4).map(|c| f[c] / l[c]).fold(0.0, f64::max);
                 println!(
-                    "{:>9} {:>7} {:>6} | {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x | {:>8} {}",
+                    "{:>9} {:>7} {:>6} | {} | {:>8} {}",
                     format!("{}/{}", short(n), short(sizes[0])),
                     "slow",
                     policy_name(policy),
-                    f[0] / l[0],
-                    f[1] / l[1],
-                    f[2] / l[2],
-                    f[3] / l[3],
+                    ratio_columns(&f, &l),
                     if per_pe < 250.0 { "<250 ok" } else { ">=250 !" },
                     if worst <= 2.0 { "ok" } else { "OVER 2x" },
                 );
@@ -419,14 +423,11 @@ fn main() {
             for (pi, policy) in policies.into_iter().enumerate() {
                 let (f, m) = (first[pi], missed[pi]);
                 println!(
-                    "{:>9} {:>7} {:>6} | {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x |",
+                    "{:>9} {:>7} {:>6} | {} |",
                     format!("{}+miss", short(sizes[0])),
                     "slow",
                     policy_name(policy),
-                    f[0] / m[0],
-                    f[1] / m[1],
-                    f[2] / m[2],
-                    f[3] / m[3],
+                    ratio_columns(&f, &m),
                 );
             }
         }
