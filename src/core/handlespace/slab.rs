@@ -48,12 +48,12 @@ impl<T: Vacant> Slab<T> {
         }
     }
 
-    fn at(&self, slot: u32) -> &T {
+    pub(crate) fn get(&self, slot: u32) -> &T {
         assert!(self.is_live(slot), "live slot");
         &self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
     }
 
-    fn at_mut(&mut self, slot: u32) -> &mut T {
+    pub(crate) fn get_mut(&mut self, slot: u32) -> &mut T {
         assert!(self.is_live(slot), "live slot");
         &mut self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
     }
@@ -72,7 +72,7 @@ impl<T: Vacant> Slab<T> {
             }
         };
         self.set_live(slot, true);
-        *self.at_mut(slot) = value;
+        *self.get_mut(slot) = value;
         slot
     }
 
@@ -82,18 +82,10 @@ impl<T: Vacant> Slab<T> {
     }
 
     pub(crate) fn remove(&mut self, slot: u32) -> T {
-        let v = std::mem::replace(self.at_mut(slot), T::vacant());
+        let v = std::mem::replace(self.get_mut(slot), T::vacant());
         self.set_live(slot, false);
         self.free.push(slot);
         v
-    }
-
-    pub(crate) fn get(&self, slot: u32) -> &T {
-        self.at(slot)
-    }
-
-    pub(crate) fn get_mut(&mut self, slot: u32) -> &mut T {
-        self.at_mut(slot)
     }
 }
 
