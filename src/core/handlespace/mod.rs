@@ -185,7 +185,9 @@ impl PoolElement {
             *slot = v;
         }
     }
-    /// Selection state: sequence number, degradation, WRR counters.
+    /// Selection state: sequence number, degradation, WRR counters. (In a round-robin pool of
+    /// at most 256 PEs the order is kept by a rotation, and the sequence numbers are only
+    /// assigned when the pool grows past it.)
     pub fn selection_state(&self) -> &SelectionState {
         &self.state
     }
@@ -407,9 +409,19 @@ fn scan_ring(ring: &VecDeque<u32>, slot: u32) -> Option<usize> {
     scan(a, slot).or_else(|| scan(b, slot).map(|i| a.len() + i))
 }
 
-/// A round-robin pool's order as sorted entries (it grew past a rotation).
-fn rotation_to_sorted(ring: &VecDeque<u32>, pes: &Slab<PoolElement>) -> SortedSet<SortEntry> {
-    SortedSet::from_sorted(ring.iter().map(|&s| SortEntry::of(pes.get(s), s)))
+/// A round-robin pool's order as sorted entries (it grew past a rotation). A rotation keeps
+/// its order in the ring alone, so the PEs get their sequence numbers now, in ring order.
+fn rotation_to_sorted(
+    ring: &VecDeque<u32>,
+    pes: &mut Slab<PoolElement>,
+    next_seq: &mut u64,
+) -> SortedSet<SortEntry> {
+    SortedSet::from_sorted(ring.iter().map(|&s| {
+        let pe = pe_mut(pes, s);
+        pe.state.seq = *next_seq;
+        *next_seq += 1;
+        SortEntry::of(pe, s)
+    }))
 }
 
 impl Pool {
@@ -937,7 +949,8 @@ impl<R: RandomSource> Handlespace<R> {
         debug_assert_eq!(stored, slot);
         if let Selection::Rotation(ring) = &pool.selection {
             if ring.len() > sorted::SMALL_MAX {
-                pool.selection = Selection::Sorted(rotation_to_sorted(ring, pes));
+                pool.selection =
+                    Selection::Sorted(rotation_to_sorted(ring, pes, &mut pool.next_seq));
             }
         }
         self.pe_count += 1;
@@ -1084,14 +1097,10 @@ impl<R: RandomSource> Handlespace<R> {
         match &mut pool.selection {
             Selection::Rotation(ring) => {
                 out.extend(ring.iter().take(n).map(|&s| PeRef(s)));
-                // The updated PEs go to the back in their order, with the next sequence
-                // numbers (a plain store into each PE: nothing waits for its cache line).
-                for _ in 0..max_increment.min(out.len()) {
-                    let s = ring.pop_front().expect("picked from the ring");
-                    ring.push_back(s);
-                    pe_mut(pes, s).state.seq = pool.next_seq;
-                    pool.next_seq += 1;
-                }
+                // The updated PEs go to the back in their order. Their sequence numbers are
+                // not touched: the ring is the order (they are renumbered from it if the pool
+                // grows into a sorted set), so the PEs' cache lines are not written.
+                ring.rotate_left(max_increment.min(out.len()));
             }
             Selection::Sorted(set) => {
                 picked.clear();
