@@ -17,7 +17,8 @@
 //! The "1000+miss" rows run the smallest size again with every operation first waiting for one
 //! random load from 4 MiB, the least memory traffic an operation at 10^6 PEs needs (see
 //! [`Stall`]); their "slow" rows are the ratio that this alone costs.
-//! `HS_BENCH_MAX=100000` / `HS_BENCH_MIN=1000000` limit the sizes (profiling one size);
+//! `HS_BENCH_MAX=100000` / `HS_BENCH_MIN=1000000` limit the sizes (profiling one size),
+//! `HS_BENCH_REPS=1` the repetitions;
 //! `HS_BENCH_LAYOUT=single|pools` runs one layout only, `HS_BENCH_POLICY=RR|WRR|RAND|LU` one
 //! policy only (its slowdown rows are then not printed).
 //!
@@ -253,7 +254,10 @@ fn measure(
     let pool_count = handles.len();
     // Every size is repeated and the best run of each operation kept (the machine is
     // shared; the minimum is the least disturbed measurement).
-    let reps = (300_000 / n).clamp(3, 30);
+    let reps = std::env::var("HS_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or((300_000 / n).clamp(3, 30));
     let (mut t_reg, mut t_rereg, mut t_hr, mut t_dereg) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
     let mut per_pe = 0.0;
     let mut rss = 0.0;

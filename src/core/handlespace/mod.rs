@@ -16,6 +16,7 @@ mod idtable;
 pub mod policy;
 mod prefetch;
 pub mod rng;
+mod rotation;
 mod slab;
 mod sorted;
 
@@ -25,7 +26,7 @@ mod tests;
 pub use error::{cause, rsperr, HandlespaceError, MAX_PE_TRANSPORT_ADDRESSES};
 pub use rng::{RandomSource, SplitMix64};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
 use std::ops::Bound;
 
@@ -40,6 +41,7 @@ use crate::core::types::{
 use fenwick::Fenwick;
 use idtable::IdTable;
 use policy::{Engine, SelectionState};
+use rotation::Rotation;
 use slab::Slab;
 use sorted::SortedSet;
 
@@ -185,9 +187,9 @@ impl PoolElement {
             *slot = v;
         }
     }
-    /// Selection state: sequence number, degradation, WRR counters. (In a round-robin pool of
-    /// at most 256 PEs the order is kept by a rotation, and the sequence numbers are only
-    /// assigned when the pool grows past it.)
+    /// Selection state: sequence number, degradation, WRR counters. (A round-robin pool of at
+    /// most 256 PEs keeps its order in its rotation alone; its PEs' sequence numbers are
+    /// assigned when it grows past that.)
     pub fn selection_state(&self) -> &SelectionState {
         &self.state
     }
@@ -309,11 +311,8 @@ impl SortEntry {
 }
 
 enum Selection {
-    /// Round robin while the pool is small: the slots in selection order (front = next). The
-    /// order is the PEs' sequence numbers (a PE enters and returns at the back with the next
-    /// one), so the ring needs no keys: 4 bytes a PE. Past [`sorted::SMALL_MAX`] PEs the pool
-    /// becomes `Sorted`, and below a quarter of that a rotation again.
-    Rotation(VecDeque<u32>),
+    /// Round robin: the slots in selection order, front = next (`rotation.rs`).
+    Rotation(Rotation),
     Sorted(SortedSet<SortEntry>),
     /// Sum tree of weights by log position (removed PEs weigh 0 until the log is compacted).
     ValueTree(Fenwick),
@@ -401,27 +400,6 @@ fn scan<T: Copy + PartialEq>(xs: &[T], x: T) -> Option<usize> {
         }
     }
     None
-}
-
-/// The place of `slot` in a rotation.
-fn scan_ring(ring: &VecDeque<u32>, slot: u32) -> Option<usize> {
-    let (a, b) = ring.as_slices();
-    scan(a, slot).or_else(|| scan(b, slot).map(|i| a.len() + i))
-}
-
-/// A round-robin pool's order as sorted entries (it grew past a rotation). A rotation keeps
-/// its order in the ring alone, so the PEs get their sequence numbers now, in ring order.
-fn rotation_to_sorted(
-    ring: &VecDeque<u32>,
-    pes: &mut Slab<PoolElement>,
-    next_seq: &mut u64,
-) -> SortedSet<SortEntry> {
-    SortedSet::from_sorted(ring.iter().map(|&s| {
-        let pe = pe_mut(pes, s);
-        pe.state.seq = *next_seq;
-        *next_seq += 1;
-        SortEntry::of(pe, s)
-    }))
 }
 
 impl Pool {
@@ -841,7 +819,7 @@ impl<R: RandomSource> Handlespace<R> {
     ) -> u32 {
         let selection = match policy::engine(policy) {
             Engine::Sorted if policy == PolicyType::RoundRobin => {
-                Selection::Rotation(VecDeque::new())
+                Selection::Rotation(Rotation::new())
             }
             Engine::Sorted => Selection::Sorted(SortedSet::new()),
             Engine::ValueTree if policy == PolicyType::Random => Selection::Uniform,
@@ -932,8 +910,8 @@ impl<R: RandomSource> Handlespace<R> {
         };
         pe.set_policy(&reg.policy);
         match &mut pool.selection {
-            // The new PE has the pool's highest sequence number: it goes last.
-            Selection::Rotation(ring) => ring.push_back(slot),
+            // Once the PE is in the slab (below).
+            Selection::Rotation(_) => {}
             Selection::Sorted(set) => {
                 set.insert(SortEntry::of(&pe, slot));
             }
@@ -947,11 +925,9 @@ impl<R: RandomSource> Handlespace<R> {
         checksum.add_sum(partial);
         let stored = pes.insert(pe);
         debug_assert_eq!(stored, slot);
-        if let Selection::Rotation(ring) = &pool.selection {
-            if ring.len() > sorted::SMALL_MAX {
-                pool.selection =
-                    Selection::Sorted(rotation_to_sorted(ring, pes, &mut pool.next_seq));
-            }
+        // The new PE has the pool's highest sequence number: it goes last.
+        if let Selection::Rotation(r) = &mut pool.selection {
+            r.push(slot, pool.live as usize, pool.next_seq, pes);
         }
         self.pe_count += 1;
     }
@@ -1023,16 +999,17 @@ impl<R: RandomSource> Handlespace<R> {
         let pool = pool_mut(pools, pidx);
         let pos = pe.pos as usize;
         match &mut pool.selection {
-            Selection::Rotation(ring) => {
-                let i = scan_ring(ring, slot).expect("PE in its rotation");
-                ring.remove(i);
+            Selection::Rotation(r) => {
+                r.remove(
+                    slot,
+                    pe.state.seq,
+                    pool.live as usize - 1,
+                    pool.next_seq,
+                    pes,
+                );
             }
             Selection::Sorted(set) => {
                 set.remove(&SortEntry::of(&pe, slot));
-                if pool.policy == PolicyType::RoundRobin && set.len() < sorted::SMALL_MAX / 4 {
-                    let ring = set.first_n(usize::MAX).map(|e| e.slot).collect();
-                    pool.selection = Selection::Rotation(ring);
-                }
             }
             Selection::ValueTree(tree) => tree.set(pos, 0),
             Selection::Uniform => {}
@@ -1095,12 +1072,8 @@ impl<R: RandomSource> Handlespace<R> {
             m => m,
         } as usize;
         match &mut pool.selection {
-            Selection::Rotation(ring) => {
-                out.extend(ring.iter().take(n).map(|&s| PeRef(s)));
-                // The updated PEs go to the back in their order. Their sequence numbers are
-                // not touched: the ring is the order (they are renumbered from it if the pool
-                // grows into a sorted set), so the PEs' cache lines are not written.
-                ring.rotate_left(max_increment.min(out.len()));
+            Selection::Rotation(r) => {
+                r.select(n, max_increment, out, &mut pool.next_seq, pes);
             }
             Selection::Sorted(set) => {
                 picked.clear();

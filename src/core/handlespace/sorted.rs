@@ -40,17 +40,6 @@ impl<T: Ord + Copy> SortedSet<T> {
         SortedSet::Small(VecDeque::new())
     }
 
-    /// A set of `entries`, which come in ascending order without repeats.
-    pub(super) fn from_sorted(entries: impl Iterator<Item = T>) -> Self {
-        let v: VecDeque<T> = entries.collect();
-        debug_assert!(v.iter().zip(v.iter().skip(1)).all(|(a, b)| a < b));
-        if v.len() > SMALL_MAX {
-            SortedSet::Big(v.into_iter().collect())
-        } else {
-            SortedSet::Small(v)
-        }
-    }
-
     pub(super) fn first(&self) -> Option<&T> {
         match self {
             SortedSet::Small(v) => v.front(),
@@ -132,6 +121,7 @@ impl<T: Ord + Copy> SortedSet<T> {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         match self {
             SortedSet::Small(v) => v.len(),

@@ -1101,11 +1101,12 @@ fn a_pools_lookup_fields_share_its_first_cache_line() {
     assert!(offset_of!(Pool, selection) + size_of::<Selection>() <= 128);
 }
 
-/// Round robin against a queue model through growth past the rotation (into the sorted set)
-/// and back: inserts go last, a resolution of k returns the first k and moves the first
-/// `max_increment` of them to the back, removals keep the order, re-registrations keep places.
+/// Round robin against a queue model through growth past the small rotation (into the
+/// indexed one, with tombstones and renumbering) and back: inserts go last, a resolution of k
+/// returns the first k and moves the first `max_increment` of them to the back, removals keep
+/// the order, re-registrations keep places.
 #[test]
-fn round_robin_keeps_its_order_through_rotation_and_sorted_forms() {
+fn round_robin_keeps_its_order_through_small_and_indexed_rotations() {
     for max_increment in [1, PU_CACHE_MAX_INCREMENT] {
         let mut config = Config::registrar();
         config.max_increment = max_increment;
@@ -1113,7 +1114,7 @@ fn round_robin_keeps_its_order_through_rotation_and_sorted_forms() {
         let mut model: std::collections::VecDeque<u32> = Default::default();
         let mut next_id = 1;
         let mut x: u64 = 99;
-        let (mut seen_rotation, mut seen_sorted, mut back_to_rotation) = (false, false, false);
+        let (mut seen_small, mut seen_indexed, mut back_to_small) = (false, false, false);
         for step in 0..3000 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -1150,15 +1151,15 @@ fn round_robin_keeps_its_order_through_rotation_and_sorted_forms() {
             }
             let i = h.pool_slot(&ph("R"));
             match i.map(|i| &h.pools[i as usize].as_ref().unwrap().selection) {
+                Some(Selection::Rotation(r)) if r.is_indexed() => seen_indexed = true,
                 Some(Selection::Rotation(_)) => {
-                    back_to_rotation |= seen_sorted;
-                    seen_rotation = true;
+                    back_to_small |= seen_indexed;
+                    seen_small = true;
                 }
-                Some(Selection::Sorted(_)) => seen_sorted = true,
-                Some(_) => panic!("a round-robin pool is a rotation or sorted"),
+                Some(_) => panic!("a round-robin pool is a rotation"),
                 None => assert!(model.is_empty()),
             }
         }
-        assert!(seen_rotation && seen_sorted && back_to_rotation);
+        assert!(seen_small && seen_indexed && back_to_small);
     }
 }
