@@ -39,7 +39,8 @@ STAGE_PKG  := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig PKG_CONFIG_S
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all build headers install uninstall stage test cargo-test clippy fmt-check \
-        header-check c-tests install-check examples test-sctp demo check-tools clean
+        header-check c-tests install-check examples test-sctp bench-work demo check-tools \
+        clean
 
 all: build
 
@@ -148,6 +149,12 @@ test-sctp: build examples
 	  echo "=== $$s (in the SCTP lab VM)"; \
 	  $(SCTP_LAB) run env BIN=$(OUT) EXAMPLES=$(CURDIR)/build/examples bash $$s || rc=1; \
 	done; exit $$rc
+
+# ---------------------------------------------------------------------------------- benches
+# `cargo bench` times; this counts: instructions and simulated cache misses per handlespace
+# operation at 10^3 and 10^6 PEs, under valgrind's callgrind (deterministic; ~15 minutes).
+bench-work:
+	python3 benches/handlespace-work.py
 
 # ---------------------------------------------------------------------------------- demo
 # The main job: build, install into a local prefix (build/stage), build the examples against
