@@ -289,25 +289,83 @@ impl WalkPage<'_> {
     }
 }
 
-/// Sorted-engine entry: key then slot (24 bytes).
+/// Sorted-engine entry: key then slot, 16 bytes (a B-tree node's keys span 3 cache lines,
+/// not 4–5, and a ring of 100 entries 25 lines, not 38).
+///
+/// Every part fits 32 bits: loads saturate at `u32::MAX`, priorities are `u32`, and a sorted
+/// pool's sequence numbers and WRR rounds are renumbered before they reach [`SEQ_LIMIT`] and
+/// [`ROUND_LIMIT`] (`renumber_seqs`, `rebase_rounds`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct SortEntry {
-    primary: u64,
+    primary: u32,
     secondary: u32,
-    seq: u64,
+    seq: u32,
     slot: u32,
 }
 
 impl SortEntry {
     fn of(pe: &PoolElement, slot: u32) -> Self {
         let k = policy::sort_key(&pe.policy(), &pe.state);
+        debug_assert!(k.primary <= u64::from(u32::MAX) && k.seq <= u64::from(u32::MAX));
         SortEntry {
-            primary: k.primary,
+            primary: k.primary.min(u64::from(u32::MAX)) as u32,
             secondary: k.secondary,
-            seq: k.seq,
+            seq: k.seq.min(u64::from(u32::MAX)) as u32,
             slot,
         }
     }
+}
+
+/// A sorted pool renumbers its PEs' sequence numbers (0, 1, … in their order) before the next
+/// one would pass this: once per ~4·10⁹ selections and registrations of the pool.
+#[cfg(not(test))]
+const SEQ_LIMIT: u64 = u32::MAX as u64;
+/// The unit tests renumber often, so that every test also runs through it.
+#[cfg(test)]
+const SEQ_LIMIT: u64 = 1 << 12;
+
+/// A WRR pool's rounds are rebased (the lowest becomes 0) before one passes this.
+#[cfg(not(test))]
+const ROUND_LIMIT: u64 = u32::MAX as u64;
+#[cfg(test)]
+const ROUND_LIMIT: u64 = 1 << 6;
+
+/// Gives a sorted pool's PEs the sequence numbers 0, 1, … in the order of their old ones (so
+/// every order between them stays), and rebuilds its set from them. O(n log n), once per
+/// [`SEQ_LIMIT`] − n sequence numbers.
+fn renumber_seqs(pool: &mut Pool, pes: &mut Slab<PoolElement>) {
+    let Selection::Sorted(set) = &mut pool.selection else {
+        return;
+    };
+    let mut by_seq: Vec<(u32, u32)> = set.first_n(usize::MAX).map(|e| (e.seq, e.slot)).collect();
+    by_seq.sort_unstable();
+    for (rank, &(_, slot)) in by_seq.iter().enumerate() {
+        pe_mut(pes, slot).state.seq = rank as u64;
+    }
+    pool.next_seq = by_seq.len() as u64;
+    // The keys' other parts are unchanged and equal keys keep their order: still sorted.
+    let renumbered = set
+        .first_n(usize::MAX)
+        .map(|e| SortEntry::of(pes.get(e.slot), e.slot));
+    *set = SortedSet::from_sorted(renumbered);
+}
+
+/// Lowers every round of a WRR pool by the lowest one (the head's), keeping their order.
+fn rebase_rounds(pool: &mut Pool, pes: &mut Slab<PoolElement>) {
+    let Selection::Sorted(set) = &mut pool.selection else {
+        return;
+    };
+    let Some(low) = set.first().map(|e| e.primary) else {
+        return;
+    };
+    let rebased = set.first_n(usize::MAX).map(|e| {
+        pe_mut(pes, e.slot).state.round -= u64::from(low);
+        SortEntry {
+            primary: e.primary - low,
+            ..*e
+        }
+    });
+    *set = SortedSet::from_sorted(rebased);
 }
 
 enum Selection {
@@ -879,13 +937,16 @@ impl<R: RandomSource> Handlespace<R> {
             ..
         } = self;
         let pool = pool_mut(pools, pidx);
+        if pool.next_seq >= SEQ_LIMIT && matches!(pool.selection, Selection::Sorted(_)) {
+            renumber_seqs(pool, pes);
+        }
         let seq = pool.next_seq;
         pool.next_seq += 1;
         // Only WRR keys use the round, and a WRR key's primary part is the round: the head
         // entry tells it without a visit to the head PE.
         let head_round = match &pool.selection {
             Selection::Sorted(set) if pool.policy == PolicyType::WeightedRoundRobin => {
-                let round = set.first().map_or(0, |e| e.primary);
+                let round = set.first().map_or(0, |e| u64::from(e.primary));
                 debug_assert_eq!(
                     round,
                     set.first().map_or(0, |e| pes.get(e.slot).state.round)
@@ -1075,11 +1136,18 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Rotation(r) => {
                 r.select(n, max_increment, out, &mut pool.next_seq, pes);
             }
-            Selection::Sorted(set) => {
+            Selection::Sorted(_) => {
+                if pool.next_seq + (max_increment.min(n) as u64) >= SEQ_LIMIT {
+                    renumber_seqs(pool, pes);
+                }
+                let Selection::Sorted(set) = &mut pool.selection else {
+                    unreachable!("matched above")
+                };
                 picked.clear();
                 picked.extend(set.first_n(n).copied());
                 out.extend(picked.iter().map(|e| PeRef(e.slot)));
                 let renew_seq = policy::selection_renews_only_seq(pool.policy);
+                let mut high_round = false;
                 for &e in picked.iter().take(max_increment) {
                     set.remove(&e);
                     let seq = pool.next_seq;
@@ -1098,13 +1166,20 @@ impl<R: RandomSource> Handlespace<R> {
                         pe.state.seq = seq;
                         #[cfg(debug_assertions)]
                         debug_assert_eq!(pe.state, expected);
-                        SortEntry { seq, ..e }
+                        SortEntry {
+                            seq: seq as u32,
+                            ..e
+                        }
                     } else {
                         policy::on_selected(&pe.policy(), &mut pe.state, seq);
+                        high_round |= pe.state.round >= ROUND_LIMIT;
                         SortEntry::of(pe, e.slot)
                     };
                     debug_assert!(moved == SortEntry::of(pe, e.slot));
                     set.insert(moved);
+                }
+                if high_round {
+                    rebase_rounds(pool, pes);
                 }
             }
             Selection::Uniform => {

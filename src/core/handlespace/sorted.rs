@@ -7,7 +7,7 @@
 //! instead of a root, a leaf and another leaf scattered over the heap. (Small round-robin pools
 //! use a rotation of slots instead, see `Selection::Rotation`.) An
 //! insert or removal in the middle moves at most half the entries (at most `SMALL_MAX / 2` of
-//! 24 bytes: a bounded, contiguous copy). Past `SMALL_MAX` entries the set becomes a B-tree
+//! 16 bytes: a bounded, contiguous copy). Past `SMALL_MAX` entries the set becomes a B-tree
 //! (O(log n) per change); below `SMALL_MAX / 4` it goes back (the hysteresis keeps the O(n)
 //! conversions to one per Θ(n) changes).
 
@@ -23,7 +23,7 @@ fn prefetch_ring<T>(v: &VecDeque<T>) {
     prefetch(b);
 }
 
-/// Entries up to which the ring is kept (a ring of 256 × 24 bytes is 6 KiB).
+/// Entries up to which the ring is kept (a ring of 256 × 16 bytes is 4 KiB).
 #[cfg(not(test))]
 pub(super) const SMALL_MAX: usize = 256;
 /// The unit tests convert early, so that every test runs through both forms.
@@ -38,6 +38,17 @@ pub(super) enum SortedSet<T: Ord> {
 impl<T: Ord + Copy> SortedSet<T> {
     pub(super) fn new() -> Self {
         SortedSet::Small(VecDeque::new())
+    }
+
+    /// A set of `entries`, which come in ascending order without repeats.
+    pub(super) fn from_sorted(entries: impl Iterator<Item = T>) -> Self {
+        let v: VecDeque<T> = entries.collect();
+        debug_assert!(v.iter().zip(v.iter().skip(1)).all(|(a, b)| a < b));
+        if v.len() > SMALL_MAX {
+            SortedSet::Big(v.into_iter().collect())
+        } else {
+            SortedSet::Small(v)
+        }
     }
 
     pub(super) fn first(&self) -> Option<&T> {

@@ -537,6 +537,60 @@ fn weighted_round_robin_gives_weight_shares_per_round() {
     assert_eq!((c[&1], c[&2], c[&3]), (100, 200, 700));
 }
 
+/// Past `SEQ_LIMIT` sequence numbers and `ROUND_LIMIT` WRR rounds (small in the unit tests) a
+/// sorted pool renumbers them; the order stays that of unbounded numbers. In a ring and in a
+/// B-tree, through resolutions and registrations.
+#[test]
+fn sorted_pools_renumber_without_changing_their_order() {
+    for size in [3u32, 20] {
+        // LU: the equal loads take turns; the higher loads never come first.
+        let mut h = hs();
+        let p = ph("LU");
+        let lu = |load: f64| {
+            let mut info = PolicyInfo::new(PolicyType::LeastUsed);
+            info.load = pct(load);
+            info
+        };
+        for id in 1..=size {
+            h.register(&p, reg_with(id, lu(10.0)), 0).unwrap();
+        }
+        let mut next_id = 1000;
+        for i in 0..3 * SEQ_LIMIT as u32 {
+            let want = [1 + i % size, 1 + (i + 1) % size];
+            assert_eq!(ids(&h.handle_resolution(&p, 2).unwrap()), want, "step {i}");
+            if i % 700 == 0 {
+                h.register(&p, reg_with(next_id, lu(20.0)), 0).unwrap();
+                next_id += 1;
+            }
+        }
+        assert!(h
+            .pool_elements(&p)
+            .all(|pe| pe.selection_state().seq < SEQ_LIMIT));
+
+        // WRR 1:2:7 (and more PEs of weight 1): every round of Σ weights selections gives
+        // each PE its weight, across round rebases.
+        let mut h = hs();
+        let p = ph("WRR");
+        let weights: Vec<(u32, u32)> = (1..=size)
+            .map(|id| (id, [1, 2, 7].get(id as usize - 1).copied().unwrap_or(1)))
+            .collect();
+        for &(id, w) in &weights {
+            let mut info = PolicyInfo::new(PolicyType::WeightedRoundRobin);
+            info.weight = w;
+            h.register(&p, reg_with(id, info), 0).unwrap();
+        }
+        let per_round: u32 = weights.iter().map(|(_, w)| w).sum();
+        for _ in 0..3 * SEQ_LIMIT as u32 / per_round {
+            let c = histogram(&mut h, &p, per_round as usize);
+            assert!(weights.iter().all(|(id, w)| c[id] == *w as usize), "{c:?}");
+        }
+        assert!(h.pool_elements(&p).all(|pe| {
+            let st = pe.selection_state();
+            st.seq < SEQ_LIMIT && st.round <= ROUND_LIMIT
+        }));
+    }
+}
+
 #[test]
 fn priority_picks_highest_first() {
     let mut h = hs();
@@ -869,7 +923,7 @@ fn value_tree_survives_removals() {
 #[test]
 fn entry_sizes() {
     assert_eq!(std::mem::size_of::<Option<PoolElement>>(), 120);
-    assert_eq!(std::mem::size_of::<SortEntry>(), 24);
+    assert_eq!(std::mem::size_of::<SortEntry>(), 16);
 }
 
 // ---------------------------------------------------------------------------------------------
