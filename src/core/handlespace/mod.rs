@@ -332,7 +332,7 @@ const ROUND_LIMIT: u64 = 1 << 6;
 
 /// Gives a sorted pool's PEs the sequence numbers 0, 1, … in the order of their old ones (so
 /// every order between them stays), and rebuilds its set from them. O(n log n), once per
-/// [`SEQ_LIMIT`] − n sequence numbers.
+/// [`SEQ_LIMIT`] − n sequence numbers. Other pools keep theirs (`u64`, never in an entry).
 fn renumber_seqs(pool: &mut Pool, pes: &mut Slab<PoolElement>) {
     let Selection::Sorted(set) = &mut pool.selection else {
         return;
@@ -348,6 +348,13 @@ fn renumber_seqs(pool: &mut Pool, pes: &mut Slab<PoolElement>) {
         .first_n(usize::MAX)
         .map(|e| SortEntry::of(pes.get(e.slot), e.slot));
     *set = SortedSet::from_sorted(renumbered);
+}
+
+/// Renumbers a sorted pool's sequence numbers if the next `k` would reach [`SEQ_LIMIT`].
+fn make_room_for_seqs(pool: &mut Pool, pes: &mut Slab<PoolElement>, k: usize) {
+    if pool.next_seq + k as u64 >= SEQ_LIMIT {
+        renumber_seqs(pool, pes);
+    }
 }
 
 /// Lowers every round of a WRR pool by the lowest one (the head's), keeping their order.
@@ -937,9 +944,7 @@ impl<R: RandomSource> Handlespace<R> {
             ..
         } = self;
         let pool = pool_mut(pools, pidx);
-        if pool.next_seq >= SEQ_LIMIT && matches!(pool.selection, Selection::Sorted(_)) {
-            renumber_seqs(pool, pes);
-        }
+        make_room_for_seqs(pool, pes, 1);
         let seq = pool.next_seq;
         pool.next_seq += 1;
         // Only WRR keys use the round, and a WRR key's primary part is the round: the head
@@ -1132,17 +1137,12 @@ impl<R: RandomSource> Handlespace<R> {
             0 => policy::default_max_increment(pool.policy),
             m => m,
         } as usize;
+        make_room_for_seqs(pool, pes, max_increment.min(n));
         match &mut pool.selection {
             Selection::Rotation(r) => {
                 r.select(n, max_increment, out, &mut pool.next_seq, pes);
             }
-            Selection::Sorted(_) => {
-                if pool.next_seq + (max_increment.min(n) as u64) >= SEQ_LIMIT {
-                    renumber_seqs(pool, pes);
-                }
-                let Selection::Sorted(set) = &mut pool.selection else {
-                    unreachable!("matched above")
-                };
+            Selection::Sorted(set) => {
                 picked.clear();
                 picked.extend(set.first_n(n).copied());
                 out.extend(picked.iter().map(|e| PeRef(e.slot)));
