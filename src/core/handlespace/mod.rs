@@ -332,17 +332,14 @@ const ROUND_LIMIT: u64 = 1 << 6;
 
 /// Gives a sorted pool's PEs the sequence numbers 0, 1, … in the order of their old ones (so
 /// every order between them stays), and rebuilds its set from them. O(n log n), once per
-/// [`SEQ_LIMIT`] − n sequence numbers. Other pools keep theirs (`u64`, never in an entry).
-fn renumber_seqs(pool: &mut Pool, pes: &mut Slab<PoolElement>) {
-    let Selection::Sorted(set) = &mut pool.selection else {
-        return;
-    };
+/// [`SEQ_LIMIT`] − n sequence numbers.
+fn renumber_seqs(set: &mut SortedSet<SortEntry>, next_seq: &mut u64, pes: &mut Slab<PoolElement>) {
     let mut by_seq: Vec<(u32, u32)> = set.first_n(usize::MAX).map(|e| (e.seq, e.slot)).collect();
     by_seq.sort_unstable();
     for (rank, &(_, slot)) in by_seq.iter().enumerate() {
         pe_mut(pes, slot).state.seq = rank as u64;
     }
-    pool.next_seq = by_seq.len() as u64;
+    *next_seq = by_seq.len() as u64;
     // The keys' other parts are unchanged and equal keys keep their order: still sorted.
     let renumbered = set
         .first_n(usize::MAX)
@@ -351,17 +348,19 @@ fn renumber_seqs(pool: &mut Pool, pes: &mut Slab<PoolElement>) {
 }
 
 /// Renumbers a sorted pool's sequence numbers if the next `k` would reach [`SEQ_LIMIT`].
-fn make_room_for_seqs(pool: &mut Pool, pes: &mut Slab<PoolElement>, k: usize) {
-    if pool.next_seq + k as u64 >= SEQ_LIMIT {
-        renumber_seqs(pool, pes);
+fn make_room_for_seqs(
+    set: &mut SortedSet<SortEntry>,
+    next_seq: &mut u64,
+    pes: &mut Slab<PoolElement>,
+    k: usize,
+) {
+    if *next_seq + k as u64 >= SEQ_LIMIT {
+        renumber_seqs(set, next_seq, pes);
     }
 }
 
 /// Lowers every round of a WRR pool by the lowest one (the head's), keeping their order.
-fn rebase_rounds(pool: &mut Pool, pes: &mut Slab<PoolElement>) {
-    let Selection::Sorted(set) = &mut pool.selection else {
-        return;
-    };
+fn rebase_rounds(set: &mut SortedSet<SortEntry>, pes: &mut Slab<PoolElement>) {
     let Some(low) = set.first().map(|e| e.primary) else {
         return;
     };
@@ -944,7 +943,9 @@ impl<R: RandomSource> Handlespace<R> {
             ..
         } = self;
         let pool = pool_mut(pools, pidx);
-        make_room_for_seqs(pool, pes, 1);
+        if let Selection::Sorted(set) = &mut pool.selection {
+            make_room_for_seqs(set, &mut pool.next_seq, pes, 1);
+        }
         let seq = pool.next_seq;
         pool.next_seq += 1;
         // Only WRR keys use the round, and a WRR key's primary part is the round: the head
@@ -1137,12 +1138,12 @@ impl<R: RandomSource> Handlespace<R> {
             0 => policy::default_max_increment(pool.policy),
             m => m,
         } as usize;
-        make_room_for_seqs(pool, pes, max_increment.min(n));
         match &mut pool.selection {
             Selection::Rotation(r) => {
                 r.select(n, max_increment, out, &mut pool.next_seq, pes);
             }
             Selection::Sorted(set) => {
+                make_room_for_seqs(set, &mut pool.next_seq, pes, max_increment.min(n));
                 picked.clear();
                 picked.extend(set.first_n(n).copied());
                 out.extend(picked.iter().map(|e| PeRef(e.slot)));
@@ -1179,7 +1180,7 @@ impl<R: RandomSource> Handlespace<R> {
                     set.insert(moved);
                 }
                 if high_round {
-                    rebase_rounds(pool, pes);
+                    rebase_rounds(set, pes);
                 }
             }
             Selection::Uniform => {
