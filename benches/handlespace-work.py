@@ -37,7 +37,6 @@ FUNCS = {
 }
 POLICIES = ["RR", "WRR", "RAND", "LU"]
 SIZES = [1000, 1000000]
-EVENTS = ("Ir", "D1mr", "D1mw", "DLmr", "DLmw")
 
 
 def num(s):
@@ -74,47 +73,56 @@ def profile(binary, layout, policy, n, outdir):
         stderr=subprocess.DEVNULL,
     )
     text = subprocess.run(
-        ["callgrind_annotate", "--inclusive=yes", "--tree=caller", "--threshold=100", "--auto=no", out],
+        [
+            "callgrind_annotate",
+            "--inclusive=yes",
+            "--tree=caller",
+            "--threshold=100",
+            "--auto=no",
+            out,
+        ],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
+    # The tree lists each function's callers ("<", with their call counts) above its own
+    # inclusive cost ("*"). A function is taken where the bench's main is one of its callers
+    # (inlined code of other files inside it is listed under the same name, called by itself).
     events = None
     result = {}
-    caller_calls = None
+    calls, from_main = 0, False
     for line in text.splitlines():
         if line.startswith("Events shown:"):
             events = line.split(":", 1)[1].split()
             continue
         if events is None or not line.strip():
-            caller_calls = None
+            calls, from_main = 0, False
             continue
         mark = "<" if " < " in line else "*" if " * " in line else None
         if mark is None:
             continue
         counts, rest = line.split(f" {mark} ", 1)
         if mark == "<":
-            # A caller of the function that follows: keep the count if it is the bench.
-            m = re.search(r"handlespace::main \(([\d,]+)x\)", rest)
-            caller_calls = num(m.group(1)) if m else None
+            m = re.search(r"\(([\d,]+)x\)", rest)
+            calls += num(m.group(1)) if m else 0
+            from_main |= "handlespace::main (" in rest
             continue
         for name, func in FUNCS.items():
-            if name not in result and caller_calls and rest.split()[0].endswith(func):
+            if name not in result and from_main and rest.split()[0].endswith(func):
                 # Zero counts are printed as ".", shares as "(12.34%)".
                 bare = re.sub(r"\([^)]*\)", " ", counts)
                 values = [0 if t == "." else num(t) for t in bare.split()]
-                result[name] = (caller_calls, dict(zip(events, values)))
-        caller_calls = None
+                result[name] = (calls, dict(zip(events, values)))
+        calls, from_main = 0, False
     return result
 
 
 def per_op(entry):
     calls, ev = entry
-    get = lambda k: ev.get(k, 0)
     return (
-        get("Ir") / calls,
-        (get("D1mr") + get("D1mw")) / calls,
-        (get("DLmr") + get("DLmw")) / calls,
+        ev.get("Ir", 0) / calls,
+        (ev.get("D1mr", 0) + ev.get("D1mw", 0)) / calls,
+        (ev.get("DLmr", 0) + ev.get("DLmw", 0)) / calls,
     )
 
 
