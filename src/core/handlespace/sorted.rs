@@ -4,8 +4,8 @@
 //! Most pools are small (tens to a few hundred PEs). There, one contiguous buffer beats a
 //! B-tree: a handle resolution reads the first entries and moves the selected one (back to the
 //! front, or to the back: O(1) in a ring), so it touches one or two cache lines of the pool
-//! instead of a root, a leaf and another leaf scattered over the heap. (Small round-robin pools
-//! use a rotation of slots instead, see `Selection::Rotation`.) An
+//! instead of a root, a leaf and another leaf scattered over the heap. (Round-robin pools of
+//! every size use a rotation of slots instead, see `rotation.rs`.) An
 //! insert or removal in the middle moves at most half the entries (at most `SMALL_MAX / 2` of
 //! 16 bytes: a bounded, contiguous copy). Past `SMALL_MAX` entries the set becomes a B-tree
 //! (O(log n) per change); below `SMALL_MAX / 4` it goes back (the hysteresis keeps the O(n)
