@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-pub use crate::core::registrar::AddressScope;
+pub use crate::core::registrar::{AddressPrefix, AddressScope};
 use crate::transport::Selection;
 
 /// Default ASAP announce group (rsplib 3.x).
@@ -14,6 +14,15 @@ pub const ASAP_ANNOUNCE_DEFAULT: SocketAddr =
 /// Default ENRP presence group (rsplib 3.x).
 pub const ENRP_ANNOUNCE_DEFAULT: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(239, 0, 0, 51)), 9901);
+
+/// Default `-maxpesperhost=`.
+pub const DEFAULT_MAX_PES_PER_HOST: u32 = 16_384;
+/// Default `-maxpesperpool=`.
+pub const DEFAULT_MAX_PES_PER_POOL: u32 = 65_536;
+/// Default `-maxconnections=`.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16_384;
+/// Default `-maxconnectionsperhost=`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_HOST: u32 = 1_024;
 
 /// Everything the registrar is configured with.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +48,21 @@ pub struct Config {
     pub log_file: Option<(PathBuf, bool)>,
     pub quiet: bool,
     pub pid_file: Option<PathBuf>,
+    /// PEs registered from one host (source address); `None` = no limit.
+    pub max_pes_per_host: Option<u32>,
+    /// PEs in one pool; `None` = no limit.
+    pub max_pes_per_pool: Option<u32>,
+    /// Open ASAP/ENRP connections in all; `None` = no limit.
+    pub max_connections: Option<u32>,
+    /// Open connections from one host; `None` = no limit.
+    pub max_connections_per_host: Option<u32>,
+    /// A connection with no PE and no message for this long is closed (rsplib's SCTP autoclose).
+    pub autoclose_timeout_s: u64,
+    /// A connection that holds an incomplete message, or does not take our output, for this
+    /// long is closed.
+    pub stall_timeout_ms: u64,
+    /// Hosts that may query the handlespace over ENRP as tools (hsdump); `-peer=` hosts always may.
+    pub enrp_allow: Vec<AddressPrefix>,
 }
 
 impl Default for Config {
@@ -63,6 +87,13 @@ impl Default for Config {
             log_file: None,
             quiet: false,
             pid_file: None,
+            max_pes_per_host: Some(DEFAULT_MAX_PES_PER_HOST),
+            max_pes_per_pool: Some(DEFAULT_MAX_PES_PER_POOL),
+            max_connections: Some(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_host: Some(DEFAULT_MAX_CONNECTIONS_PER_HOST),
+            autoclose_timeout_s: 300,
+            stall_timeout_ms: 10_000,
+            enrp_allow: AddressPrefix::loopback(),
         }
     }
 }
@@ -224,6 +255,25 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
             "-logcolor" => {}
             "-quiet" => c.quiet = true,
             "-daemonpidfile" => c.pid_file = Some(PathBuf::from(need()?)),
+            "-maxpesperhost" => c.max_pes_per_host = rate(opt, need()?)?,
+            "-maxpesperpool" => c.max_pes_per_pool = rate(opt, need()?)?,
+            "-maxconnections" => c.max_connections = rate(opt, need()?)?,
+            "-maxconnectionsperhost" => c.max_connections_per_host = rate(opt, need()?)?,
+            "-autoclosetimeout" => {
+                // rsplib: seconds, at least 5.
+                c.autoclose_timeout_s = number::<u64>(opt, need()?)?.max(5)
+            }
+            "-stalltimeout" => c.stall_timeout_ms = positive(opt, need()?)?,
+            "-enrpallow" => {
+                c.enrp_allow = match need()? {
+                    "none" => Vec::new(),
+                    v => v
+                        .split(',')
+                        .map(AddressPrefix::parse)
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| bad("address or prefix"))?,
+                }
+            }
             _ => {
                 return Err(ConfigError(format!(
                     "unknown option \"{arg}\" (see --help)"
@@ -242,7 +292,7 @@ fn positive(opt: &str, v: &str) -> Result<u64, ConfigError> {
     Ok(n)
 }
 
-/// A rate option: a negative value or 0 means "no limit" (as rsplib's -1 default).
+/// A rate or limit option: a negative value or 0 means "no limit" (as rsplib's -1 default).
 fn rate(opt: &str, v: &str) -> Result<Option<u32>, ConfigError> {
     if v.starts_with('-') {
         let _: i64 = number(opt, v)?;
@@ -265,6 +315,10 @@ impl Config {
     pub fn describe(&self, identifier: u32, transports: &str) -> String {
         let opt = |a: &Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
         let r = |r: &Option<u32>| r.map(|n| format!("{n}/s")).unwrap_or_else(|| "off".into());
+        let n = |r: &Option<u32>| {
+            r.map(|n| n.to_string())
+                .unwrap_or_else(|| "unlimited".into())
+        };
         format!(
             "Registrar identifier:                      0x{identifier:08x}\n\
              Transport:                                 {transports}\n\
@@ -280,7 +334,12 @@ impl Config {
              Endpoint keep-alive transmission interval: {} ms\n\
              Endpoint keep-alive timeout interval:      {} ms\n\
              Server announce cycle:                     {} ms\n\
-             Minimum address scope:                     {}\n",
+             Minimum address scope:                     {}\n\
+             Max PEs per host / per pool:               {} / {}\n\
+             Max connections / per host:                {} / {}\n\
+             Auto-close timeout:                        {} s\n\
+             Stall timeout:                             {} ms\n\
+             ENRP queries allowed from:                 {}\n",
             list(&self.asap),
             opt(&self.asap_announce),
             list(&self.enrp),
@@ -298,6 +357,21 @@ impl Config {
             self.keepalive_timeout_interval_ms,
             self.server_announce_cycle_ms,
             self.min_address_scope.name(),
+            n(&self.max_pes_per_host),
+            n(&self.max_pes_per_pool),
+            n(&self.max_connections),
+            n(&self.max_connections_per_host),
+            self.autoclose_timeout_s,
+            self.stall_timeout_ms,
+            if self.enrp_allow.is_empty() {
+                "peers only".into()
+            } else {
+                self.enrp_allow
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         )
     }
 }
@@ -332,6 +406,12 @@ mod tests {
             "-loglevel=9",
             "-maxhrrate=-1",
             "-maxeurate=20",
+            "-maxpesperhost=10",
+            "-maxpesperpool=-1",
+            "-maxconnectionsperhost=3",
+            "-autoclosetimeout=1",
+            "-stalltimeout=2500",
+            "-enrpallow=10.0.0.0/8,::1",
         ])
         .unwrap();
         assert_eq!(
@@ -353,6 +433,19 @@ mod tests {
         assert_eq!(c.transport, Selection::Tcp);
         assert_eq!(c.max_hr_rate, None);
         assert_eq!(c.max_eu_rate, Some(20));
+        assert_eq!(c.max_pes_per_host, Some(10));
+        assert_eq!(c.max_pes_per_pool, None);
+        assert_eq!(c.max_connections_per_host, Some(3));
+        assert_eq!(c.max_connections, Some(DEFAULT_MAX_CONNECTIONS));
+        assert_eq!(c.autoclose_timeout_s, 5, "rsplib's minimum of 5 s");
+        assert_eq!(c.stall_timeout_ms, 2500);
+        assert_eq!(
+            c.enrp_allow,
+            vec![
+                AddressPrefix::parse("10.0.0.0/8").unwrap(),
+                AddressPrefix::parse("::1").unwrap()
+            ]
+        );
         assert_eq!(run(&[]).unwrap(), Config::default());
         assert_eq!(
             run(&["-asap=127.0.0.1:0"]).unwrap().asap,
@@ -369,6 +462,8 @@ mod tests {
         assert!(run(&["-identifier=zz"]).is_err());
         assert!(run(&["-peer"]).unwrap_err().0.contains("needs a value"));
         assert!(run(&["-transport=udp"]).is_err());
+        assert!(run(&["-enrpallow=10.0.0.0/33"]).is_err());
+        assert!(run(&["-maxpesperhost=many"]).is_err());
     }
 
     #[test]

@@ -275,6 +275,13 @@ pub fn run(config: &Config) -> Result<(), String> {
     core_config.max_hr_rate = config.max_hr_rate;
     core_config.max_eu_rate = config.max_eu_rate;
     core_config.enrp_transport = enrp_transport;
+    core_config.max_pes_per_host = config.max_pes_per_host;
+    core_config.max_pes_per_pool = config.max_pes_per_pool;
+    core_config.max_connections = config.max_connections;
+    core_config.max_connections_per_host = config.max_connections_per_host;
+    core_config.idle_timeout = config.autoclose_timeout_s * 1_000_000;
+    core_config.enrp_allow = config.enrp_allow.clone();
+    core_config.peers = config.peers.iter().map(|a| a.ip()).collect();
 
     let start = Instant::now();
     let now = || start.elapsed().as_micros() as u64;
@@ -336,7 +343,7 @@ pub fn run(config: &Config) -> Result<(), String> {
                                 logging::VERBOSE,
                                 &format!("connection {conn} up from {peer:?} over {p:?}"),
                             );
-                            registrar.connection_up(conn, p, peer);
+                            registrar.connection_up(now(), conn, p, peer, &mut outputs);
                         }
                         Event::Message { conn, ppid, data } => {
                             registrar.receive(now(), conn, ppid, &data, &mut outputs)
@@ -347,7 +354,7 @@ pub fn run(config: &Config) -> Result<(), String> {
                                 logging::VERBOSE,
                                 &format!("connection {conn} down: {reason:?}"),
                             );
-                            registrar.connection_down(conn, &mut outputs);
+                            registrar.connection_down(now(), conn, &mut outputs);
                         }
                     }
                 }
@@ -368,7 +375,7 @@ pub fn run(config: &Config) -> Result<(), String> {
                             );
                             conn_server.remove(&conn);
                             servers[idx].0.close(poll.registry(), conn);
-                            registrar.connection_down(conn, &mut outputs);
+                            registrar.connection_down(now(), conn, &mut outputs);
                         }
                     }
                     Output::Close { conn } => {
