@@ -187,9 +187,21 @@ pub fn decode(protocol: Protocol, bytes: &[u8]) -> Result<Decoded<Message>, Wire
 pub fn asap_error_reply(err: &WireError, received: &[u8]) -> Option<AsapMessage> {
     err.should_report().then(|| {
         AsapMessage::new(AsapBody::Error {
-            error: err.operation_error(received),
+            error: fitted(err.operation_error(received), ASAP_ERROR_BUDGET),
         })
     })
+}
+
+/// Room for the Operation Error parameter in an ASAP Error message (the common header is 4
+/// bytes, the whole message at most 65535, a multiple of 4).
+pub const ASAP_ERROR_BUDGET: usize = 65532 - 4;
+/// Room for it in an ENRP Error message (12-byte header: sender and receiver ids).
+pub const ENRP_ERROR_BUDGET: usize = 65532 - 12;
+
+/// `error`, cut to fit in `budget` bytes (see [`OperationError::fit`]).
+pub fn fitted(mut error: OperationError, budget: usize) -> OperationError {
+    error.fit(budget);
+    error
 }
 
 /// The ENRP Error message (from `sender` = us to `receiver` = the peer) to answer undecodable
@@ -205,8 +217,54 @@ pub fn enrp_error_reply(
             sender,
             receiver,
             EnrpBody::Error {
-                error: err.operation_error(received),
+                error: fitted(err.operation_error(received), ENRP_ERROR_BUDGET),
             },
         )
     })
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    #[test]
+    fn an_error_echoing_a_64k_message_fits_in_one_message() {
+        // An unknown message type of the largest size: the echo alone is 65532 bytes.
+        let mut msg = vec![0x77, 0, 0, 0];
+        msg.resize(65532, 0xab);
+        msg[2..4].copy_from_slice(&65532u16.to_be_bytes());
+        let err = AsapMessage::decode(&msg).unwrap_err();
+        let reply = asap_error_reply(&err, &msg).unwrap().to_bytes().unwrap();
+        assert!(reply.len() <= 65535, "reply of {} bytes", reply.len());
+        let back = AsapMessage::decode(&reply).unwrap().message;
+        let AsapBody::Error { error } = back.body else {
+            panic!("not an error: {back:?}")
+        };
+        assert_eq!(error.code(), cause::UNRECOGNIZED_MESSAGE);
+        // The echo is cut, not dropped: it starts with the offending message.
+        assert!(error.causes[0].info.len() > 60_000);
+        assert_eq!(&error.causes[0].info[..4], &msg[..4]);
+    }
+
+    #[test]
+    fn fit_drops_trailing_causes_before_cutting_the_first() {
+        let mut e = OperationError {
+            causes: vec![
+                ErrorCause::new(1, &[1; 400]),
+                ErrorCause::new(2, &[2; 400]),
+                ErrorCause::new(3, &[3; 400]),
+            ],
+        };
+        e.fit(4 + 404 + 404 + 100);
+        assert!(e.encoded_len() <= 912);
+        assert_eq!(e.causes[0].info.len(), 400);
+        assert_eq!(e.causes[1].info.len(), 400);
+        e.fit(200);
+        assert!(e.encoded_len() <= 200);
+        assert_eq!(e.causes.len(), 1);
+        assert_eq!(e.causes[0].code, 1);
+        let small = e.clone();
+        e.fit(10_000);
+        assert_eq!(e, small, "a fitting error is left alone");
+    }
 }

@@ -828,6 +828,31 @@ impl OperationError {
         Ok(OperationError { causes })
     }
 
+    /// Encoded size of the parameter (header, causes, padding).
+    pub fn encoded_len(&self) -> usize {
+        4 + self.causes.iter().map(|c| 4 + pad4(c.info.len())).sum::<usize>()
+    }
+
+    /// Shrinks the parameter to at most `budget` bytes encoded: the echoed info of the causes
+    /// is cut (at a multiple of 4, from the last cause backwards), and causes that do not fit
+    /// even empty are dropped. A reply that echoes a message close to 64 KiB still fits in one
+    /// message this way (RFC 5352 §3.13 leaves the info's length to the sender).
+    pub fn fit(&mut self, budget: usize) {
+        while self.encoded_len() > budget {
+            let excess = self.encoded_len() - budget;
+            let several = self.causes.len() > 1;
+            let Some(last) = self.causes.last_mut() else {
+                return;
+            };
+            if last.info.is_empty() || (several && pad4(last.info.len()) < excess) {
+                self.causes.pop();
+                continue;
+            }
+            let keep = pad4(last.info.len()).saturating_sub(pad4(excess)) & !3;
+            last.info = last.info[..keep.min(last.info.len())].into();
+        }
+    }
+
     /// Encodes the Operation Error parameter (each cause padded to 4 bytes).
     pub fn emit(&self, buf: &mut Vec<u8>) -> Result<(), WireError> {
         emit_tlv(buf, PARAM_OPERATION_ERROR, |b| {
