@@ -25,6 +25,7 @@ impl Registrar {
             }
         };
         if let Some(error) = decoded.report() {
+            let error = wire::fitted(error, wire::ASAP_ERROR_BUDGET);
             let msg = AsapMessage::new(AsapBody::Error { error });
             push_send(out, conn, PPID_ASAP, &msg.to_bytes());
         }
@@ -34,7 +35,7 @@ impl Registrar {
                 element,
             } => self.registration(now, conn, pool_handle, element, out),
             AsapBody::Deregistration { pool_handle, pe_id } => {
-                self.deregistration(conn, pool_handle, pe_id, out)
+                self.deregistration(now, conn, pool_handle, pe_id, out)
             }
             AsapBody::HandleResolution { pool_handle, items } => {
                 self.handle_resolution(now, conn, pool_handle, items, out)
@@ -51,29 +52,7 @@ impl Registrar {
                 }
             }
             AsapBody::EndpointUnreachable { pool_handle, pe_id } => {
-                let limit = self.cfg.max_eu_rate;
-                let allowed = self
-                    .conns
-                    .get_mut(&conn)
-                    .map(|c| c.eu_rate.allow(now, limit))
-                    .unwrap_or(false);
-                if !allowed {
-                    return;
-                }
-                match self.hs.report_unreachable(&pool_handle, pe_id) {
-                    UnreachableOutcome::Removed(_) => {
-                        self.forget_supervision(&pool_handle, pe_id);
-                        out.push(log(
-                            LOG_ACTION,
-                            format!("removed PE {pe_id} of pool \"{pool_handle}\" after unreachable reports"),
-                        ));
-                    }
-                    UnreachableOutcome::Counted(n) => out.push(log(
-                        LOG_VERBOSE,
-                        format!("PE {pe_id} of pool \"{pool_handle}\" reported unreachable ({n})"),
-                    )),
-                    UnreachableOutcome::Unknown => {}
-                }
+                self.unreachable(now, conn, pool_handle, pe_id, out)
             }
             AsapBody::Error { error } => out.push(log(
                 LOG_WARNING,
@@ -92,13 +71,62 @@ impl Registrar {
                         other.msg_type()
                     ),
                 ));
+                let error = OperationError {
+                    causes: vec![ErrorCause::with_tlv(cause::UNRECOGNIZED_MESSAGE, data)],
+                };
                 let msg = AsapMessage::new(AsapBody::Error {
-                    error: OperationError {
-                        causes: vec![ErrorCause::with_tlv(cause::UNRECOGNIZED_MESSAGE, data)],
-                    },
+                    error: wire::fitted(error, wire::ASAP_ERROR_BUDGET),
                 });
                 push_send(out, conn, PPID_ASAP, &msg.to_bytes());
             }
+        }
+    }
+
+    /// Whether `conn` comes from one of the PE's registered transport addresses (its user
+    /// transport, or the ASAP transport it registered over).
+    fn comes_from_registered_address(&self, key: &(PoolHandle, PeId), conn: ConnId) -> bool {
+        let (Some(c), Some(pe)) = (self.conns.get(&conn), self.hs.get(&key.0, key.1)) else {
+            return false;
+        };
+        let registered = pe
+            .user_transport()
+            .addresses
+            .iter()
+            .chain(
+                pe.registrator_transport()
+                    .into_iter()
+                    .flat_map(|t| &t.addresses),
+            )
+            .map(canonical)
+            .collect::<Vec<_>>();
+        c.peer
+            .iter()
+            .any(|a| registered.contains(&canonical(&a.ip())))
+    }
+
+    /// Ownership (RFC 5355 §3, RFC 5352 §3.1): may `conn` re-register or deregister the
+    /// existing PE `key`? `Err` says why not.
+    ///
+    /// A PE is owned by the connection that registered it. Another connection may take it
+    /// over only when it comes from one of the PE's registered addresses and the owner is
+    /// gone: the PE has no supervising connection (an orphan after a stall, or a PE whose
+    /// home is another registrar), or the registrar recovers from a stall, when the owner's
+    /// connection may be dead without the registrar knowing yet.
+    fn may_take(&self, now: Micros, key: &(PoolHandle, PeId), conn: ConnId) -> Result<(), String> {
+        if self.hs.get(&key.0, key.1).is_none() {
+            return Ok(());
+        }
+        match self.supervision.get(key).map(|s| s.conn) {
+            Some(owner) if owner == conn => Ok(()),
+            Some(owner) => {
+                if self.recovering(now) && self.comes_from_registered_address(key, conn) {
+                    Ok(())
+                } else {
+                    Err(format!("it is registered over connection {owner}"))
+                }
+            }
+            None if self.comes_from_registered_address(key, conn) => Ok(()),
+            None => Err("the request does not come from one of its addresses".into()),
         }
     }
 
@@ -111,11 +139,7 @@ impl Registrar {
         out: &mut Vec<Output>,
     ) {
         let pe_id = element.id;
-        let reject = |out: &mut Vec<Output>, error: OperationError, why: String| {
-            out.push(log(
-                LOG_ACTION,
-                format!("rejected registration of PE {pe_id} in pool \"{pool_handle}\": {why}"),
-            ));
+        let reject = |out: &mut Vec<Output>, error: OperationError| {
             let msg = AsapMessage::with_flags(
                 AsapBody::RegistrationResponse {
                     pool_handle: pool_handle.clone(),
@@ -126,6 +150,12 @@ impl Registrar {
             );
             push_send(out, conn, PPID_ASAP, &msg.to_bytes());
         };
+        let rejected = |out: &mut Vec<Output>, why: String| {
+            out.push(log(
+                LOG_ACTION,
+                format!("rejected registration of PE {pe_id} in pool \"{pool_handle}\": {why}"),
+            ));
+        };
         let c = self.conns.get(&conn).expect("checked by receive");
         if c.peer.is_empty() {
             out.push(log(
@@ -135,24 +165,25 @@ impl Registrar {
             return;
         }
         if element.asap_transport.is_some() {
+            rejected(out, "ASAP transport in a registration".into());
             return reject(
                 out,
                 OperationError::new(cause::RSPLIB_INVALID_REGISTRATOR, &[]),
-                "ASAP transport in a registration".into(),
             );
         }
         // User addresses: only those the PE really has (its association's addresses) and of
         // sufficient scope. Over TCP the one peer address is all we know.
         let min = self.cfg.min_address_scope;
         let peer_ips: Vec<IpAddr> = c.peer.iter().map(|a| a.ip()).collect();
+        let host = c.host;
         let mut user = element.user_transport.clone();
         user.addresses
             .retain(|a| AddressScope::of(a) >= min && peer_ips.contains(&canonical(a)));
         if user.addresses.is_empty() {
+            rejected(out, "no usable user transport addresses".into());
             return reject(
                 out,
                 OperationError::new(cause::RSPLIB_NO_USABLE_USER_ADDRESSES, &[]),
-                "no usable user transport addresses".into(),
             );
         }
         let asap_addrs: Vec<IpAddr> = peer_ips
@@ -161,10 +192,10 @@ impl Registrar {
             .filter(|a| AddressScope::of(a) >= min)
             .collect();
         if asap_addrs.is_empty() {
+            rejected(out, "no usable ASAP addresses".into());
             return reject(
                 out,
                 OperationError::new(cause::RSPLIB_NO_USABLE_ASAP_ADDRESSES, &[]),
-                "no usable ASAP addresses".into(),
             );
         }
         let registrator = TransportAddress {
@@ -174,30 +205,40 @@ impl Registrar {
             dccp_service_code: 0,
             addresses: asap_addrs,
         };
-        // Only the PE's own connection may re-register it (RFC 5355 registration spoofing);
-        // a new connection from the same host takes over (the PE reconnected).
         let key = (pool_handle.clone(), pe_id);
-        if let Some(sup) = self.supervision.get(&key) {
-            if sup.conn != conn {
-                let old_ips: Vec<IpAddr> = self
-                    .conns
-                    .get(&sup.conn)
-                    .map(|o| o.peer.iter().map(|a| a.ip()).collect())
-                    .unwrap_or_default();
-                if !old_ips.is_empty() && !old_ips.iter().any(|ip| peer_ips.contains(ip)) {
-                    return reject(
-                        out,
-                        OperationError::new(cause::REJECTED_SECURITY, &[]),
-                        "PE identifier registered by another host".into(),
-                    );
-                }
-                let old = sup.conn;
-                if let Some(o) = self.conns.get_mut(&old) {
-                    o.pes.remove(&key);
-                }
-                if let Some(s) = self.supervision.get_mut(&key) {
-                    s.conn = conn;
-                }
+        if let Err(why) = self.may_take(now, &key, conn) {
+            // A live owner: make sure it still is (a dead one is found within one timeout).
+            self.probe(&key, now);
+            self.refuse(Refusal::Ownership, now, out, || {
+                format!(
+                    "rejected registration of PE {pe_id} in pool \"{pool_handle}\" from \
+                     connection {conn} ({host}): {why}"
+                )
+            });
+            return reject(out, OperationError::new(cause::REJECTED_SECURITY, &[]));
+        }
+        let exists = self.hs.get(&pool_handle, pe_id).is_some();
+        if !exists {
+            let host_pes = self.hosts.get(&host).map_or(0, |h| h.pes);
+            let pool_pes = self.hs.pool(&pool_handle).map_or(0, |p| p.len);
+            let refusal = if over(host_pes as usize, self.cfg.max_pes_per_host) {
+                Some((
+                    Refusal::PesPerHost,
+                    format!("{host} has {host_pes} PEs registered, the limit (-maxpesperhost)"),
+                ))
+            } else if over(pool_pes, self.cfg.max_pes_per_pool) {
+                Some((
+                    Refusal::PesPerPool,
+                    format!("the pool has {pool_pes} PEs, the limit (-maxpesperpool)"),
+                ))
+            } else {
+                None
+            };
+            if let Some((kind, why)) = refusal {
+                self.refuse(kind, now, out, || {
+                    format!("rejected registration of PE {pe_id} in pool \"{pool_handle}\": {why}")
+                });
+                return reject(out, OperationError::new(cause::LACK_OF_RESOURCES, &[]));
             }
         }
         let reg = Registration {
@@ -210,15 +251,35 @@ impl Registrar {
         };
         match self.hs.register(&pool_handle, reg, now) {
             Ok(outcome) => {
-                out.push(log(
-                    LOG_VERBOSE,
-                    format!("{outcome:?} PE {pe_id} in pool \"{pool_handle}\" (connection {conn})"),
-                ));
-                self.conns
-                    .get_mut(&conn)
-                    .expect("checked")
-                    .pes
-                    .insert(key.clone());
+                match outcome {
+                    RegisterOutcome::Added => {
+                        self.counters.registrations += 1;
+                        out.push(log(
+                            LOG_ACTION,
+                            format!(
+                                "registered PE {pe_id} in pool \"{pool_handle}\" from {host} \
+                                 (connection {conn})"
+                            ),
+                        ));
+                    }
+                    RegisterOutcome::Updated => {
+                        self.counters.reregistrations += 1;
+                        out.push(log(
+                            LOG_VERBOSE,
+                            format!(
+                                "re-registered PE {pe_id} in pool \"{pool_handle}\" (connection {conn})"
+                            ),
+                        ))
+                    }
+                }
+                // Only now, with the registration accepted, does the connection own the PE.
+                if let Some(old) = self.supervision.get(&key).map(|s| s.conn) {
+                    if old != conn {
+                        self.detach(&key, old);
+                    }
+                }
+                self.orphans.remove(&key);
+                self.attach(&key, conn);
                 let sup = self.supervision.entry(key.clone()).or_insert(Supervision {
                     conn,
                     timer: None,
@@ -236,33 +297,42 @@ impl Registrar {
                 push_send(out, conn, PPID_ASAP, &msg.to_bytes());
             }
             Err(e) => {
+                rejected(out, e.to_string());
                 let error = registration_error(&e, &element);
-                reject(out, error, e.to_string());
+                reject(out, error);
             }
         }
     }
 
     fn deregistration(
         &mut self,
+        now: Micros,
         conn: ConnId,
         pool_handle: PoolHandle,
         pe_id: PeId,
         out: &mut Vec<Output>,
     ) {
         let key = (pool_handle.clone(), pe_id);
-        let owner = self.supervision.get(&key).map(|s| s.conn);
-        let error = match owner {
-            Some(owner) if owner != conn => {
+        let error = match self.may_take(now, &key, conn) {
+            Err(why) => {
+                let host = self.conns.get(&conn).map(|c| c.host);
+                self.refuse(Refusal::Ownership, now, out, || {
+                    format!(
+                        "rejected deregistration of PE {pe_id} in pool \"{pool_handle}\" from \
+                         connection {conn} ({host:?}): {why}"
+                    )
+                });
                 Some(OperationError::new(cause::REJECTED_SECURITY, &[]))
             }
-            _ => {
+            Ok(()) => {
                 if self.hs.deregister(&pool_handle, pe_id).is_some() {
+                    self.counters.deregistrations += 1;
                     out.push(log(
-                        LOG_VERBOSE,
+                        LOG_ACTION,
                         format!("deregistered PE {pe_id} of pool \"{pool_handle}\""),
                     ));
                 }
-                self.forget_supervision(&pool_handle, pe_id);
+                self.pe_gone(&key);
                 None
             }
         };
@@ -274,6 +344,74 @@ impl Registrar {
         push_send(out, conn, PPID_ASAP, &msg.to_bytes());
     }
 
+    /// An Endpoint Unreachable report: limited per host (`-maxeurate`), and a PE is removed
+    /// after reports from `-maxbadpereports` distinct hosts (repeats from one host count once).
+    fn unreachable(
+        &mut self,
+        now: Micros,
+        conn: ConnId,
+        pool_handle: PoolHandle,
+        pe_id: PeId,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(host) = self.conns.get(&conn).map(|c| c.host) else {
+            return;
+        };
+        let limit = self.cfg.max_eu_rate;
+        if !self
+            .hosts
+            .entry(host)
+            .or_default()
+            .eu_rate
+            .allow(now, limit)
+        {
+            return self.refuse(Refusal::UnreachableRate, now, out, || {
+                format!("ignored unreachable reports from {host}: over -maxeurate")
+            });
+        }
+        self.counters.unreachable_reports += 1;
+        let key = (pool_handle, pe_id);
+        if self.hs.get(&key.0, key.1).is_none() {
+            return;
+        }
+        let max = self.cfg.max_bad_pe_reports as usize;
+        let reporters = self.reporters.entry(key.clone()).or_default();
+        if reporters.contains(&host) {
+            out.push(log(
+                LOG_VERBOSE,
+                format!(
+                    "PE {pe_id} of pool \"{}\" reported unreachable by {host} again (counted once)",
+                    key.0
+                ),
+            ));
+            return;
+        }
+        if reporters.len() < max {
+            reporters.push(host);
+        }
+        match self.hs.report_unreachable(&key.0, pe_id) {
+            UnreachableOutcome::Removed(_) => {
+                self.pe_gone(&key);
+                self.counters.removed_unreachable += 1;
+                out.push(log(
+                    LOG_ACTION,
+                    format!(
+                        "removed PE {pe_id} of pool \"{}\" after unreachable reports from {max} hosts",
+                        key.0
+                    ),
+                ));
+            }
+            UnreachableOutcome::Counted(n) => out.push(log(
+                LOG_VERBOSE,
+                format!(
+                    "PE {pe_id} of pool \"{}\" reported unreachable by {host} ({n})",
+                    key.0
+                ),
+            )),
+            UnreachableOutcome::Unknown => {}
+        }
+    }
+
     fn handle_resolution(
         &mut self,
         now: Micros,
@@ -282,26 +420,39 @@ impl Registrar {
         items: Option<u32>,
         out: &mut Vec<Output>,
     ) {
+        let Some(host) = self.conns.get(&conn).map(|c| c.host) else {
+            return;
+        };
         let limit = self.cfg.max_hr_rate;
-        let allowed = self
-            .conns
-            .get_mut(&conn)
-            .map(|c| c.hr_rate.allow(now, limit))
-            .unwrap_or(false);
+        if !self
+            .hosts
+            .entry(host)
+            .or_default()
+            .hr_rate
+            .allow(now, limit)
+        {
+            self.refuse(Refusal::ResolutionRate, now, out, || {
+                format!("refused handle resolutions from {host}: over -maxhrrate")
+            });
+            let body = AsapBody::HandleResolutionResponse {
+                pool_handle,
+                policy: None,
+                elements: Vec::new(),
+                error: Some(OperationError::new(cause::REJECTED_SECURITY, &[])),
+            };
+            return push_send(out, conn, PPID_ASAP, &AsapMessage::new(body).to_bytes());
+        }
+        self.counters.handle_resolutions += 1;
         let wanted = match items {
             Some(0) | None => self.cfg.max_hr_items,
             Some(n) => n,
         }
         .min(MAX_HR_ITEMS) as usize;
-        let found = if allowed {
-            self.hs.handle_resolution(&pool_handle, wanted).map(|pes| {
-                pes.into_iter()
-                    .map(|pe| to_wire_element(pe, false))
-                    .collect::<Vec<_>>()
-            })
-        } else {
-            Err(HandlespaceError::UnknownPoolHandle)
-        };
+        let found = self.hs.handle_resolution(&pool_handle, wanted).map(|pes| {
+            pes.into_iter()
+                .map(|pe| to_wire_element(pe, false))
+                .collect::<Vec<_>>()
+        });
         let body = match found {
             Ok(elements) if !elements.is_empty() => AsapBody::HandleResolutionResponse {
                 pool_handle,

@@ -1,10 +1,35 @@
 //! The ENRP side (RFC 5353) that answers other registrars' and tools' (hsdump) queries.
+//!
+//! Only configured peers (`-peer=`) and hosts allowed by `-enrpallow=` (loopback by default)
+//! may speak ENRP to the registrar; anyone else's connection is closed. Tools get the handle
+//! table without the PEs' registrar-side ports (their ASAP transports carry port 0).
 
 use super::asap_service::{element_size, to_wire_element};
 use super::*;
 
 impl Registrar {
-    pub(super) fn receive_enrp(&mut self, conn: ConnId, data: &[u8], out: &mut Vec<Output>) {
+    pub(super) fn receive_enrp(
+        &mut self,
+        now: Micros,
+        conn: ConnId,
+        data: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        let Some(host) = self.conns.get(&conn).map(|c| c.host) else {
+            return;
+        };
+        let peer = self.cfg.peers.contains(&host);
+        if !peer && !self.cfg.enrp_allow.iter().any(|p| p.contains(&host)) {
+            self.refuse(Refusal::EnrpAccess, now, out, || {
+                format!(
+                    "refused ENRP from {host}: neither a peer nor allowed by -enrpallow; \
+                     connection closed"
+                )
+            });
+            self.connection_down(now, conn, out);
+            out.push(Output::Close { conn });
+            return;
+        }
         let decoded = match EnrpMessage::decode(data) {
             Ok(d) => d,
             Err(e) => {
@@ -53,7 +78,7 @@ impl Registrar {
                     return;
                 }
                 let own_only = m.flags & enrp::FLAG_OWN_CHILDREN_ONLY != 0;
-                for msg in self.handle_table(m.sender, own_only) {
+                for msg in self.handle_table(m.sender, own_only, peer) {
                     push_send(out, conn, PPID_ENRP, &msg.to_bytes());
                 }
             }
@@ -94,7 +119,13 @@ impl Registrar {
 
     /// The whole handlespace (or our own PEs) as Handle Table Responses of at most
     /// [`HT_MAX_PES`] PEs and about [`HT_MAX_BYTES`] bytes each; M set on all but the last.
-    fn handle_table(&self, receiver: RegistrarId, own_only: bool) -> Vec<EnrpMessage> {
+    /// Registrar-side ports go to peers only (`with_ports`); for tools they are 0.
+    fn handle_table(
+        &self,
+        receiver: RegistrarId,
+        own_only: bool,
+        with_ports: bool,
+    ) -> Vec<EnrpMessage> {
         let owner = own_only.then_some(self.cfg.id);
         let mut messages = Vec::new();
         let mut cursor = None;
@@ -104,7 +135,12 @@ impl Registrar {
             let mut bytes = 12;
             let mut taken = 0;
             for (ph, pe) in &page.items {
-                let element = to_wire_element(pe, true);
+                let mut element = to_wire_element(pe, true);
+                if !with_ports {
+                    if let Some(t) = element.asap_transport.as_mut() {
+                        t.port = 0;
+                    }
+                }
                 let size = element_size(&element)
                     + if pools.last().map(|p| &p.pool_handle) == Some(*ph) {
                         0

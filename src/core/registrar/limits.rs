@@ -68,6 +68,134 @@ impl fmt::Display for AddressPrefix {
     }
 }
 
+/// What one host (source address) holds and has done lately.
+#[derive(Debug, Default)]
+pub(super) struct Host {
+    /// Open connections from it.
+    pub(super) conns: u32,
+    /// PEs registered over its connections.
+    pub(super) pes: u32,
+    pub(super) hr_rate: Rate,
+    pub(super) eu_rate: Rate,
+}
+
+impl Host {
+    /// Whether the entry carries nothing worth keeping.
+    pub(super) fn forgettable(&self, now: Micros) -> bool {
+        self.conns == 0 && self.pes == 0 && self.hr_rate.idle(now) && self.eu_rate.idle(now)
+    }
+}
+
+/// Why the registrar refused something; each kind is logged at most once per
+/// [`REFUSAL_LOG_INTERVAL`] and counted in [`Counters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A connection over `-maxconnections=` or `-maxconnectionsperhost=`.
+    Connection,
+    /// A handle resolution over `-maxhrrate=` (per host).
+    ResolutionRate,
+    /// An Endpoint Unreachable report over `-maxeurate=` (per host).
+    UnreachableRate,
+    /// A registration over `-maxpesperhost=`.
+    PesPerHost,
+    /// A registration over `-maxpesperpool=`.
+    PesPerPool,
+    /// A (re-)registration or deregistration of a PE that another connection owns.
+    Ownership,
+    /// ENRP from a host that is neither a peer nor allowed by `-enrpallow=`.
+    EnrpAccess,
+}
+
+impl Refusal {
+    pub(super) const ALL: [Refusal; 7] = [
+        Refusal::Connection,
+        Refusal::ResolutionRate,
+        Refusal::UnreachableRate,
+        Refusal::PesPerHost,
+        Refusal::PesPerPool,
+        Refusal::Ownership,
+        Refusal::EnrpAccess,
+    ];
+
+    /// A short name (metrics label, log text).
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::Connection => "connection",
+            Refusal::ResolutionRate => "handle_resolution_rate",
+            Refusal::UnreachableRate => "unreachable_report_rate",
+            Refusal::PesPerHost => "pes_per_host",
+            Refusal::PesPerPool => "pes_per_pool",
+            Refusal::Ownership => "ownership",
+            Refusal::EnrpAccess => "enrp_access",
+        }
+    }
+
+    fn index(self) -> usize {
+        Refusal::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("listed")
+    }
+}
+
+/// Refusals of one kind are logged once per this interval (with the count of the others).
+pub const REFUSAL_LOG_INTERVAL: Micros = 10_000_000;
+
+/// What the registrar has done, for statistics and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub registrations: u64,
+    pub reregistrations: u64,
+    pub deregistrations: u64,
+    pub handle_resolutions: u64,
+    pub keepalive_timeouts: u64,
+    pub unreachable_reports: u64,
+    pub removed_unreachable: u64,
+    pub expired: u64,
+    /// Refusals by [`Refusal`] kind.
+    refused: [u64; Refusal::ALL.len()],
+}
+
+impl Counters {
+    /// How often something of this kind was refused.
+    pub fn refused(&self, kind: Refusal) -> u64 {
+        self.refused[kind.index()]
+    }
+}
+
+/// Keeps refusal logs to one line per kind and interval.
+#[derive(Debug, Default)]
+pub(super) struct RefusalLog {
+    next: [Micros; Refusal::ALL.len()],
+    suppressed: [u64; Refusal::ALL.len()],
+}
+
+impl RefusalLog {
+    /// Counts a refusal; returns the line to log now, if one is due (with how many went unlogged
+    /// since the last one).
+    pub(super) fn note(
+        &mut self,
+        counters: &mut Counters,
+        kind: Refusal,
+        now: Micros,
+        text: impl FnOnce() -> String,
+    ) -> Option<String> {
+        let i = kind.index();
+        counters.refused[i] += 1;
+        if now < self.next[i] {
+            self.suppressed[i] += 1;
+            return None;
+        }
+        let more = std::mem::take(&mut self.suppressed[i]);
+        self.next[i] = now + REFUSAL_LOG_INTERVAL;
+        let mut line = text();
+        if more > 0 {
+            line.push_str(&format!(" ({more} more refusals of this kind not logged)"));
+        }
+        Some(line)
+    }
+}
+
 /// A per-second window counter.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Rate {
@@ -113,6 +241,34 @@ mod tests {
         assert!(AddressPrefix::parse("nonsense").is_none());
         assert_eq!(p("10.0.0.0/8").to_string(), "10.0.0.0/8");
         assert_eq!(p("10.1.2.3").to_string(), "10.1.2.3");
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_and_all_counted() {
+        let mut log = RefusalLog::default();
+        let mut c = Counters::default();
+        let first = log.note(&mut c, Refusal::PesPerHost, 0, || "refused".into());
+        assert_eq!(first.as_deref(), Some("refused"));
+        for t in 1..=5 {
+            assert!(log
+                .note(&mut c, Refusal::PesPerHost, t, || "x".into())
+                .is_none());
+        }
+        assert!(log
+            .note(&mut c, Refusal::Connection, 6, || "other".into())
+            .is_some());
+        let later = log
+            .note(&mut c, Refusal::PesPerHost, REFUSAL_LOG_INTERVAL, || {
+                "again".into()
+            })
+            .unwrap();
+        assert!(
+            later.starts_with("again") && later.contains("5 more"),
+            "{later}"
+        );
+        assert_eq!(c.refused(Refusal::PesPerHost), 7);
+        assert_eq!(c.refused(Refusal::Connection), 1);
+        assert_eq!(c.refused(Refusal::Ownership), 0);
     }
 
     #[test]

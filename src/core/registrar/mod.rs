@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::core::checksum;
 use crate::core::handlespace::{
-    self, Handlespace, HandlespaceError, Micros, Registration, UnreachableOutcome,
+    self, Handlespace, HandlespaceError, Micros, RegisterOutcome, Registration, UnreachableOutcome,
 };
 use crate::core::types::{
     PeId, PolicyInfo, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
@@ -25,9 +25,10 @@ use crate::core::wire::{
 mod asap_service;
 mod enrp_service;
 mod limits;
+mod supervision;
 
-pub use limits::AddressPrefix;
-use limits::Rate;
+pub use limits::{AddressPrefix, Counters, Refusal, REFUSAL_LOG_INTERVAL};
+use limits::{Host, RefusalLog};
 
 /// Identifies a connection / association (assigned by the transport layer).
 pub type ConnId = u64;
@@ -100,6 +101,10 @@ impl AddressScope {
     }
 }
 
+/// Default [`RegistrarConfig::stall_gap`]: the registrar asks to be woken every second, so four
+/// seconds without a call cannot be load.
+pub const DEFAULT_STALL_GAP: Micros = 4_000_000;
+
 /// Protocol settings of the registrar (times in microseconds).
 #[derive(Clone, Debug)]
 pub struct RegistrarConfig {
@@ -110,9 +115,9 @@ pub struct RegistrarConfig {
     pub keepalive_timeout: Micros,
     pub announce_cycle: Option<Micros>,
     pub min_address_scope: AddressScope,
-    /// Handle resolutions per second and connection; `None` = unlimited.
+    /// Handle resolutions per second and host; `None` = unlimited.
     pub max_hr_rate: Option<u32>,
-    /// Endpoint Unreachable reports per second and connection; `None` = unlimited.
+    /// Endpoint Unreachable reports per second and host; `None` = unlimited.
     pub max_eu_rate: Option<u32>,
     /// This registrar's ENRP endpoint, as advertised in Presence (Server Information).
     pub enrp_transport: Option<TransportAddress>,
@@ -130,6 +135,10 @@ pub struct RegistrarConfig {
     pub enrp_allow: Vec<AddressPrefix>,
     /// Configured ENRP peers' addresses: they may always speak ENRP.
     pub peers: Vec<IpAddr>,
+    /// A gap this long between two calls means the process did not run (SIGSTOP, a paused
+    /// VM): the registrar then gives every PE one keep-alive round before it removes any
+    /// (see [`Registrar::recovering`]). `None` = never (tests with a jumping clock).
+    pub stall_gap: Option<Micros>,
 }
 
 impl RegistrarConfig {
@@ -153,6 +162,7 @@ impl RegistrarConfig {
             idle_timeout: 300_000_000,
             enrp_allow: AddressPrefix::loopback(),
             peers: Vec::new(),
+            stall_gap: Some(DEFAULT_STALL_GAP),
         }
     }
 }
@@ -184,12 +194,14 @@ pub enum Output {
 struct Conn {
     protocol: TransportProtocol,
     peer: Vec<SocketAddr>,
+    /// The host it comes from (its first peer address): what per-host limits count.
+    host: IpAddr,
     /// PEs registered over this connection.
     pes: BTreeSet<(PoolHandle, PeId)>,
-    hr_rate: Rate,
-    eu_rate: Rate,
     /// An ENRP peer (or tool) identified by its Presence.
     enrp_peer: Option<RegistrarId>,
+    /// When it last sent a message (or came up).
+    last_activity: Micros,
 }
 
 /// Keep-alive supervision of one PE this registrar is home for.
@@ -207,16 +219,37 @@ enum TimerKind {
     KeepAliveTimeout,
 }
 
+/// Most timers, expiries or orphans one [`Registrar::poll`] call handles; the rest waits for
+/// the next call ([`Registrar::next_wakeup`] is then due at once), so the I/O loop serves
+/// sockets in between.
+pub const MAX_WORK_PER_POLL: usize = 1024;
+/// How often idle connections, stale host entries and orphans are swept.
+const SWEEP_INTERVAL: Micros = 1_000_000;
+
 /// The registrar.
 pub struct Registrar {
     cfg: RegistrarConfig,
     hs: Handlespace,
     conns: HashMap<ConnId, Conn>,
+    /// Per-host state: connections, PEs, request rates.
+    hosts: HashMap<IpAddr, Host>,
     supervision: HashMap<(PoolHandle, PeId), Supervision>,
     /// Keep-alive timers, one per supervised PE, keyed by (due time, sequence number).
     timers: BTreeMap<(Micros, u64), (PoolHandle, PeId, TimerKind)>,
     next_timer_seq: u64,
     next_announce: Option<Micros>,
+    /// PEs whose connection went down while the registrar recovered from a stall: kept (not
+    /// supervised) until the deadline, for their PE to re-register over a new connection.
+    orphans: HashMap<(PoolHandle, PeId), Micros>,
+    /// The distinct hosts that reported a PE unreachable.
+    reporters: HashMap<(PoolHandle, PeId), Vec<IpAddr>>,
+    /// The last time any input arrived (to notice that the process did not run for a while).
+    last_seen: Option<Micros>,
+    /// Until when the registrar recovers from a stall (see [`RegistrarConfig::stall_gap`]).
+    recovering_until: Option<Micros>,
+    next_sweep: Micros,
+    counters: Counters,
+    refusal_log: RefusalLog,
 }
 
 impl Registrar {
@@ -229,10 +262,18 @@ impl Registrar {
             hs: Handlespace::with_seed(hs_cfg, seed),
             cfg,
             conns: HashMap::new(),
+            hosts: HashMap::new(),
             supervision: HashMap::new(),
             timers: BTreeMap::new(),
             next_timer_seq: 1,
             next_announce,
+            orphans: HashMap::new(),
+            reporters: HashMap::new(),
+            last_seen: Some(now),
+            recovering_until: None,
+            next_sweep: now + SWEEP_INTERVAL,
+            counters: Counters::default(),
+            refusal_log: RefusalLog::default(),
         }
     }
 
@@ -250,6 +291,17 @@ impl Registrar {
         self.conns.len()
     }
 
+    /// What the registrar has done and refused so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Whether the registrar is recovering from a stall at `now` (see
+    /// [`RegistrarConfig::stall_gap`]).
+    pub fn recovering(&self, now: Micros) -> bool {
+        self.recovering_until.is_some_and(|t| now < t)
+    }
+
     /// A connection came up (`peer` = its remote addresses, several for multihomed SCTP). Over
     /// the connection limits it is refused: [`Output::Close`] and a log line.
     pub fn connection_up(
@@ -260,101 +312,133 @@ impl Registrar {
         peer: Vec<SocketAddr>,
         out: &mut Vec<Output>,
     ) {
-        let _ = (now, &out);
+        self.observe(now, out);
+        let host = peer
+            .first()
+            .map(|a| canonical(&a.ip()))
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let host_conns = self.hosts.get(&host).map_or(0, |h| h.conns);
+        let why = if over(self.conns.len(), self.cfg.max_connections) {
+            Some(format!(
+                "{} connections open, the limit (-maxconnections)",
+                self.conns.len()
+            ))
+        } else if over(host_conns as usize, self.cfg.max_connections_per_host) {
+            Some(format!(
+                "{host_conns} connections from {host} already, the limit (-maxconnectionsperhost)"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.refuse(Refusal::Connection, now, out, || {
+                format!("refused a connection from {host}: {why}")
+            });
+            out.push(Output::Close { conn });
+            return;
+        }
+        self.hosts.entry(host).or_default().conns += 1;
         self.conns.insert(
             conn,
             Conn {
                 protocol,
                 peer,
+                host,
                 pes: BTreeSet::new(),
-                hr_rate: Rate::default(),
-                eu_rate: Rate::default(),
                 enrp_peer: None,
+                last_activity: now,
             },
         );
     }
 
-    /// A connection went down: every PE registered over it is removed at once.
+    /// A connection went down: every PE registered over it is removed at once (while the
+    /// registrar recovers from a stall, they are kept for one keep-alive round instead).
     pub fn connection_down(&mut self, now: Micros, conn: ConnId, out: &mut Vec<Output>) {
-        let _ = now;
+        self.observe(now, out);
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        for (ph, id) in c.pes {
-            if let Some(sup) = self.supervision.remove(&(ph.clone(), id)) {
+        if let Some(h) = self.hosts.get_mut(&c.host) {
+            h.conns = h.conns.saturating_sub(1);
+            h.pes = h.pes.saturating_sub(c.pes.len() as u32);
+        }
+        let keep_until = self.recovering_until.filter(|&t| now < t);
+        for key in c.pes {
+            if let Some(sup) = self.supervision.remove(&key) {
                 if let Some(t) = sup.timer {
                     self.timers.remove(&t);
                 }
             }
-            if self.hs.deregister(&ph, id).is_some() {
+            if let Some(deadline) = keep_until {
                 out.push(log(
                     LOG_ACTION,
-                    format!("removed PE {id} of pool \"{ph}\": its connection went down"),
+                    format!(
+                        "PE {} of pool \"{}\": its connection went down while the registrar \
+                         recovers from a stall; kept {} ms for it to register again",
+                        key.1,
+                        key.0,
+                        (deadline - now) / 1000
+                    ),
+                ));
+                self.orphans.insert(key, deadline);
+                continue;
+            }
+            self.reporters.remove(&key);
+            if self.hs.deregister(&key.0, key.1).is_some() {
+                out.push(log(
+                    LOG_ACTION,
+                    format!(
+                        "removed PE {} of pool \"{}\": its connection went down",
+                        key.1, key.0
+                    ),
                 ));
             }
         }
     }
 
-    /// The next time [`Registrar::poll`] has work to do.
+    /// The next time [`Registrar::poll`] has work to do (at most a second ahead: the
+    /// registrar sweeps idle connections and notices stalls).
     pub fn next_wakeup(&self) -> Option<Micros> {
+        let expiry = match self.recovering_until {
+            Some(t) => Some(t),
+            None => self.hs.next_expiry(),
+        };
         [
             self.timers.keys().next().map(|k| k.0),
-            self.hs.next_expiry(),
+            expiry,
             self.next_announce,
+            Some(self.next_sweep),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Runs every timer due at `now`: keep-alives, keep-alive timeouts, registration expiry,
-    /// server announces.
+    /// Runs the work due at `now`: keep-alives, keep-alive timeouts, registration expiry,
+    /// server announces, sweeps; at most [`MAX_WORK_PER_POLL`] of each kind per call.
     pub fn poll(&mut self, now: Micros, out: &mut Vec<Output>) {
-        while let Some((&(at, seq), _)) = self.timers.iter().next() {
-            if at > now {
-                break;
-            }
-            let (ph, id, kind) = self.timers.remove(&(at, seq)).expect("present");
-            let key = (ph, id);
-            let Some(sup) = self.supervision.get_mut(&key) else {
-                continue;
-            };
-            sup.timer = None;
-            match kind {
-                TimerKind::SendKeepAlive => {
-                    let conn = sup.conn;
-                    sup.awaiting_ack = true;
-                    let msg = AsapMessage::new(AsapBody::EndpointKeepAlive {
-                        server_id: self.cfg.id,
-                        pool_handle: key.0.clone(),
-                        pe_id: Some(key.1),
-                    });
-                    push_send(out, conn, PPID_ASAP, &msg.to_bytes());
-                    let timeout = now + self.cfg.keepalive_timeout;
-                    self.arm(key, timeout, TimerKind::KeepAliveTimeout);
-                }
-                TimerKind::KeepAliveTimeout => {
-                    let conn = sup.conn;
-                    out.push(log(
-                        LOG_ACTION,
-                        format!(
-                            "PE {} of pool \"{}\" did not answer its keep-alive: closing its connection",
-                            key.1, key.0
-                        ),
-                    ));
-                    // As rsplib: the association is aborted, which removes all its PEs.
-                    self.connection_down(now, conn, out);
-                    out.push(Output::Close { conn });
-                }
+        self.observe(now, out);
+        self.run_timers(now, out);
+        if self.recovering_until.is_some_and(|t| now >= t) {
+            self.recovering_until = None;
+        }
+        if self.recovering_until.is_none() {
+            for _ in 0..MAX_WORK_PER_POLL {
+                let Some((ph, pe)) = self.hs.pop_expired(now) else {
+                    break;
+                };
+                let key = (ph, pe.id());
+                self.pe_gone(&key);
+                self.counters.expired += 1;
+                out.push(log(
+                    LOG_ACTION,
+                    format!("PE {} of pool \"{}\" expired", key.1, key.0),
+                ));
             }
         }
-        while let Some((ph, pe)) = self.hs.pop_expired(now) {
-            let key = (ph, pe.id());
-            self.forget_supervision(&key.0, key.1);
-            out.push(log(
-                LOG_ACTION,
-                format!("PE {} of pool \"{}\" expired", key.1, key.0),
-            ));
+        if now >= self.next_sweep {
+            self.sweep(now, out);
+            self.next_sweep = now + SWEEP_INTERVAL;
         }
         if let (Some(at), Some(cycle)) = (self.next_announce, self.cfg.announce_cycle) {
             if at <= now {
@@ -370,19 +454,6 @@ impl Registrar {
         }
     }
 
-    /// Arms the PE's one keep-alive timer (replacing the one armed before).
-    fn arm(&mut self, key: (PoolHandle, PeId), at: Micros, kind: TimerKind) {
-        let Some(sup) = self.supervision.get_mut(&key) else {
-            return;
-        };
-        let seq = self.next_timer_seq;
-        self.next_timer_seq += 1;
-        if let Some(old) = sup.timer.replace((at, seq)) {
-            self.timers.remove(&old);
-        }
-        self.timers.insert((at, seq), (key.0, key.1, kind));
-    }
-
     /// One message received on `conn` with SCTP PPID `ppid` (over TCP: the endpoint's protocol).
     pub fn receive(
         &mut self,
@@ -392,12 +463,14 @@ impl Registrar {
         data: &[u8],
         out: &mut Vec<Output>,
     ) {
-        if !self.conns.contains_key(&conn) {
+        self.observe(now, out);
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
-        }
+        };
+        c.last_activity = now;
         match ppid {
             PPID_ASAP => self.receive_asap(now, conn, data, out),
-            PPID_ENRP => self.receive_enrp(conn, data, out),
+            PPID_ENRP => self.receive_enrp(now, conn, data, out),
             other => {
                 out.push(log(
                     LOG_WARNING,
@@ -409,17 +482,60 @@ impl Registrar {
         }
     }
 
-    fn forget_supervision(&mut self, ph: &PoolHandle, id: PeId) {
-        let key = (ph.clone(), id);
-        if let Some(sup) = self.supervision.remove(&key) {
+    /// Stops supervising a PE (its timer too) and takes it off its connection's list.
+    fn forget_supervision(&mut self, key: &(PoolHandle, PeId)) {
+        if let Some(sup) = self.supervision.remove(key) {
             if let Some(t) = sup.timer {
                 self.timers.remove(&t);
             }
-            if let Some(c) = self.conns.get_mut(&sup.conn) {
-                c.pes.remove(&key);
+            self.detach(key, sup.conn);
+        }
+    }
+
+    /// Everything the registrar keeps about a PE that left the handlespace.
+    fn pe_gone(&mut self, key: &(PoolHandle, PeId)) {
+        self.forget_supervision(key);
+        self.orphans.remove(key);
+        self.reporters.remove(key);
+    }
+
+    /// Puts a PE on a connection's list (and its host's count).
+    fn attach(&mut self, key: &(PoolHandle, PeId), conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if c.pes.insert(key.clone()) {
+                self.hosts.entry(c.host).or_default().pes += 1;
             }
         }
     }
+
+    /// Takes a PE off a connection's list (and its host's count).
+    fn detach(&mut self, key: &(PoolHandle, PeId), conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if c.pes.remove(key) {
+                if let Some(h) = self.hosts.get_mut(&c.host) {
+                    h.pes = h.pes.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Counts a refusal and logs it (at most once per interval and kind).
+    fn refuse(
+        &mut self,
+        kind: Refusal,
+        now: Micros,
+        out: &mut Vec<Output>,
+        text: impl FnOnce() -> String,
+    ) {
+        if let Some(line) = self.refusal_log.note(&mut self.counters, kind, now, text) {
+            out.push(log(LOG_WARNING, line));
+        }
+    }
+}
+
+/// Whether `n` has reached `limit`.
+fn over(n: usize, limit: Option<u32>) -> bool {
+    limit.is_some_and(|l| n >= l as usize)
 }
 
 /// IPv4-mapped IPv6 addresses compare as IPv4.

@@ -830,7 +830,11 @@ impl OperationError {
 
     /// Encoded size of the parameter (header, causes, padding).
     pub fn encoded_len(&self) -> usize {
-        4 + self.causes.iter().map(|c| 4 + pad4(c.info.len())).sum::<usize>()
+        4 + self
+            .causes
+            .iter()
+            .map(|c| 4 + pad4(c.info.len()))
+            .sum::<usize>()
     }
 
     /// Shrinks the parameter to at most `budget` bytes encoded: the echoed info of the causes
