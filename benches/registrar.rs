@@ -51,6 +51,10 @@ fn start_registrar(log: &str) -> Registrar {
             "-minaddressscope=loopback",
             // Long keep-alive interval: the benchmark's clients do not answer keep-alives.
             "-endpointkeepalivetransmissioninterval=3600000",
+            // All clients are one host here: lift the per-host and per-pool limits.
+            "-maxconnectionsperhost=-1",
+            "-maxpesperhost=-1",
+            "-maxpesperpool=-1",
             "-loglevel=5",
             &format!("-logfile={}", logpath.display()),
         ])

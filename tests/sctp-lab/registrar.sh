@@ -27,7 +27,7 @@ dumpcap -i lo -w "$OUT/registrar.pcapng" -q > "$OUT/dumpcap.log" 2>&1 &
 DUMP=$!
 sleep 3
 
-"$BIN/rspregistrar" -asap=$A:3863 -enrp=$A:9901 -asapannounce=off -enrpannounce=off \
+"$BIN/rspregistrar" -asap=$A:3863 -enrp=$A:9901 -asapannounce=off -enrpannounce=off -enrpallow=$A \
    -minaddressscope=sitelocal -endpointkeepalivetransmissioninterval=2000 \
    -endpointkeepalivetimeoutinterval=2000 -identifier=0x11111111 -loglevel=5 \
    -logfile="$OUT/registrar.log" > "$OUT/registrar.out" 2>&1 &
@@ -39,7 +39,7 @@ rspserver -registrar=$A:3863 -local=$A:0 -asapannounce=off -echo -poolhandle=Ech
    -identifier=0x0000e001 -logquiet > "$OUT/rspserver.out" 2>&1 &
 SRV=$!
 check "rsplib 3.4 rspserver registers with our registrar" \
-   wait_for 60 grep -q 'Added PE 0x0000e001 in pool "EchoPool"' "$OUT/registrar.log"
+   wait_for 60 grep -q 'registered PE 0x0000e001 in pool "EchoPool"' "$OUT/registrar.log"
 
 timeout 60 hsdump $A:9901 > "$OUT/hsdump.txt" 2>&1
 check "hsdump (ENRP) is answered with the PE" grep -q 'e001' "$OUT/hsdump.txt"
