@@ -5,33 +5,85 @@
 //! connections coming up and going down.
 //!
 //! * [`Server`]: the registrar side, driven by a mio event loop. SCTP uses one one-to-many
-//!   socket; TCP a listener plus one stream per peer.
-//! * [`Association`]: the PE/PU side, one blocking connection with timeouts.
+//!   socket ([`sctp_server`]); TCP a listener plus one stream per peer ([`tcp_server`]).
+//! * [`Association`]: the PE/PU side, one blocking connection with timeouts ([`association`]).
+//!
+//! A [`Server`] is pulled, not pushed: readiness only marks where input waits, and the event
+//! loop takes one message at a time ([`Server::next_input`]), sending that message's answers
+//! before it takes the next, within per-connection [`Limits`] (unsent output, unread input,
+//! time). What a peer can make the registrar hold is thereby bounded per connection.
 
 pub mod framing;
 pub mod interfaces;
 pub mod sctp;
 
 mod association;
+mod log_limit;
 mod sctp_server;
 mod tcp_server;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
 pub use association::{poll_fd, Association};
+pub use log_limit::LogLimiter;
 use sctp_server::SctpServer;
 use tcp_server::TcpServer;
+pub use tcp_server::MAX_BUFFERED_INPUT;
 
 pub use crate::core::wire::{PPID_ASAP, PPID_ENRP};
 
 /// Largest ASAP/ENRP message (the header's length field is 16 bits).
 pub const MAX_MESSAGE_SIZE: usize = 65535;
-/// A TCP peer whose unsent data exceeds this is too slow and gets disconnected.
-const MAX_OUTPUT_QUEUE: usize = 4 << 20;
+
+/// What a [`Server`] lets one connection cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// TCP: nothing is read from a connection while this much of its output is unsent; the
+    /// peer's unread answers then hold back its own requests in the kernel's buffers.
+    pub soft_output: usize,
+    /// A connection (SCTP: association) with more unsent output than this is closed at once.
+    pub hard_output: usize,
+    /// TCP: a connection that holds an incomplete message, or keeps its output over
+    /// `soft_output`, for this long is closed.
+    pub stall_timeout: Duration,
+    /// Messages taken from one TCP connection per round, before the others have their turn.
+    pub batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            soft_output: 64 * 1024,
+            hard_output: 1024 * 1024,
+            stall_timeout: Duration::from_secs(10),
+            batch: 16,
+        }
+    }
+}
+
+/// "ASAP" or "ENRP", for log lines.
+fn protocol_name(ppid: u32) -> &'static str {
+    match ppid {
+        PPID_ASAP => "ASAP",
+        PPID_ENRP => "ENRP",
+        _ => "other",
+    }
+}
+
+/// "10 s" or "2500 ms".
+fn describe_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
 
 /// The two transports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,8 +156,10 @@ pub enum DownReason {
     Lost,
     /// The peer sent a byte stream that cannot be cut into messages.
     ProtocolError,
-    /// The peer did not read what we sent.
+    /// The peer did not read what we sent (too much of it, or for too long).
     TooSlow,
+    /// The peer left a message incomplete for longer than the stall timeout.
+    Stalled,
 }
 
 /// What a [`Server`] reports.
@@ -179,7 +233,17 @@ impl Server {
         }
     }
 
-    /// Handles readiness of one of this server's tokens, appending what happened to `out`.
+    /// Sets what one connection may cost (the defaults are [`Limits::default`]).
+    pub fn set_limits(&mut self, limits: Limits) {
+        match &mut self.inner {
+            ServerInner::Sctp(s) => s.set_limits(limits),
+            ServerInner::Tcp(t) => t.set_limits(limits),
+        }
+    }
+
+    /// Notes readiness of one of this server's tokens and writes what is queued. Input is
+    /// not read here but by [`Server::next_input`]; a connection that fails while writing is
+    /// reported in `out` (`Down`).
     pub fn ready(
         &mut self,
         registry: &Registry,
@@ -189,8 +253,56 @@ impl Server {
         out: &mut Vec<Event>,
     ) {
         match &mut self.inner {
-            ServerInner::Sctp(s) => s.ready(registry, readable, writable, out),
+            ServerInner::Sctp(s) => s.ready(registry, readable, writable),
             ServerInner::Tcp(t) => t.ready(registry, token, readable, writable, out),
+        }
+    }
+
+    /// Begins a round of input, to be followed by [`Server::next_input`] until it returns
+    /// `None`: closes connections that stalled longer than [`Limits::stall_timeout`]
+    /// (`Down`), accepts new ones (`Up`), and fixes what the round reads — at most
+    /// [`Limits::batch`] messages of each TCP connection, a bounded number over SCTP.
+    pub fn start_round(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event>) {
+        match &mut self.inner {
+            ServerInner::Sctp(s) => s.start_round(),
+            ServerInner::Tcp(t) => t.start_round(registry, now, out),
+        }
+    }
+
+    /// The next input of this round: a message, a connection coming up (SCTP) or going down;
+    /// `None` when the round is over. The caller should send the answers to a message before
+    /// it asks for the next: a TCP connection whose unsent output reaches
+    /// [`Limits::soft_output`] is not read until that output drains.
+    pub fn next_input(&mut self, registry: &Registry) -> Option<Event> {
+        match &mut self.inner {
+            ServerInner::Sctp(s) => s.next_input(),
+            ServerInner::Tcp(t) => t.next_input(registry),
+        }
+    }
+
+    /// True while input is waiting that no event will announce again (edge-triggered
+    /// readiness): the caller must poll with a zero timeout and run another round.
+    pub fn has_work(&self) -> bool {
+        match &self.inner {
+            ServerInner::Sctp(s) => s.has_work(),
+            ServerInner::Tcp(t) => t.has_work(),
+        }
+    }
+
+    /// The latest time the caller must start a round even without events (a stall
+    /// timeout, a retry of accept).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match &self.inner {
+            ServerInner::Sctp(_) => None,
+            ServerInner::Tcp(t) => t.next_deadline(),
+        }
+    }
+
+    /// Bytes held for `conn`: unread input (TCP) and unsent output. `None` if it is unknown.
+    pub fn buffered(&self, conn: ConnId) -> Option<usize> {
+        match &self.inner {
+            ServerInner::Sctp(s) => s.buffered(conn),
+            ServerInner::Tcp(t) => t.buffered(conn),
         }
     }
 

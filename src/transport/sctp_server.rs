@@ -1,23 +1,48 @@
 //! The registrar's kernel SCTP endpoint: one one-to-many socket for all associations.
+//!
+//! All associations share one socket, so one association cannot be paused without pausing
+//! all: the bounds here are per round (at most [`ROUND_MESSAGES`] messages and notifications
+//! are read, then the other servers and the timers have their turn) and per association (its
+//! queued output; an association over [`Limits::hard_output`] is aborted). The kernel's
+//! receive buffer pushes back on a flooding peer meanwhile.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use super::{next_token, sctp, ConnId, DownReason, Event, MAX_MESSAGE_SIZE};
+use super::log_limit::LogLimiter;
+use super::{next_token, sctp, ConnId, DownReason, Event, Limits, MAX_MESSAGE_SIZE};
+use crate::logging;
+
+/// Messages and notifications read per round.
+const ROUND_MESSAGES: usize = 64;
 
 pub(super) struct SctpServer {
     pub(super) fd: OwnedFd,
     pub(super) token: Token,
     pub(super) by_assoc: HashMap<sctp::AssocId, ConnId>,
     by_conn: HashMap<ConnId, sctp::AssocId>,
+    /// Messages the socket did not take yet, in order.
     pending: VecDeque<(sctp::AssocId, u32, Vec<u8>)>,
+    /// Bytes in `pending` per association.
+    pending_bytes: HashMap<sctp::AssocId, usize>,
     want_write: bool,
+    /// The socket may hold unread messages: an edge was reported and no read has since said
+    /// WouldBlock.
+    readable: bool,
+    /// Reads left in this round.
+    round_left: usize,
+    /// Events of one read beyond the one returned (an association's Up before its first
+    /// message).
+    events: VecDeque<Event>,
+    limits: Limits,
     buf: Box<[u8]>,
+    close_log: LogLimiter,
 }
 
 impl SctpServer {
@@ -50,12 +75,93 @@ impl SctpServer {
             by_assoc: HashMap::new(),
             by_conn: HashMap::new(),
             pending: VecDeque::new(),
+            pending_bytes: HashMap::new(),
             want_write: false,
+            // A backlog that arrived before registration would raise no edge.
+            readable: true,
+            round_left: 0,
+            events: VecDeque::new(),
+            limits: Limits::default(),
             buf: vec![0u8; MAX_MESSAGE_SIZE + 1024].into_boxed_slice(),
+            close_log: LogLimiter::new(Duration::from_secs(10), 10),
         })
     }
 
-    fn conn_for(&mut self, assoc: sctp::AssocId, out: &mut Vec<Event>) -> ConnId {
+    pub(super) fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Notes readiness; writes what is queued.
+    pub(super) fn ready(&mut self, registry: &Registry, readable: bool, writable: bool) {
+        if readable {
+            self.readable = true;
+        }
+        if writable || !self.pending.is_empty() {
+            self.flush();
+        }
+        self.update_interest(registry);
+    }
+
+    pub(super) fn start_round(&mut self) {
+        self.round_left = ROUND_MESSAGES;
+    }
+
+    pub(super) fn has_work(&self) -> bool {
+        self.readable || !self.events.is_empty()
+    }
+
+    /// The next message or association change of this round.
+    pub(super) fn next_input(&mut self) -> Option<Event> {
+        while self.events.is_empty() && self.readable && self.round_left > 0 {
+            self.round_left -= 1;
+            self.read_one();
+        }
+        self.events.pop_front()
+    }
+
+    /// Reads one message or notification into `events`.
+    fn read_one(&mut self) {
+        loop {
+            match sctp::recv(self.fd.as_raw_fd(), &mut self.buf) {
+                Ok(sctp::Received::Data {
+                    assoc,
+                    ppid,
+                    len,
+                    complete,
+                    ..
+                }) => {
+                    let conn = self.conn_for(assoc);
+                    if complete {
+                        self.events.push_back(Event::Message {
+                            conn,
+                            ppid,
+                            data: self.buf[..len].to_vec(),
+                        });
+                    } else {
+                        // Larger than any ASAP/ENRP message can be: drop the association.
+                        let _ = sctp::abort(self.fd.as_raw_fd(), assoc);
+                        self.drop_assoc(assoc, DownReason::ProtocolError);
+                    }
+                }
+                Ok(sctp::Received::AssocChange { assoc, state }) => match state {
+                    sctp::SCTP_COMM_UP | sctp::SCTP_RESTART => {
+                        self.conn_for(assoc);
+                    }
+                    sctp::SCTP_SHUTDOWN_COMP => self.drop_assoc(assoc, DownReason::Closed),
+                    _ => self.drop_assoc(assoc, DownReason::Lost),
+                },
+                Ok(sctp::Received::Shutdown { assoc }) => {
+                    self.drop_assoc(assoc, DownReason::Closed)
+                }
+                Ok(sctp::Received::OtherNotification) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => self.readable = false,
+            }
+            return;
+        }
+    }
+
+    fn conn_for(&mut self, assoc: sctp::AssocId) -> ConnId {
         if let Some(c) = self.by_assoc.get(&assoc) {
             return *c;
         }
@@ -63,67 +169,26 @@ impl SctpServer {
         self.by_assoc.insert(assoc, conn);
         self.by_conn.insert(conn, assoc);
         let peer = sctp::peer_addrs(&self.fd, assoc).unwrap_or_default();
-        out.push(Event::Up { conn, peer });
+        self.events.push_back(Event::Up { conn, peer });
         conn
     }
 
-    fn drop_assoc(&mut self, assoc: sctp::AssocId, reason: DownReason, out: &mut Vec<Event>) {
+    fn drop_assoc(&mut self, assoc: sctp::AssocId, reason: DownReason) {
         if let Some(conn) = self.by_assoc.remove(&assoc) {
             self.by_conn.remove(&conn);
-            out.push(Event::Down { conn, reason });
+            self.forget_pending(assoc);
+            self.events.push_back(Event::Down { conn, reason });
         }
     }
 
-    pub(super) fn ready(
-        &mut self,
-        registry: &Registry,
-        readable: bool,
-        writable: bool,
-        out: &mut Vec<Event>,
-    ) {
-        if readable {
-            loop {
-                match sctp::recv(self.fd.as_raw_fd(), &mut self.buf) {
-                    Ok(sctp::Received::Data {
-                        assoc,
-                        ppid,
-                        len,
-                        complete,
-                        ..
-                    }) => {
-                        let conn = self.conn_for(assoc, out);
-                        if complete {
-                            out.push(Event::Message {
-                                conn,
-                                ppid,
-                                data: self.buf[..len].to_vec(),
-                            });
-                        } else {
-                            // Larger than any ASAP/ENRP message can be: drop the association.
-                            let _ = sctp::abort(self.fd.as_raw_fd(), assoc);
-                            self.drop_assoc(assoc, DownReason::ProtocolError, out);
-                        }
-                    }
-                    Ok(sctp::Received::AssocChange { assoc, state }) => match state {
-                        sctp::SCTP_COMM_UP | sctp::SCTP_RESTART => {
-                            self.conn_for(assoc, out);
-                        }
-                        sctp::SCTP_SHUTDOWN_COMP => self.drop_assoc(assoc, DownReason::Closed, out),
-                        _ => self.drop_assoc(assoc, DownReason::Lost, out),
-                    },
-                    Ok(sctp::Received::Shutdown { assoc }) => {
-                        self.drop_assoc(assoc, DownReason::Closed, out)
-                    }
-                    Ok(sctp::Received::OtherNotification) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                }
-            }
+    /// Drops the queued output of an association that is gone.
+    fn forget_pending(&mut self, assoc: sctp::AssocId) {
+        if self.pending_bytes.remove(&assoc).is_some() {
+            self.pending.retain(|(a, _, _)| *a != assoc);
         }
-        if writable || !self.pending.is_empty() {
-            self.flush();
-        }
+    }
+
+    fn update_interest(&mut self, registry: &Registry) {
         let want = !self.pending.is_empty();
         if want != self.want_write {
             let interest = if want {
@@ -143,14 +208,17 @@ impl SctpServer {
     fn flush(&mut self) {
         while let Some((assoc, ppid, data)) = self.pending.front() {
             match sctp::send(self.fd.as_raw_fd(), *assoc, *ppid, 0, 0, data) {
-                Ok(_) => {
-                    self.pending.pop_front();
-                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    // The association is gone; its Down event arrives as a notification.
-                    self.pending.pop_front();
+                // Sent, or the association is gone (its Down arrives as a notification).
+                _ => {
+                    let (assoc, _, data) = self.pending.pop_front().expect("front");
+                    if let Some(n) = self.pending_bytes.get_mut(&assoc) {
+                        *n -= data.len();
+                        if *n == 0 {
+                            self.pending_bytes.remove(&assoc);
+                        }
+                    }
                 }
             }
         }
@@ -174,15 +242,40 @@ impl SctpServer {
                 Err(e) => return Err(e),
             }
         }
+        let queued = self.pending_bytes.get(&assoc).copied().unwrap_or(0) + data.len();
+        if queued > self.limits.hard_output {
+            let peer = sctp::peer_addrs(&self.fd, assoc).unwrap_or_default();
+            let limit = self.limits.hard_output;
+            self.close_log.log(Instant::now(), logging::WARNING, || {
+                format!(
+                    "{} association {conn} from {peer:?} over SCTP aborted: it does not read \
+                     its answers ({queued} bytes waiting, over the limit of {limit})",
+                    super::protocol_name(ppid)
+                )
+            });
+            self.close(conn);
+            return Err(io::Error::other(format!(
+                "connection dropped: {:?}",
+                DownReason::TooSlow
+            )));
+        }
         self.pending.push_back((assoc, ppid, data.to_vec()));
-        let mut ignored = Vec::new();
-        self.ready(registry, false, false, &mut ignored);
+        self.pending_bytes.insert(assoc, queued);
+        self.flush();
+        self.update_interest(registry);
         Ok(())
+    }
+
+    /// Unsent output of `conn`.
+    pub(super) fn buffered(&self, conn: ConnId) -> Option<usize> {
+        let assoc = self.by_conn.get(&conn)?;
+        Some(self.pending_bytes.get(assoc).copied().unwrap_or(0))
     }
 
     pub(super) fn close(&mut self, conn: ConnId) {
         if let Some(assoc) = self.by_conn.remove(&conn) {
             self.by_assoc.remove(&assoc);
+            self.forget_pending(assoc);
             let _ = sctp::abort(self.fd.as_raw_fd(), assoc);
         }
     }
