@@ -544,10 +544,17 @@ impl TcpServer {
             return true;
         }
         let result = self.listener.accept();
-        self.reserve = open_reserve();
-        match result {
+        let refused = match result {
             Ok((stream, peer)) => {
                 drop(stream);
+                Ok(peer)
+            }
+            Err(e) => Err(e),
+        };
+        // Only now that the connection's descriptor is closed again.
+        self.reserve = open_reserve();
+        match refused {
+            Ok(peer) => {
                 let open = self.conns.len();
                 self.refuse_log.log(now, logging::ERROR, || {
                     format!(
