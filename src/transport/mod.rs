@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use mio::{Registry, Token};
 
 pub use association::{poll_fd, Association};
-pub use log_limit::LogLimiter;
 use sctp_server::SctpServer;
 use tcp_server::TcpServer;
 pub use tcp_server::MAX_BUFFERED_INPUT;
