@@ -313,18 +313,22 @@ pub fn run(config: &Config) -> Result<(), String> {
     let mut registrar = Registrar::new(core_config, random_u64(), 0);
 
     if !config.quiet {
-        println!("rspregistrar (rsplib-rs {})", env!("CARGO_PKG_VERSION"));
-        print!("{}", config.describe(id, &choice));
+        // Written in one go, errors ignored: a closed stdout must not stop the registrar.
+        let mut text = format!("rspregistrar (rsplib-rs {})\n", env!("CARGO_PKG_VERSION"));
+        text.push_str(&config.describe(id, &choice));
         for (s, ppid) in &servers {
             let name = if *ppid == PPID_ASAP { "ASAP" } else { "ENRP" };
             let addrs: Vec<String> = s.local_addrs().iter().map(|a| a.to_string()).collect();
-            println!(
-                "Listening: {name} over {} on {}",
+            text.push_str(&format!(
+                "Listening: {name} over {} on {}\n",
                 s.protocol().name(),
                 addrs.join(", ")
-            );
+            ));
         }
-        let _ = io::stdout().flush();
+        let mut stdout = io::stdout().lock();
+        let _ = stdout
+            .write_all(text.as_bytes())
+            .and_then(|_| stdout.flush());
     }
     logging::log(
         logging::ACTION,
