@@ -125,7 +125,7 @@ fn out_of_descriptors_new_clients_read_eof_at_once_and_service_resumes() {
     // The registrar holds at most FD_LIMIT descriptors; every client beyond that is closed
     // at once instead of waiting in the backlog.
     let must_close = CLIENTS - FD_LIMIT;
-    let mut closed = vec![false; CLIENTS];
+    let mut closed = [false; CLIENTS];
     let deadline = Instant::now() + Duration::from_secs(10);
     while closed.iter().filter(|c| **c).count() < must_close {
         assert!(
