@@ -113,6 +113,8 @@ pub(super) struct TcpServer {
     /// One descriptor held back for the moment the process runs out: released, it lets
     /// accept take a pending connection and close it at once (see `accept`).
     reserve: Option<File>,
+    /// Connections closed at once for want of descriptors, since start.
+    refused: u64,
     buf: Box<[u8]>,
     close_log: LogLimiter,
     accept_log: LogLimiter,
@@ -161,6 +163,7 @@ impl TcpServer {
             accept_pending: true,
             accept_retry_at: None,
             reserve: open_reserve(),
+            refused: 0,
             buf: vec![0u8; MAX_BUFFERED_INPUT].into_boxed_slice(),
             close_log: LogLimiter::new(LOG_PERIOD, CLOSE_LOG_BURST),
             accept_log: LogLimiter::new(LOG_PERIOD, 1),
@@ -555,12 +558,13 @@ impl TcpServer {
         self.reserve = open_reserve();
         match refused {
             Ok(peer) => {
-                let open = self.conns.len();
+                self.refused += 1;
+                let (open, refused) = (self.conns.len(), self.refused);
                 self.refuse_log.log(now, logging::ERROR, || {
                     format!(
                         "{name} over TCP: no descriptor left ({error}) with {open} connections \
-                         open: closed the new connection from {peer} at once (raise the \
-                         descriptor limit, ulimit -n, or lower -maxconnections)"
+                         open: closed the new connection from {peer} at once, {refused} so far \
+                         (raise the descriptor limit, ulimit -n, or lower -maxconnections)"
                     )
                 });
                 true
