@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::core::registrar::{ConnId, Output, Registrar, RegistrarConfig};
 use crate::core::types::{RegistrarId, TransportAddress, TransportProtocol};
 use crate::logging;
-use crate::transport::{self, sctp, Event, Protocol, Server, PPID_ASAP, PPID_ENRP};
+use crate::transport::{self, sctp, Event, Limits, Protocol, Server, PPID_ASAP, PPID_ENRP};
 use config::{Command, Config};
 
 /// Usage text printed by `rspregistrar --help`.
@@ -99,17 +99,32 @@ fn signal_pipe() -> io::Result<OwnedFd> {
 }
 
 /// Raises the soft descriptor limit to the hard one: a registrar holds one TCP connection per
-/// PE/PU (10 000 PEs need more than the usual 1024).
-fn raise_fd_limit() {
+/// PE/PU (10 000 PEs need more than the usual 1024). Returns the limit then in force.
+fn raise_fd_limit() -> Option<u64> {
     // SAFETY: get/setrlimit on a local struct.
     unsafe {
         let mut r: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return None;
         }
+        if r.rlim_cur < r.rlim_max
+            && libc::setrlimit(
+                libc::RLIMIT_NOFILE,
+                &libc::rlimit {
+                    rlim_cur: r.rlim_max,
+                    rlim_max: r.rlim_max,
+                },
+            ) == 0
+        {
+            r.rlim_cur = r.rlim_max;
+        }
+        Some(r.rlim_cur as u64)
     }
 }
+
+/// Descriptors the registrar uses besides its connections (standard streams, epoll, the
+/// listeners and their reserves, the signal pipe, the announce and log files), rounded up.
+const FIXED_DESCRIPTORS: u64 = 16;
 
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
@@ -221,7 +236,18 @@ pub fn run(config: &Config) -> Result<(), String> {
         }
     });
 
-    raise_fd_limit();
+    if let (Some(limit), Some(max)) = (raise_fd_limit(), config.max_connections) {
+        if u64::from(max) + FIXED_DESCRIPTORS > limit {
+            logging::log(
+                logging::WARNING,
+                &format!(
+                    "the descriptor limit ({limit}) is below -maxconnections ({max}): beyond \
+                     about {} open connections, new ones are closed at once",
+                    limit.saturating_sub(FIXED_DESCRIPTORS)
+                ),
+            );
+        }
+    }
     let mut poll = Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
     let mut servers = bind_endpoints(config, &protocols, &poll)?;
     let signals = signal_pipe().map_err(|e| format!("cannot set up signal handling: {e}"))?;
@@ -239,7 +265,7 @@ pub fn run(config: &Config) -> Result<(), String> {
         .first()
         .map(|a| a.port())
         .unwrap_or(3863);
-    let mut announcer = match config.asap_announce {
+    let announcer = match config.asap_announce {
         Some(group) => Some(
             Announcer::new(group, asap_port)
                 .map_err(|e| format!("cannot create the announce socket for {group}: {e}"))?,
@@ -284,36 +310,54 @@ pub fn run(config: &Config) -> Result<(), String> {
     core_config.peers = config.peers.iter().map(|a| a.ip()).collect();
 
     let start = Instant::now();
-    let now = || start.elapsed().as_micros() as u64;
-    let mut registrar = Registrar::new(core_config, random_u64(), now());
+    let mut registrar = Registrar::new(core_config, random_u64(), 0);
 
     if !config.quiet {
-        println!("rspregistrar (rsplib-rs {})", env!("CARGO_PKG_VERSION"));
-        print!("{}", config.describe(id, &choice));
+        // Written in one go, errors ignored: a closed stdout must not stop the registrar.
+        let mut text = format!("rspregistrar (rsplib-rs {})\n", env!("CARGO_PKG_VERSION"));
+        text.push_str(&config.describe(id, &choice));
         for (s, ppid) in &servers {
             let name = if *ppid == PPID_ASAP { "ASAP" } else { "ENRP" };
             let addrs: Vec<String> = s.local_addrs().iter().map(|a| a.to_string()).collect();
-            println!(
-                "Listening: {name} over {} on {}",
+            text.push_str(&format!(
+                "Listening: {name} over {} on {}\n",
                 s.protocol().name(),
                 addrs.join(", ")
-            );
+            ));
         }
-        let _ = io::stdout().flush();
+        let mut stdout = io::stdout().lock();
+        let _ = stdout
+            .write_all(text.as_bytes())
+            .and_then(|_| stdout.flush());
     }
     logging::log(
         logging::ACTION,
         &format!("registrar 0x{id:08x} started; transport: {choice}"),
     );
 
-    let mut conn_server: HashMap<ConnId, usize> = HashMap::new();
+    let limits = Limits {
+        stall_timeout: Duration::from_millis(config.stall_timeout_ms),
+        ..Limits::default()
+    };
+    for (s, _) in &mut servers {
+        s.set_limits(limits);
+    }
+    let registry = poll
+        .registry()
+        .try_clone()
+        .map_err(|e| format!("cannot set up the event loop: {e}"))?;
+    let mut sockets = Sockets {
+        registry,
+        servers,
+        conn_server: HashMap::new(),
+        announcer,
+        start,
+        outputs: Vec::new(),
+    };
     let mut events = Events::with_capacity(1024);
     let mut transport_events = Vec::new();
-    let mut outputs = Vec::new();
     loop {
-        let timeout = registrar
-            .next_wakeup()
-            .map(|at| Duration::from_micros(at.saturating_sub(now())));
+        let timeout = sockets.timeout(&registrar);
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -326,72 +370,38 @@ pub fn run(config: &Config) -> Result<(), String> {
                 stop = true;
                 continue;
             }
-            if let Some(idx) = servers.iter().position(|(s, _)| s.owns(ev.token())) {
-                servers[idx].0.ready(
-                    poll.registry(),
+            if let Some(idx) = sockets.servers.iter().position(|(s, _)| s.owns(ev.token())) {
+                sockets.servers[idx].0.ready(
+                    &sockets.registry,
                     ev.token(),
                     ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                    ev.is_writable(),
+                    ev.is_writable() || ev.is_write_closed() || ev.is_error(),
                     &mut transport_events,
                 );
                 for te in transport_events.drain(..) {
-                    match te {
-                        Event::Up { conn, peer } => {
-                            conn_server.insert(conn, idx);
-                            let p = transport_protocol(servers[idx].0.protocol());
-                            logging::log(
-                                logging::VERBOSE,
-                                &format!("connection {conn} up from {peer:?} over {p:?}"),
-                            );
-                            registrar.connection_up(now(), conn, p, peer, &mut outputs);
-                        }
-                        Event::Message { conn, ppid, data } => {
-                            registrar.receive(now(), conn, ppid, &data, &mut outputs)
-                        }
-                        Event::Down { conn, reason } => {
-                            conn_server.remove(&conn);
-                            logging::log(
-                                logging::VERBOSE,
-                                &format!("connection {conn} down: {reason:?}"),
-                            );
-                            registrar.connection_down(now(), conn, &mut outputs);
-                        }
-                    }
+                    sockets.handle(idx, te, &mut registrar);
                 }
             }
         }
-        registrar.poll(now(), &mut outputs);
-        while !outputs.is_empty() {
-            for out in std::mem::take(&mut outputs) {
-                match out {
-                    Output::Send { conn, ppid, data } => {
-                        let Some(&idx) = conn_server.get(&conn) else {
-                            continue;
-                        };
-                        if let Err(e) = servers[idx].0.send(poll.registry(), conn, ppid, &data) {
-                            logging::log(
-                                logging::VERBOSE,
-                                &format!("connection {conn}: send failed ({e}), dropping it"),
-                            );
-                            conn_server.remove(&conn);
-                            servers[idx].0.close(poll.registry(), conn);
-                            registrar.connection_down(now(), conn, &mut outputs);
-                        }
-                    }
-                    Output::Close { conn } => {
-                        if let Some(idx) = conn_server.remove(&conn) {
-                            servers[idx].0.close(poll.registry(), conn);
-                        }
-                    }
-                    Output::Announce { data } => {
-                        if let Some(a) = announcer.as_mut() {
-                            a.send(&data);
-                        }
-                    }
-                    Output::Log { level, text } => logging::log(u32::from(level), &text),
-                }
+        // One round of input: each server reads a bounded amount, a message's answers are
+        // queued before the next message of its connection is read.
+        for idx in 0..sockets.servers.len() {
+            sockets.servers[idx].0.start_round(
+                &sockets.registry,
+                Instant::now(),
+                &mut transport_events,
+            );
+            for te in transport_events.drain(..) {
+                sockets.handle(idx, te, &mut registrar);
+            }
+            while let Some(te) = sockets.servers[idx].0.next_input(&sockets.registry) {
+                sockets.handle(idx, te, &mut registrar);
             }
         }
+        let mut outputs = std::mem::take(&mut sockets.outputs);
+        registrar.poll(sockets.now(), &mut outputs);
+        sockets.dispatch(&mut registrar, &mut outputs);
+        sockets.outputs = outputs;
         if stop {
             logging::log(
                 logging::ACTION,
@@ -406,6 +416,116 @@ pub fn run(config: &Config) -> Result<(), String> {
                 let _ = std::fs::remove_file(path);
             }
             return Ok(());
+        }
+    }
+}
+
+/// What the event loop moves bytes and time between: the endpoints, which endpoint each
+/// connection belongs to, the announce socket.
+struct Sockets {
+    registry: Registry,
+    servers: Vec<(Server, u32)>,
+    conn_server: HashMap<ConnId, usize>,
+    announcer: Option<Announcer>,
+    start: Instant,
+    /// Reused output buffer of the core.
+    outputs: Vec<Output>,
+}
+
+impl Sockets {
+    /// The core's clock: microseconds since start.
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    /// How long the loop may sleep: not at all while a server has input waiting or the core
+    /// has work due; otherwise until the core's next timer or a server's next deadline.
+    fn timeout(&self, registrar: &Registrar) -> Option<Duration> {
+        if self.servers.iter().any(|(s, _)| s.has_work()) {
+            return Some(Duration::ZERO);
+        }
+        let now = self.now();
+        let core = registrar
+            .next_wakeup()
+            .map(|at| Duration::from_micros(at.saturating_sub(now)));
+        let wall = Instant::now();
+        let servers = self
+            .servers
+            .iter()
+            .filter_map(|(s, _)| s.next_deadline())
+            .min()
+            .map(|at| at.saturating_duration_since(wall));
+        match (core, servers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// One transport event of server `idx` into the core; the core's answers out at once.
+    fn handle(&mut self, idx: usize, event: Event, registrar: &mut Registrar) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let now = self.now();
+        match event {
+            Event::Up { conn, peer } => {
+                self.conn_server.insert(conn, idx);
+                let p = transport_protocol(self.servers[idx].0.protocol());
+                logging::log(
+                    logging::VERBOSE,
+                    &format!("connection {conn} up from {peer:?} over {p:?}"),
+                );
+                registrar.connection_up(now, conn, p, peer, &mut outputs);
+            }
+            Event::Message { conn, ppid, data } => {
+                registrar.receive(now, conn, ppid, &data, &mut outputs)
+            }
+            Event::Down { conn, reason } => {
+                self.conn_server.remove(&conn);
+                logging::log(
+                    logging::VERBOSE,
+                    &format!("connection {conn} down: {reason:?}"),
+                );
+                registrar.connection_down(now, conn, &mut outputs);
+            }
+        }
+        self.dispatch(registrar, &mut outputs);
+        self.outputs = outputs;
+    }
+
+    /// Carries out the core's outputs, and those they cause, until none is left.
+    fn dispatch(&mut self, registrar: &mut Registrar, outputs: &mut Vec<Output>) {
+        let mut batch = Vec::new();
+        while !outputs.is_empty() {
+            std::mem::swap(outputs, &mut batch);
+            for out in batch.drain(..) {
+                match out {
+                    Output::Send { conn, ppid, data } => {
+                        let Some(&idx) = self.conn_server.get(&conn) else {
+                            continue;
+                        };
+                        let server = &mut self.servers[idx].0;
+                        if let Err(e) = server.send(&self.registry, conn, ppid, &data) {
+                            logging::log(
+                                logging::VERBOSE,
+                                &format!("connection {conn}: send failed ({e}), dropping it"),
+                            );
+                            self.conn_server.remove(&conn);
+                            server.close(&self.registry, conn);
+                            registrar.connection_down(self.now(), conn, outputs);
+                        }
+                    }
+                    Output::Close { conn } => {
+                        if let Some(idx) = self.conn_server.remove(&conn) {
+                            self.servers[idx].0.close(&self.registry, conn);
+                        }
+                    }
+                    Output::Announce { data } => {
+                        if let Some(a) = self.announcer.as_mut() {
+                            a.send(&data);
+                        }
+                    }
+                    Output::Log { level, text } => logging::log(u32::from(level), &text),
+                }
+            }
         }
     }
 }

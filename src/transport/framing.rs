@@ -10,6 +10,9 @@
 /// Size of the common message header.
 pub const HEADER_SIZE: usize = 4;
 
+/// An empty deframer keeps at most this much buffer capacity.
+const KEEP_CAPACITY: usize = 4096;
+
 /// The stream is unusable: a header announced a length below the header size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("message header announces length {0}, below the 4-byte header")]
@@ -28,13 +31,22 @@ impl Deframer {
         Self::default()
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes. What was already returned is dropped first, so the buffer holds
+    /// no more than [`Deframer::pending`] bytes plus `bytes`.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
+        self.compact();
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// True if [`Deframer::next_message`] has an answer without more input: a whole message,
+    /// or a header it must reject.
+    pub fn has_message(&self) -> bool {
+        let avail = &self.buf[self.start..];
+        if avail.len() < HEADER_SIZE {
+            return false;
+        }
+        let len = u16::from_be_bytes([avail[2], avail[3]]) as usize;
+        len < HEADER_SIZE || avail.len() >= len
     }
 
     /// The next complete message, if one has arrived.
@@ -62,10 +74,15 @@ impl Deframer {
         self.buf.len() - self.start
     }
 
+    /// Drops what was returned; an emptied buffer that grew beyond [`KEEP_CAPACITY`] is
+    /// freed (thousands of idle connections must not each keep a burst's 64 KiB).
     fn compact(&mut self) {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
+        }
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
         }
     }
 }
@@ -91,6 +108,31 @@ mod tests {
             assert_eq!(out, vec![a.to_vec(), b.to_vec()], "chunk size {chunk}");
             assert_eq!(d.pending(), 0);
         }
+    }
+
+    #[test]
+    fn has_message_tells_whole_messages_from_fragments_and_frees_a_drained_burst() {
+        let mut d = Deframer::new();
+        d.push(&[0x07, 0x00, 0x00]);
+        assert!(!d.has_message());
+        d.push(&[0x08, 1, 2, 3]);
+        assert!(!d.has_message());
+        d.push(&[4]);
+        assert!(d.has_message());
+        assert_eq!(d.next_message().unwrap().unwrap().len(), 8);
+        assert!(!d.has_message());
+
+        let mut big = vec![0u8; 65532];
+        big[..4].copy_from_slice(&[1, 0, 0xff, 0xfc]);
+        d.push(&big);
+        assert!(d.has_message());
+        assert_eq!(d.next_message().unwrap().unwrap().len(), 65532);
+        assert_eq!(d.next_message(), Ok(None));
+        assert_eq!(d.pending(), 0);
+        assert!(d.buf.capacity() <= KEEP_CAPACITY);
+
+        d.push(&[1, 0, 0, 3]);
+        assert!(d.has_message(), "a bad length is an answer too");
     }
 
     #[test]

@@ -1,0 +1,282 @@
+//! The registrar's kernel SCTP endpoint: one one-to-many socket for all associations.
+//!
+//! All associations share one socket, so one association cannot be paused without pausing
+//! all: the bounds here are per round (at most [`ROUND_MESSAGES`] messages and notifications
+//! are read, then the other servers and the timers have their turn) and per association (its
+//! queued output; an association over [`Limits::hard_output`] is aborted). The kernel's
+//! receive buffer pushes back on a flooding peer meanwhile.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use super::log_limit::LogLimiter;
+use super::{next_token, sctp, ConnId, DownReason, Event, Limits, MAX_MESSAGE_SIZE};
+use crate::logging;
+
+/// Messages and notifications read per round.
+const ROUND_MESSAGES: usize = 64;
+
+pub(super) struct SctpServer {
+    pub(super) fd: OwnedFd,
+    pub(super) token: Token,
+    pub(super) by_assoc: HashMap<sctp::AssocId, ConnId>,
+    by_conn: HashMap<ConnId, sctp::AssocId>,
+    /// Messages the socket did not take yet, in order.
+    pending: VecDeque<(sctp::AssocId, u32, Vec<u8>)>,
+    /// Bytes in `pending` per association.
+    pending_bytes: HashMap<sctp::AssocId, usize>,
+    want_write: bool,
+    /// The socket may hold unread messages: an edge was reported and no read has since said
+    /// WouldBlock.
+    readable: bool,
+    /// Reads left in this round.
+    round_left: usize,
+    /// Events of one read beyond the one returned (an association's Up before its first
+    /// message).
+    events: VecDeque<Event>,
+    limits: Limits,
+    buf: Box<[u8]>,
+    close_log: LogLimiter,
+}
+
+impl SctpServer {
+    pub(super) fn bind(addrs: &[SocketAddr], registry: &Registry) -> io::Result<SctpServer> {
+        let family = if addrs.iter().any(|a| a.is_ipv6()) {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        let fd = sctp::socket(family, libc::SOCK_SEQPACKET)?;
+        let one: libc::c_int = 1;
+        // SAFETY: plain setsockopt with an int.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        sctp::configure(&fd)?;
+        sctp::bind_all(&fd, addrs)?;
+        sctp::listen(&fd, 1024)?;
+        let token = next_token();
+        registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
+        Ok(SctpServer {
+            fd,
+            token,
+            by_assoc: HashMap::new(),
+            by_conn: HashMap::new(),
+            pending: VecDeque::new(),
+            pending_bytes: HashMap::new(),
+            want_write: false,
+            // A backlog that arrived before registration would raise no edge.
+            readable: true,
+            round_left: 0,
+            events: VecDeque::new(),
+            limits: Limits::default(),
+            buf: vec![0u8; MAX_MESSAGE_SIZE + 1024].into_boxed_slice(),
+            close_log: LogLimiter::new(Duration::from_secs(10), 10),
+        })
+    }
+
+    pub(super) fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Notes readiness; writes what is queued.
+    pub(super) fn ready(&mut self, registry: &Registry, readable: bool, writable: bool) {
+        if readable {
+            self.readable = true;
+        }
+        if writable || !self.pending.is_empty() {
+            self.flush();
+        }
+        self.update_interest(registry);
+    }
+
+    pub(super) fn start_round(&mut self) {
+        self.round_left = ROUND_MESSAGES;
+    }
+
+    pub(super) fn has_work(&self) -> bool {
+        self.readable || !self.events.is_empty()
+    }
+
+    /// The next message or association change of this round.
+    pub(super) fn next_input(&mut self) -> Option<Event> {
+        while self.events.is_empty() && self.readable && self.round_left > 0 {
+            self.round_left -= 1;
+            self.read_one();
+        }
+        self.events.pop_front()
+    }
+
+    /// Reads one message or notification into `events`.
+    fn read_one(&mut self) {
+        loop {
+            match sctp::recv(self.fd.as_raw_fd(), &mut self.buf) {
+                Ok(sctp::Received::Data {
+                    assoc,
+                    ppid,
+                    len,
+                    complete,
+                    ..
+                }) => {
+                    let conn = self.conn_for(assoc);
+                    if complete {
+                        self.events.push_back(Event::Message {
+                            conn,
+                            ppid,
+                            data: self.buf[..len].to_vec(),
+                        });
+                    } else {
+                        // Larger than any ASAP/ENRP message can be: drop the association.
+                        let _ = sctp::abort(self.fd.as_raw_fd(), assoc);
+                        self.drop_assoc(assoc, DownReason::ProtocolError);
+                    }
+                }
+                Ok(sctp::Received::AssocChange { assoc, state }) => match state {
+                    sctp::SCTP_COMM_UP | sctp::SCTP_RESTART => {
+                        self.conn_for(assoc);
+                    }
+                    sctp::SCTP_SHUTDOWN_COMP => self.drop_assoc(assoc, DownReason::Closed),
+                    _ => self.drop_assoc(assoc, DownReason::Lost),
+                },
+                Ok(sctp::Received::Shutdown { assoc }) => {
+                    self.drop_assoc(assoc, DownReason::Closed)
+                }
+                Ok(sctp::Received::OtherNotification) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => self.readable = false,
+            }
+            return;
+        }
+    }
+
+    fn conn_for(&mut self, assoc: sctp::AssocId) -> ConnId {
+        if let Some(c) = self.by_assoc.get(&assoc) {
+            return *c;
+        }
+        let conn = next_token().0 as ConnId;
+        self.by_assoc.insert(assoc, conn);
+        self.by_conn.insert(conn, assoc);
+        let peer = sctp::peer_addrs(&self.fd, assoc).unwrap_or_default();
+        self.events.push_back(Event::Up { conn, peer });
+        conn
+    }
+
+    fn drop_assoc(&mut self, assoc: sctp::AssocId, reason: DownReason) {
+        if let Some(conn) = self.by_assoc.remove(&assoc) {
+            self.by_conn.remove(&conn);
+            self.forget_pending(assoc);
+            self.events.push_back(Event::Down { conn, reason });
+        }
+    }
+
+    /// Drops the queued output of an association that is gone.
+    fn forget_pending(&mut self, assoc: sctp::AssocId) {
+        if self.pending_bytes.remove(&assoc).is_some() {
+            self.pending.retain(|(a, _, _)| *a != assoc);
+        }
+    }
+
+    fn update_interest(&mut self, registry: &Registry) {
+        let want = !self.pending.is_empty();
+        if want != self.want_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if registry
+                .reregister(&mut SourceFd(&self.fd.as_raw_fd()), self.token, interest)
+                .is_ok()
+            {
+                self.want_write = want;
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some((assoc, ppid, data)) = self.pending.front() {
+            match sctp::send(self.fd.as_raw_fd(), *assoc, *ppid, 0, 0, data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Sent, or the association is gone (its Down arrives as a notification).
+                _ => {
+                    let (assoc, _, data) = self.pending.pop_front().expect("front");
+                    if let Some(n) = self.pending_bytes.get_mut(&assoc) {
+                        *n -= data.len();
+                        if *n == 0 {
+                            self.pending_bytes.remove(&assoc);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn send(
+        &mut self,
+        registry: &Registry,
+        conn: ConnId,
+        ppid: u32,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let assoc = *self
+            .by_conn
+            .get(&conn)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+        if self.pending.is_empty() {
+            match sctp::send(self.fd.as_raw_fd(), assoc, ppid, 0, 0, data) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let queued = self.pending_bytes.get(&assoc).copied().unwrap_or(0) + data.len();
+        if queued > self.limits.hard_output {
+            let peer = sctp::peer_addrs(&self.fd, assoc).unwrap_or_default();
+            let limit = self.limits.hard_output;
+            self.close_log.log(Instant::now(), logging::WARNING, || {
+                format!(
+                    "{} association {conn} from {peer:?} over SCTP aborted: it does not read \
+                     its answers ({queued} bytes waiting, over the limit of {limit})",
+                    super::protocol_name(ppid)
+                )
+            });
+            self.close(conn);
+            return Err(io::Error::other(format!(
+                "connection dropped: {:?}",
+                DownReason::TooSlow
+            )));
+        }
+        self.pending.push_back((assoc, ppid, data.to_vec()));
+        self.pending_bytes.insert(assoc, queued);
+        self.flush();
+        self.update_interest(registry);
+        Ok(())
+    }
+
+    /// Unsent output of `conn`.
+    pub(super) fn buffered(&self, conn: ConnId) -> Option<usize> {
+        let assoc = self.by_conn.get(&conn)?;
+        Some(self.pending_bytes.get(assoc).copied().unwrap_or(0))
+    }
+
+    pub(super) fn close(&mut self, conn: ConnId) {
+        if let Some(assoc) = self.by_conn.remove(&conn) {
+            self.by_assoc.remove(&assoc);
+            self.forget_pending(assoc);
+            let _ = sctp::abort(self.fd.as_raw_fd(), assoc);
+        }
+    }
+}
