@@ -24,10 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rsplib::core::types::{PolicyType, PoolHandle, RegistrarId};
-use rsplib::core::wire::{
-    cause, enrp, AsapBody, AsapMessage, EnrpBody, EnrpMessage, PoolElement, ServerInformation,
-};
+use rsplib::core::types::{PolicyType, PoolHandle};
+use rsplib::core::wire::{cause, AsapBody, AsapMessage, EnrpBody, PoolElement};
 
 const REGISTRAR: &str = env!("CARGO_BIN_EXE_rspregistrar");
 
@@ -1252,54 +1250,6 @@ fn a_paused_registrar_never_shows_an_empty_pool() {
 }
 
 // ------------------------------------------------------------------------------ 10
-
-fn enrp_bytes(flags: u8, sender: u32, body: EnrpBody) -> Vec<u8> {
-    let mut m = EnrpMessage::new(RegistrarId(sender), RegistrarId(0), body);
-    m.flags = flags;
-    m.to_bytes().unwrap()
-}
-
-/// Presence, then Handle Table Request, over ENRP from `source`: the ENRP messages received
-/// within `wait` (or until the last Handle Table Response, or the close).
-fn ask_handle_table(reg: SocketAddr, source: &str, wait: Duration) -> (Vec<EnrpMessage>, bool) {
-    let sender = 0x0bad_0000 + u32::from(source.rsplit('.').next().unwrap().parse::<u8>().unwrap());
-    let mut t = connect_from(source, reg).unwrap();
-    let mut bytes = enrp_bytes(
-        enrp::FLAG_REPLY_REQUIRED,
-        sender,
-        EnrpBody::Presence {
-            checksum: 0,
-            server_info: ServerInformation::new(RegistrarId(sender), Vec::new()),
-        },
-    );
-    bytes.extend_from_slice(&enrp_bytes(0, sender, EnrpBody::HandleTableRequest));
-    let _ = t.write_all(&bytes);
-    let mut r = MsgReader::default();
-    let mut got = Vec::new();
-    let deadline = Instant::now() + wait;
-    let mut closed = false;
-    loop {
-        match r.next(&mut t, deadline.saturating_duration_since(Instant::now())) {
-            Ok(m) => {
-                let m = EnrpMessage::decode(&m)
-                    .unwrap_or_else(|e| panic!("undecodable ENRP message: {e}"))
-                    .message;
-                let last = matches!(m.body, EnrpBody::HandleTableResponse { .. })
-                    && m.flags & enrp::FLAG_MORE == 0;
-                got.push(m);
-                if last {
-                    break;
-                }
-            }
-            Err(ReadError::Timeout) => break,
-            Err(_) => {
-                closed = true;
-                break;
-            }
-        }
-    }
-    (got, closed)
-}
 
 /// `-enrpallow=127.0.0.1`: 127.0.0.2 gets no handle table; 127.0.0.1 gets it, with every PE's
 /// registrator transport carrying port 0.

@@ -17,9 +17,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rsplib::core::types::{
-    PeId, PolicyInfo, PolicyType, PoolHandle, TransportAddress, TransportProtocol,
+    PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
 };
-use rsplib::core::wire::{AsapBody, AsapMessage, PoolElement};
+use rsplib::core::wire::{
+    enrp, AsapBody, AsapMessage, EnrpBody, EnrpMessage, PoolElement, ServerInformation,
+};
 use rsplib::transport::framing::Deframer;
 
 /// A child process whose stdout lines arrive on a channel; killed when dropped.
@@ -667,4 +669,52 @@ pub fn latency_summary(lat: &mut [Duration]) -> (f64, f64, f64) {
     lat.sort();
     let at = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     (at(0.5), at(0.99), at(1.0))
+}
+
+pub fn enrp_bytes(flags: u8, sender: u32, body: EnrpBody) -> Vec<u8> {
+    let mut m = EnrpMessage::new(RegistrarId(sender), RegistrarId(0), body);
+    m.flags = flags;
+    m.to_bytes().unwrap()
+}
+
+/// Presence, then Handle Table Request, over ENRP from `source`: the ENRP messages received
+/// within `wait` (or until the last Handle Table Response, or the close).
+pub fn ask_handle_table(reg: SocketAddr, source: &str, wait: Duration) -> (Vec<EnrpMessage>, bool) {
+    let sender = 0x0bad_0000 + u32::from(source.rsplit('.').next().unwrap().parse::<u8>().unwrap());
+    let mut t = connect_from(source, reg).unwrap();
+    let mut bytes = enrp_bytes(
+        enrp::FLAG_REPLY_REQUIRED,
+        sender,
+        EnrpBody::Presence {
+            checksum: 0,
+            server_info: ServerInformation::new(RegistrarId(sender), Vec::new()),
+        },
+    );
+    bytes.extend_from_slice(&enrp_bytes(0, sender, EnrpBody::HandleTableRequest));
+    let _ = t.write_all(&bytes);
+    let mut r = MsgReader::default();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + wait;
+    let mut closed = false;
+    loop {
+        match r.next(&mut t, deadline.saturating_duration_since(Instant::now())) {
+            Ok(m) => {
+                let m = EnrpMessage::decode(&m)
+                    .unwrap_or_else(|e| panic!("undecodable ENRP message: {e}"))
+                    .message;
+                let last = matches!(m.body, EnrpBody::HandleTableResponse { .. })
+                    && m.flags & enrp::FLAG_MORE == 0;
+                got.push(m);
+                if last {
+                    break;
+                }
+            }
+            Err(ReadError::Timeout) => break,
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    (got, closed)
 }
