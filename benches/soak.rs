@@ -450,6 +450,9 @@ fn main() {
         expected.len()
     );
     drop(holders);
+    drop(monitor);
+    // process::exit runs no destructors: the registrar is stopped here.
+    drop(reg);
     if !lost.is_empty() {
         if mode.smoke {
             println!("soak: smoke run (cargo test --benches): figures only, not a verdict");
