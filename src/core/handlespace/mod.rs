@@ -807,6 +807,42 @@ impl<R: RandomSource> Handlespace<R> {
         self.register_until(handle, reg, expiry)
     }
 
+    /// Whether [`Handlespace::register`] would refuse `reg` for what it says (its values, or
+    /// attributes inconsistent with its pool's), without changing anything. Capacity is not
+    /// checked here.
+    pub fn check_registration(
+        &self,
+        handle: &PoolHandle,
+        reg: &Registration,
+    ) -> Result<(), HandlespaceError> {
+        validate(handle, reg)?;
+        let Some(pidx) = self.pool_slot(handle) else {
+            return Ok(());
+        };
+        let pool = self.pools[pidx as usize].as_ref().expect("live pool");
+        let ctrl = reg.user_transport.has_control_channel();
+        let protocol = reg.user_transport.protocol;
+        if pool.policy != reg.policy.policy {
+            return Err(HandlespaceError::InconsistentPolicy {
+                pool: pool.policy,
+                requested: reg.policy.policy,
+            });
+        }
+        if pool.protocol != protocol {
+            return Err(HandlespaceError::InconsistentTransport {
+                pool: pool.protocol,
+                requested: protocol,
+            });
+        }
+        if pool.control_channel != ctrl {
+            return Err(HandlespaceError::InconsistentControlChannel {
+                pool: pool.control_channel,
+                requested: ctrl,
+            });
+        }
+        Ok(())
+    }
+
     /// Registers or re-registers a PE with an explicit expiry time (a PU cache uses its stale
     /// cache value here).
     ///
@@ -820,30 +856,10 @@ impl<R: RandomSource> Handlespace<R> {
         reg: Registration,
         expiry: Micros,
     ) -> Result<RegisterOutcome, HandlespaceError> {
-        validate(handle, &reg)?;
-        let ctrl = reg.user_transport.has_control_channel();
-        let protocol = reg.user_transport.protocol;
+        self.check_registration(handle, &reg)?;
         let pidx = match self.pool_slot(handle) {
             Some(pidx) => {
                 let pool = self.pools[pidx as usize].as_ref().expect("live pool");
-                if pool.policy != reg.policy.policy {
-                    return Err(HandlespaceError::InconsistentPolicy {
-                        pool: pool.policy,
-                        requested: reg.policy.policy,
-                    });
-                }
-                if pool.protocol != protocol {
-                    return Err(HandlespaceError::InconsistentTransport {
-                        pool: pool.protocol,
-                        requested: protocol,
-                    });
-                }
-                if pool.control_channel != ctrl {
-                    return Err(HandlespaceError::InconsistentControlChannel {
-                        pool: pool.control_channel,
-                        requested: ctrl,
-                    });
-                }
                 if let Some(slot) = pool.find(&self.hasher, reg.pe_id) {
                     self.update(slot, reg, expiry);
                     return Ok(RegisterOutcome::Updated);
@@ -859,7 +875,8 @@ impl<R: RandomSource> Handlespace<R> {
                 if self.config.max_pes_per_pool == 0 {
                     return Err(HandlespaceError::PoolFull(0));
                 }
-                self.new_pool(handle, reg.policy.policy, protocol, ctrl)
+                let ctrl = reg.user_transport.has_control_channel();
+                self.new_pool(handle, reg.policy.policy, reg.user_transport.protocol, ctrl)
             }
         };
         self.insert(pidx, reg, expiry);

@@ -205,6 +205,20 @@ impl Registrar {
             dccp_service_code: 0,
             addresses: asap_addrs,
         };
+        let reg = Registration {
+            pe_id,
+            home: self.cfg.id,
+            registration_life_ms: element.registration_life,
+            user_transport: user,
+            policy: element.policy,
+            registrator_transport: Some(registrator),
+        };
+        // What the message says is judged first (0x0003, 0x0005, 0x0007 …): such a refusal
+        // depends on nobody's ownership and changes nothing.
+        if let Err(e) = self.hs.check_registration(&pool_handle, &reg) {
+            rejected(out, e.to_string());
+            return reject(out, registration_error(&e, &element));
+        }
         let key = (pool_handle.clone(), pe_id);
         if let Err(why) = self.may_take(now, &key, conn) {
             // A live owner: make sure it still is (a dead one is found within one timeout).
@@ -241,14 +255,6 @@ impl Registrar {
                 return reject(out, OperationError::new(cause::LACK_OF_RESOURCES, &[]));
             }
         }
-        let reg = Registration {
-            pe_id,
-            home: self.cfg.id,
-            registration_life_ms: element.registration_life,
-            user_transport: user,
-            policy: element.policy,
-            registrator_transport: Some(registrator),
-        };
         match self.hs.register(&pool_handle, reg, now) {
             Ok(outcome) => {
                 match outcome {

@@ -101,9 +101,11 @@ impl AddressScope {
     }
 }
 
-/// Default [`RegistrarConfig::stall_gap`]: the registrar asks to be woken every second, so four
-/// seconds without a call cannot be load.
-pub const DEFAULT_STALL_GAP: Micros = 4_000_000;
+/// Default [`RegistrarConfig::stall_gap`]: the registrar asks to be woken every
+/// [`TICK`], so two seconds without a call mean the process did not run.
+pub const DEFAULT_STALL_GAP: Micros = 2_000_000;
+/// The registrar asks to be woken at least this often (to notice stalls).
+pub const TICK: Micros = 500_000;
 
 /// Protocol settings of the registrar (times in microseconds).
 #[derive(Clone, Debug)]
@@ -396,7 +398,7 @@ impl Registrar {
         }
     }
 
-    /// The next time [`Registrar::poll`] has work to do (at most a second ahead: the
+    /// The next time [`Registrar::poll`] has work to do (at most [`TICK`] ahead: the
     /// registrar sweeps idle connections and notices stalls).
     pub fn next_wakeup(&self) -> Option<Micros> {
         let expiry = match self.recovering_until {
@@ -408,6 +410,7 @@ impl Registrar {
             expiry,
             self.next_announce,
             Some(self.next_sweep),
+            self.last_seen.map(|t| t + TICK),
         ]
         .into_iter()
         .flatten()
