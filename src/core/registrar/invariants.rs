@@ -93,10 +93,13 @@ impl Registrar {
             for key in &conn.pes {
                 match self.supervision.get(key) {
                     Some(sup) if sup.conn == *cid => {}
-                    Some(sup) => return Err(format!(
-                        "connection {cid} lists PE {} of pool \"{}\", supervised by connection {}",
-                        key.1, key.0, sup.conn
-                    )),
+                    Some(sup) => {
+                        let by = sup.conn;
+                        return Err(format!(
+                            "connection {cid} lists PE {} of pool \"{}\", supervised by {by}",
+                            key.1, key.0
+                        ));
+                    }
                     None => {
                         return Err(format!(
                             "connection {cid} lists PE {} of pool \"{}\", which is not supervised",
@@ -488,7 +491,7 @@ mod tests {
         let mut r = populated();
         r.conns.get_mut(&B).unwrap().pes.insert(key("P", 1));
         let e = r.check_invariants().unwrap_err();
-        assert!(e.contains("supervised by connection 1"), "{e}");
+        assert!(e.contains("supervised by 1"), "{e}");
         // A connection lists a PE nobody supervises.
         let mut r = populated();
         r.conns.get_mut(&B).unwrap().pes.insert(key("P", 99));
