@@ -418,3 +418,30 @@ fn error_replies() {
     assert_eq!(&b[..12], &hex("0a000018 00000002 00000001")[..]);
     assert_eq!(EnrpMessage::decode(&b).unwrap().message, r);
 }
+
+#[test]
+fn transports_the_decoder_refuses_are_not_encoded() {
+    use rsplib::core::types::{PeId, PolicyInfo, PolicyType, TransportAddress, TransportProtocol};
+    // Found by the asap_client fuzz target: a Registration whose user transport had no
+    // address was encoded, and the registrar could not decode it.
+    let registration = |n: usize| {
+        let addresses = (0..n)
+            .map(|i| std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8]))
+            .collect();
+        let t = TransportAddress::new(TransportProtocol::Sctp, 7, addresses);
+        AsapMessage::new(AsapBody::Registration {
+            pool_handle: "P".into(),
+            element: PoolElement::new(PeId(1), t, PolicyInfo::new(PolicyType::RoundRobin)),
+        })
+        .to_bytes()
+    };
+    assert!(matches!(
+        registration(0),
+        Err(WireError::MissingParameter { .. })
+    ));
+    assert!(AsapMessage::decode(&registration(MAX_ADDRESSES).unwrap()).is_ok());
+    assert!(matches!(
+        registration(MAX_ADDRESSES + 1),
+        Err(WireError::TooManyAddresses { .. })
+    ));
+}

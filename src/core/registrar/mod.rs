@@ -24,6 +24,7 @@ use crate::core::wire::{
 
 mod asap_service;
 mod enrp_service;
+mod invariants;
 mod limits;
 mod supervision;
 

@@ -561,6 +561,18 @@ pub(crate) fn parse_transport(tlv: Tlv<'_>, ctx: &mut Ctx) -> Result<TransportAd
 
 /// Encodes a transport parameter.
 pub fn emit_transport(buf: &mut Vec<u8>, t: &TransportAddress) -> Result<(), WireError> {
+    // What the decoder refuses is not sent either (1..=MAX_ADDRESSES addresses).
+    if t.addresses.is_empty() {
+        return Err(WireError::MissingParameter {
+            what: "address parameter",
+        });
+    }
+    if t.addresses.len() > MAX_ADDRESSES {
+        return Err(WireError::TooManyAddresses {
+            max: MAX_ADDRESSES,
+            tlv: Box::default(),
+        });
+    }
     emit_tlv(buf, transport_param_type(t.protocol), |b| {
         b.extend_from_slice(&t.port.to_be_bytes());
         b.extend_from_slice(&t.transport_use.to_be_bytes());
