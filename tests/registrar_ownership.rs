@@ -20,7 +20,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use rsplib::core::handlespace::Micros;
-use rsplib::core::registrar::{AddressScope, ConnId, Output, Registrar, RegistrarConfig};
+use rsplib::core::registrar::{
+    AddressPrefix, AddressScope, ConnId, Output, Registrar, RegistrarConfig,
+};
 use rsplib::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
     TRANSPORT_USE_DATA_PLUS_CONTROL,
@@ -139,6 +141,12 @@ impl World {
         cfg.min_address_scope = AddressScope::Loopback;
         cfg.announce_cycle = None;
         cfg.max_bad_pe_reports = 1_000;
+        // ENRP from any host is processed (not refused by closing connection 2, which the
+        // registrar's own tests cover): whatever it says must not change connection 1's PEs.
+        cfg.enrp_allow = vec![
+            AddressPrefix::parse("0.0.0.0/0").unwrap(),
+            AddressPrefix::parse("::/0").unwrap(),
+        ];
         let mut r = Registrar::new(cfg, 1, 0);
         let mut out = Vec::new();
         r.connection_up(

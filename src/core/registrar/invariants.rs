@@ -134,20 +134,87 @@ impl Registrar {
             if pe.home() == me {
                 own.add(ph.as_bytes(), pe.id());
                 own_count += 1;
-                if !self.supervision.contains_key(&(ph.clone(), pe.id())) {
+                let key = (ph.clone(), pe.id());
+                if !self.supervision.contains_key(&key) && !self.orphans.contains_key(&key) {
                     return Err(format!(
-                        "PE {} of pool \"{ph}\" is homed here but not supervised",
+                        "PE {} of pool \"{ph}\" is homed here but neither supervised nor an orphan",
                         pe.id()
                     ));
                 }
             }
         }
+        self.check_limits_state()?;
         if self.hs.ownership_checksum(me) != own.value() {
             return Err(format!(
                 "ownership checksum 0x{:04x}, recomputed 0x{:04x} over {own_count} PEs",
                 self.hs.ownership_checksum(me),
                 own.value()
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Registrar {
+    /// The state behind the limits and the stall recovery: per-host counts equal a recount
+    /// over the open connections; orphans are in the handlespace and not supervised; unreachable
+    /// reporters are kept only for PEs that exist, each host once, at most the threshold.
+    fn check_limits_state(&self) -> Result<(), String> {
+        let mut recount: HashMap<IpAddr, (u32, u32)> = HashMap::new();
+        for c in self.conns.values() {
+            let e = recount.entry(c.host).or_default();
+            e.0 += 1;
+            e.1 += c.pes.len() as u32;
+        }
+        for (host, &(conns, pes)) in &recount {
+            let h = self.hosts.get(host).map_or((0, 0), |h| (h.conns, h.pes));
+            if h != (conns, pes) {
+                return Err(format!(
+                    "host {host}: counted {h:?} (connections, PEs), recounted {:?}",
+                    (conns, pes)
+                ));
+            }
+        }
+        for (host, h) in &self.hosts {
+            if !recount.contains_key(host) && (h.conns, h.pes) != (0, 0) {
+                return Err(format!(
+                    "host {host} without connections counts {} connections and {} PEs",
+                    h.conns, h.pes
+                ));
+            }
+        }
+        for key in self.orphans.keys() {
+            if self.hs.get(&key.0, key.1).is_none() {
+                return Err(format!(
+                    "orphan PE {} of pool \"{}\" is not in the handlespace",
+                    key.1, key.0
+                ));
+            }
+            if self.supervision.contains_key(key) {
+                return Err(format!(
+                    "orphan PE {} of pool \"{}\" is supervised too",
+                    key.1, key.0
+                ));
+            }
+        }
+        for (key, hosts) in &self.reporters {
+            if self.hs.get(&key.0, key.1).is_none() {
+                return Err(format!(
+                    "unreachable reporters kept for PE {} of pool \"{}\", which is gone",
+                    key.1, key.0
+                ));
+            }
+            let mut unique = hosts.clone();
+            unique.sort();
+            unique.dedup();
+            if unique.len() != hosts.len()
+                || hosts.len() > self.cfg.max_bad_pe_reports.max(1) as usize
+            {
+                return Err(format!(
+                    "PE {} of pool \"{}\": reporters {hosts:?}",
+                    key.1, key.0
+                ));
+            }
         }
         Ok(())
     }
@@ -337,6 +404,7 @@ mod tests {
     fn registrar() -> Registrar {
         let mut cfg = RegistrarConfig::new(RegistrarId(0x1111_1111));
         cfg.min_address_scope = AddressScope::Loopback;
+        cfg.stall_gap = None; // the clock jumps here
         let mut r = Registrar::new(cfg, 7, 0);
         for (conn, peer) in [(A, "127.0.0.1:40000"), (B, "127.0.0.2:40001")] {
             r.connection_up(
@@ -424,11 +492,21 @@ mod tests {
             },
         );
         check(&r);
-        for _ in 0..3 {
+        // Reports from three hosts (repeats from one host count once).
+        for (conn, peer) in [(3, "127.0.0.3:1"), (4, "127.0.0.4:1")] {
+            r.connection_up(
+                11 * SEC,
+                conn,
+                TransportProtocol::Tcp,
+                vec![peer.parse().unwrap()],
+                &mut out,
+            );
+        }
+        for conn in [A, A, 3, 4] {
             send(
                 &mut r,
                 11 * SEC,
-                A,
+                conn,
                 AsapBody::EndpointUnreachable {
                     pool_handle: "Q".into(),
                     pe_id: PeId(2),
@@ -477,7 +555,31 @@ mod tests {
         r.timers.remove(&sup.timer.unwrap());
         r.conns.get_mut(&A).unwrap().pes.remove(&key("P", 1));
         let e = r.check_invariants().unwrap_err();
-        assert!(e.contains("not supervised"), "{e}");
+        assert!(e.contains("neither supervised nor an orphan"), "{e}");
+    }
+
+    #[test]
+    fn limits_state_must_agree_with_a_recount() {
+        // A host's PE count off by one.
+        let mut r = populated();
+        let host: IpAddr = "127.0.0.1".parse().unwrap();
+        r.hosts.get_mut(&host).unwrap().pes += 1;
+        let e = r.check_invariants().unwrap_err();
+        assert!(e.contains("host 127.0.0.1"), "{e}");
+        // An orphan that is supervised too.
+        let mut r = populated();
+        r.orphans.insert(key("P", 1), 99 * SEC);
+        let e = r.check_invariants().unwrap_err();
+        assert!(e.contains("supervised too"), "{e}");
+        // Reporters kept for a PE that is gone, or a host counted twice.
+        let mut r = populated();
+        r.reporters.insert(key("P", 77), vec![host]);
+        let e = r.check_invariants().unwrap_err();
+        assert!(e.contains("which is gone"), "{e}");
+        let mut r = populated();
+        r.reporters.insert(key("P", 1), vec![host, host]);
+        let e = r.check_invariants().unwrap_err();
+        assert!(e.contains("reporters"), "{e}");
     }
 
     #[test]
