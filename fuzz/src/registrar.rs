@@ -10,7 +10,8 @@ use arbitrary::Arbitrary;
 
 use rsplib::core::handlespace::Micros;
 use rsplib::core::registrar::{
-    AddressScope, ConnId, Output, Registrar, RegistrarConfig, HT_MAX_PES, MAX_HR_ITEMS,
+    AddressPrefix, AddressScope, ConnId, Output, Registrar, RegistrarConfig, HT_MAX_PES,
+    MAX_HR_ITEMS,
 };
 use rsplib::core::types::{
     PoolHandle, RegistrarId, TransportAddress, TransportProtocol, TRANSPORT_USE_DATA_PLUS_CONTROL,
@@ -43,13 +44,41 @@ pub struct Setup {
     pub max_hr_items: u8,
     /// Seeds the randomized policies.
     pub seed: u8,
+    /// Tight per-host, per-pool and connection limits (`None`: the registrar's defaults).
+    pub limits: Option<Limits>,
 }
 encode_struct!(Setup {
     max_bad_pe_reports,
     hr_rate,
     eu_rate,
     max_hr_items,
-    seed
+    seed,
+    limits
+});
+
+/// Small limits, so that a few operations reach them.
+#[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// PEs per host: 1 + this % 4.
+    pub pes_per_host: u8,
+    /// PEs per pool: 1 + this % 4.
+    pub pes_per_pool: u8,
+    /// Connections per host: 1 + this % 4.
+    pub conns_per_host: u8,
+    /// Connections in all: 1 + this % 8.
+    pub conns: u8,
+    /// Idle connections are closed after 1 + this % 30 s.
+    pub idle_s: u8,
+    /// ENRP from: 0 peers only, 1 loopback, 2 everyone; 10.0.0.1 is a configured peer.
+    pub enrp: u8,
+}
+encode_struct!(Limits {
+    pes_per_host,
+    pes_per_pool,
+    conns_per_host,
+    conns,
+    idle_s,
+    enrp
 });
 
 /// Where a connection comes from.
@@ -292,6 +321,22 @@ impl Harness {
         cfg.max_hr_rate = setup.hr_rate.map(u32::from);
         cfg.max_eu_rate = setup.eu_rate.map(u32::from);
         cfg.max_hr_items = 1 + u32::from(setup.max_hr_items % 8);
+        if let Some(l) = &setup.limits {
+            cfg.max_pes_per_host = Some(1 + u32::from(l.pes_per_host % 4));
+            cfg.max_pes_per_pool = Some(1 + u32::from(l.pes_per_pool % 4));
+            cfg.max_connections_per_host = Some(1 + u32::from(l.conns_per_host % 4));
+            cfg.max_connections = Some(1 + u32::from(l.conns % 8));
+            cfg.idle_timeout = (1 + u64::from(l.idle_s % 30)) * 1_000_000;
+            cfg.enrp_allow = match l.enrp % 3 {
+                0 => Vec::new(),
+                1 => AddressPrefix::loopback(),
+                _ => vec![
+                    AddressPrefix::parse("0.0.0.0/0").expect("valid"),
+                    AddressPrefix::parse("::/0").expect("valid"),
+                ],
+            };
+            cfg.peers = vec!["10.0.0.1".parse().expect("valid")];
+        }
         cfg.enrp_transport = Some(TransportAddress::new(
             TransportProtocol::Sctp,
             9901,

@@ -60,11 +60,20 @@ pub fn registrar_seeds() -> Vec<(&'static str, reg::Setup, Vec<Op>)> {
         eu_rate: None,
         max_hr_items: 2,
         seed: 7,
+        limits: None,
     };
     let limited = reg::Setup {
         max_bad_pe_reports: 0,
         hr_rate: Some(2),
         eu_rate: Some(1),
+        limits: Some(reg::Limits {
+            pes_per_host: 1,
+            pes_per_pool: 2,
+            conns_per_host: 1,
+            conns: 3,
+            idle_s: 4,
+            enrp: 1,
+        }),
         ..setup.clone()
     };
     vec![
@@ -323,6 +332,7 @@ pub fn registrar_regressions() -> Vec<(&'static str, reg::Setup, Vec<Op>)> {
         eu_rate: None,
         max_hr_items: 0,
         seed: 0,
+        limits: None,
     };
     vec![(
         // A re-registration from a second connection of the same host is refused (here: life
