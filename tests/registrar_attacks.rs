@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
+use rsplib::core::registrar::HIDDEN_ASAP_PORT;
 use rsplib::core::types::{PolicyType, PoolHandle};
 use rsplib::core::wire::{cause, AsapBody, AsapMessage, EnrpBody, PoolElement};
 
@@ -1283,7 +1284,8 @@ fn a_paused_registrar_never_shows_an_empty_pool() {
 // ------------------------------------------------------------------------------ 10
 
 /// `-enrpallow=127.0.0.1`: 127.0.0.2 gets no handle table; 127.0.0.1 gets it, with every PE's
-/// registrator transport carrying port 0.
+/// registrator transport carrying the placeholder port, not the PE's real one (rsplib's hsdump
+/// refuses port 0, so the placeholder is `HIDDEN_ASAP_PORT`).
 #[test]
 fn the_handle_table_goes_only_to_allowed_hosts_without_registrator_ports() {
     let _g = serial();
@@ -1326,9 +1328,10 @@ fn the_handle_table_goes_only_to_allowed_hosts_without_registrator_ports() {
     for e in &elements {
         let port = e.asap_transport.as_ref().map(|t| t.port);
         c.check(
-            port == Some(0),
+            port == Some(HIDDEN_ASAP_PORT),
             format!(
-                "PE {} discloses its registrator transport port: {port:?} (expected Some(0))",
+                "PE {} discloses its registrator transport port: {port:?} (expected \
+                 Some({HIDDEN_ASAP_PORT}))",
                 e.id
             ),
         );

@@ -2,7 +2,8 @@
 //!
 //! Only configured peers (`-peer=`) and hosts allowed by `-enrpallow=` (loopback by default)
 //! may speak ENRP to the registrar; anyone else's connection is closed. Tools get the handle
-//! table without the PEs' registrar-side ports (their ASAP transports carry port 0).
+//! table without the PEs' registrar-side ports (their ASAP transports carry
+//! [`HIDDEN_ASAP_PORT`]).
 
 use super::asap_service::{element_size, to_wire_element};
 use super::*;
@@ -119,7 +120,7 @@ impl Registrar {
 
     /// The whole handlespace (or our own PEs) as Handle Table Responses of at most
     /// [`HT_MAX_PES`] PEs and about [`HT_MAX_BYTES`] bytes each; M set on all but the last.
-    /// Registrar-side ports go to peers only (`with_ports`); for tools they are 0.
+    /// Registrar-side ports go to peers only (`with_ports`); tools get [`HIDDEN_ASAP_PORT`].
     fn handle_table(
         &self,
         receiver: RegistrarId,
@@ -138,7 +139,7 @@ impl Registrar {
                 let mut element = to_wire_element(pe, true);
                 if !with_ports {
                     if let Some(t) = element.asap_transport.as_mut() {
-                        t.port = 0;
+                        t.port = HIDDEN_ASAP_PORT;
                     }
                 }
                 let size = element_size(&element)

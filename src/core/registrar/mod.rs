@@ -34,6 +34,11 @@ use limits::{Host, RefusalLog};
 /// Identifies a connection / association (assigned by the transport layer).
 pub type ConnId = u64;
 
+/// The port a tool (hsdump, not a peer) sees in every PE's ASAP transport instead of the
+/// PE's registrar-side port. Not 0: rsplib's handlespace (and so Debian's `hsdump`) refuses a
+/// PE whose registrator transport has port 0; port 1 is never an ephemeral port.
+pub const HIDDEN_ASAP_PORT: u16 = 1;
+
 /// Most PEs in one handle resolution response (rsplib `MAX_MAX_HANDLE_RESOLUTION_ITEMS`).
 pub const MAX_HR_ITEMS: u32 = 128;
 /// Handle Table Response limits (rsplib): PEs and bytes per message.

@@ -991,8 +991,11 @@ fn enrp_is_answered_only_for_peers_and_allowed_hosts_and_tools_see_no_ports() {
     assert!(out.contains(&Output::Close { conn: 70 }));
     assert!(!out.iter().any(|o| matches!(o, Output::Send { .. })));
     assert_eq!(r.counters().refused(Refusal::EnrpAccess), 1);
-    // An allowed tool: the table, registrar-side ports zeroed.
-    assert_eq!(table_ports(&enrp_query(&mut r, PU_CONN)), vec![0]);
+    // An allowed tool: the table, registrar-side ports hidden.
+    assert_eq!(
+        table_ports(&enrp_query(&mut r, PU_CONN)),
+        vec![HIDDEN_ASAP_PORT]
+    );
     // A configured peer: the real port (takeover needs it).
     connect(&mut r, 0, 71, "127.0.0.7:9901");
     assert_eq!(table_ports(&enrp_query(&mut r, 71)), vec![40000]);
