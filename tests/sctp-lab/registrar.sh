@@ -43,6 +43,8 @@ check "rsplib 3.4 rspserver registers with our registrar" \
 
 timeout 60 hsdump $A:9901 > "$OUT/hsdump.txt" 2>&1
 check "hsdump (ENRP) is answered with the PE" grep -q 'e001' "$OUT/hsdump.txt"
+check "hsdump does not see the PE's registrar-side port (shown as 1)" \
+   grep -q 'regT: *{10.255.0.1} 1/SCTP' "$OUT/hsdump.txt"
 
 (echo "hello from the sctp lab"; sleep 8) | timeout 60 rspterminal -registrar=$A:3863 \
    -asapannounce=off -poolhandle=EchoPool -logquiet > "$OUT/rspterminal.out" 2>&1
