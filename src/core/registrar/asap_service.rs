@@ -82,6 +82,20 @@ impl Registrar {
         }
     }
 
+    /// The host of `conn` and whether one of its per-host rates (`-maxhrrate`, `-maxeurate`)
+    /// allows one more event now; `None` for an unknown connection.
+    fn host_rate(
+        &mut self,
+        now: Micros,
+        conn: ConnId,
+        limit: Option<u32>,
+        rate: fn(&mut Host) -> &mut Rate,
+    ) -> Option<(IpAddr, bool)> {
+        let host = self.conns.get(&conn)?.host;
+        let allowed = rate(self.hosts.entry(host).or_default()).allow(now, limit);
+        Some((host, allowed))
+    }
+
     /// Whether `conn` comes from one of the PE's registered transport addresses (its user
     /// transport, or the ASAP transport it registered over).
     fn comes_from_registered_address(&self, key: &(PoolHandle, PeId), conn: ConnId) -> bool {
@@ -360,17 +374,11 @@ impl Registrar {
         pe_id: PeId,
         out: &mut Vec<Output>,
     ) {
-        let Some(host) = self.conns.get(&conn).map(|c| c.host) else {
+        let limit = self.cfg.max_eu_rate;
+        let Some((host, allowed)) = self.host_rate(now, conn, limit, |h| &mut h.eu_rate) else {
             return;
         };
-        let limit = self.cfg.max_eu_rate;
-        if !self
-            .hosts
-            .entry(host)
-            .or_default()
-            .eu_rate
-            .allow(now, limit)
-        {
+        if !allowed {
             return self.refuse(Refusal::UnreachableRate, now, out, || {
                 format!("ignored unreachable reports from {host}: over -maxeurate")
             });
@@ -426,17 +434,11 @@ impl Registrar {
         items: Option<u32>,
         out: &mut Vec<Output>,
     ) {
-        let Some(host) = self.conns.get(&conn).map(|c| c.host) else {
+        let limit = self.cfg.max_hr_rate;
+        let Some((host, allowed)) = self.host_rate(now, conn, limit, |h| &mut h.hr_rate) else {
             return;
         };
-        let limit = self.cfg.max_hr_rate;
-        if !self
-            .hosts
-            .entry(host)
-            .or_default()
-            .hr_rate
-            .allow(now, limit)
-        {
+        if !allowed {
             self.refuse(Refusal::ResolutionRate, now, out, || {
                 format!("refused handle resolutions from {host}: over -maxhrrate")
             });

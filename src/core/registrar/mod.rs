@@ -29,7 +29,7 @@ mod limits;
 mod supervision;
 
 pub use limits::{AddressPrefix, Counters, Refusal, REFUSAL_LOG_INTERVAL};
-use limits::{Host, RefusalLog};
+use limits::{Host, Rate, RefusalLog};
 
 /// Identifies a connection / association (assigned by the transport layer).
 pub type ConnId = u64;
