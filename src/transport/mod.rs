@@ -5,7 +5,7 @@
 //! connections coming up and going down.
 //!
 //! * [`Server`]: the registrar side, driven by a mio event loop. SCTP uses one one-to-many
-//!   socket (`sctp_server.rs`); TCP a listener plus one stream per peer (`tcp_server.rs`).
+//!   socket (`sctp_server.rs`); TCP a listener plus one stream per peer (`tcp_server/`).
 //! * [`Association`]: the PE/PU side, one blocking connection with timeouts (`association.rs`).
 //!
 //! A [`Server`] is pulled, not pushed: readiness only marks where input waits, and the event

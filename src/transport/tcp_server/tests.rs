@@ -1,0 +1,482 @@
+//! The TCP endpoint over real loopback sockets: backpressure, batches, stall timeout, caps.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Registry, Token};
+
+use super::MAX_BUFFERED_INPUT;
+use crate::transport::{
+    Association, ConnId, DownReason, Event, Limits, Protocol, Server, ServerInner, PPID_ASAP,
+};
+
+/// A TCP server on loopback and the event loop around it.
+struct Harness {
+    poll: Poll,
+    events: Events,
+    server: Server,
+}
+
+type OnEvent<'a> = dyn FnMut(&mut Server, &Registry, Event) + 'a;
+
+impl Harness {
+    fn new(limits: Limits) -> Harness {
+        let poll = Poll::new().unwrap();
+        let mut server = Server::bind(
+            Protocol::Tcp,
+            &["127.0.0.1:0".parse().unwrap()],
+            PPID_ASAP,
+            poll.registry(),
+        )
+        .unwrap();
+        server.set_limits(limits);
+        Harness {
+            poll,
+            events: Events::with_capacity(256),
+            server,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.local_addrs()[0]
+    }
+
+    /// One turn of the loop (readiness, then one round of input), unless `deadline` has
+    /// passed: then the test fails, saying it was waiting until `what`. Every event goes
+    /// to `on_event`, which may answer before the next one is taken.
+    fn turn(&mut self, deadline: Instant, what: &str, on_event: &mut OnEvent) {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        let server = &mut self.server;
+        let timeout = if server.has_work() {
+            Duration::ZERO
+        } else {
+            let wait = Duration::from_millis(20);
+            server.next_deadline().map_or(wait, |d| {
+                d.saturating_duration_since(Instant::now()).min(wait)
+            })
+        };
+        self.poll.poll(&mut self.events, Some(timeout)).unwrap();
+        let registry = self.poll.registry();
+        let mut got = Vec::new();
+        for ev in self.events.iter() {
+            assert!(server.owns(ev.token()));
+            server.ready(
+                registry,
+                ev.token(),
+                ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                ev.is_writable() || ev.is_error(),
+                &mut got,
+            );
+        }
+        server.start_round(registry, Instant::now(), &mut got);
+        for e in got {
+            on_event(server, registry, e);
+        }
+        while let Some(e) = server.next_input(registry) {
+            on_event(server, registry, e);
+        }
+    }
+
+    /// Whether reading from `conn` is paused (its output is over the soft cap).
+    fn paused(&self, conn: ConnId) -> bool {
+        match &self.server.inner {
+            ServerInner::Tcp(t) => t.conns[&Token(conn as usize)].paused(),
+            ServerInner::Sctp(_) => unreachable!(),
+        }
+    }
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
+/// An ASAP-shaped message of `len` bytes, type `kind`.
+fn message(kind: u8, len: usize) -> Vec<u8> {
+    let mut m = vec![0u8; len];
+    m[0] = kind;
+    m[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    m
+}
+
+fn up_conn(e: &Event) -> Option<ConnId> {
+    match e {
+        Event::Up { conn, .. } => Some(*conn),
+        _ => None,
+    }
+}
+
+#[test]
+fn tcp_server_delivers_whole_messages_and_reports_close() {
+    let mut h = Harness::new(Limits::default());
+    let addr = h.addr();
+    let mut client =
+        Association::connect(Protocol::Tcp, &[addr], Duration::from_secs(2), PPID_ASAP).unwrap();
+    // Two messages in one write, the second split across writes.
+    client
+        .send(PPID_ASAP, &[7, 0, 0, 8, 1, 2, 3, 4, 8, 0])
+        .unwrap();
+    client.send(PPID_ASAP, &[0, 4]).unwrap();
+
+    let mut got = Vec::new();
+    let d = deadline();
+    while got
+        .iter()
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .count()
+        < 2
+    {
+        h.turn(d, "two messages arrived", &mut |_, _, e| got.push(e));
+    }
+    let conn = match &got[0] {
+        Event::Up { conn, peer } => {
+            assert_eq!(peer[0].ip(), addr.ip());
+            *conn
+        }
+        other => panic!("first event {other:?}"),
+    };
+    assert_eq!(
+        got[1],
+        Event::Message {
+            conn,
+            ppid: PPID_ASAP,
+            data: vec![7, 0, 0, 8, 1, 2, 3, 4]
+        }
+    );
+    assert_eq!(
+        got[2],
+        Event::Message {
+            conn,
+            ppid: PPID_ASAP,
+            data: vec![8, 0, 0, 4]
+        }
+    );
+
+    // The server answers; the client reads it back whole.
+    h.server
+        .send(h.poll.registry(), conn, PPID_ASAP, &[3, 0, 0, 4])
+        .unwrap();
+    let reply = client.recv(Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(reply, Some((PPID_ASAP, vec![3, 0, 0, 4])));
+    assert_eq!(client.recv(Some(Duration::from_millis(50))).unwrap(), None);
+
+    drop(client);
+    got.clear();
+    let d = deadline();
+    while !got.iter().any(|e| matches!(e, Event::Down { .. })) {
+        h.turn(d, "the close was seen", &mut |_, _, e| got.push(e));
+    }
+    assert_eq!(
+        got.last(),
+        Some(&Event::Down {
+            conn,
+            reason: DownReason::Closed
+        })
+    );
+    assert_eq!(h.server.connections(), 0);
+    assert!(h
+        .server
+        .send(h.poll.registry(), conn, PPID_ASAP, &[3, 0, 0, 4])
+        .is_err());
+}
+
+#[test]
+fn tcp_server_drops_a_stream_with_a_lying_length() {
+    let mut h = Harness::new(Limits::default());
+    let mut client = TcpStream::connect(h.addr()).unwrap();
+    client.write_all(&[1, 0, 0, 2]).unwrap();
+    let mut got = Vec::new();
+    let d = deadline();
+    while !got.iter().any(|e| matches!(e, Event::Down { .. })) {
+        h.turn(d, "the stream was dropped", &mut |_, _, e| got.push(e));
+    }
+    assert!(matches!(
+        got.last(),
+        Some(Event::Down {
+            reason: DownReason::ProtocolError,
+            ..
+        })
+    ));
+}
+
+/// Writes `count` 16-byte requests on a new connection from a thread and never reads;
+/// the thread gives up when the kernel takes nothing for 2 s.
+fn flood(addr: SocketAddr, count: usize) -> (TcpStream, std::thread::JoinHandle<usize>) {
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let thread = std::thread::spawn(move || {
+        writer
+            .set_write_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let requests: Vec<u8> = (0..count).flat_map(|_| message(5, 16)).collect();
+        let mut written = 0;
+        while written < requests.len() {
+            match writer.write(&requests[written..]) {
+                Ok(n) => written += n,
+                Err(_) => break,
+            }
+        }
+        written
+    });
+    (stream, thread)
+}
+
+/// 8 KiB of answer to each 16-byte request: a Handle Resolution asking for 128 PEs.
+const ANSWER: usize = 8192;
+
+#[test]
+fn a_client_that_never_reads_is_paused_with_bounded_buffers_and_others_are_served() {
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let bound = limits.soft_output + ANSWER + MAX_BUFFERED_INPUT;
+    let mut h = Harness::new(limits);
+    let addr = h.addr();
+    // 1 MiB of requests would make 512 MiB of answers.
+    let (_flooder, writer) = flood(addr, 65536);
+    let mut flood_conn = None;
+    let mut answered = 0usize;
+    let mut most_buffered = 0usize;
+    let d = deadline();
+    while !flood_conn.is_some_and(|c| h.paused(c)) {
+        h.turn(
+            d,
+            "the flooder is paused",
+            &mut |server, registry, e| match e {
+                Event::Up { conn, .. } => flood_conn = Some(conn),
+                Event::Message { conn, .. } => {
+                    server
+                        .send(registry, conn, PPID_ASAP, &message(6, ANSWER))
+                        .expect("never over the hard cap");
+                    answered += 1;
+                    most_buffered = most_buffered.max(server.buffered(conn).unwrap());
+                }
+                Event::Down { .. } => panic!("the flooder must not be dropped: {e:?}"),
+            },
+        );
+    }
+    let flood_conn = flood_conn.unwrap();
+    assert!(answered < 65536, "paused before all requests were answered");
+
+    // Another client is served while the flooder stays paused and bounded.
+    let mut client =
+        Association::connect(Protocol::Tcp, &[addr], Duration::from_secs(2), PPID_ASAP).unwrap();
+    client.send(PPID_ASAP, &message(5, 16)).unwrap();
+    let d = deadline();
+    let mut reply = None;
+    while reply.is_none() {
+        h.turn(
+            d,
+            "the other client is answered",
+            &mut |server, registry, e| match e {
+                Event::Message { conn, .. } => {
+                    assert_ne!(conn, flood_conn, "a paused connection is not read");
+                    server
+                        .send(registry, conn, PPID_ASAP, &message(6, 4))
+                        .unwrap();
+                }
+                Event::Down { .. } => panic!("{e:?}"),
+                Event::Up { .. } => {}
+            },
+        );
+        let buffered = h.server.buffered(flood_conn).expect("still open");
+        most_buffered = most_buffered.max(buffered);
+        reply = client.recv(Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(reply, Some((PPID_ASAP, message(6, 4))));
+    assert!(h.paused(flood_conn));
+    assert!(
+        most_buffered <= bound,
+        "{most_buffered} bytes held for the flooder, bound {bound}"
+    );
+    drop(_flooder);
+    let _ = writer.join();
+}
+
+#[test]
+fn a_client_that_does_not_read_its_answers_is_closed_after_the_stall_timeout() {
+    let mut h = Harness::new(Limits {
+        stall_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    });
+    let (_flooder, writer) = flood(h.addr(), 65536);
+    let mut down = None;
+    let d = deadline();
+    while down.is_none() {
+        h.turn(
+            d,
+            "the flooder is closed",
+            &mut |server, registry, e| match e {
+                Event::Message { conn, .. } => {
+                    let _ = server.send(registry, conn, PPID_ASAP, &message(6, ANSWER));
+                }
+                Event::Down { reason, .. } => down = Some(reason),
+                Event::Up { .. } => {}
+            },
+        );
+    }
+    assert_eq!(down, Some(DownReason::TooSlow));
+    assert_eq!(h.server.connections(), 0);
+    let _ = writer.join();
+}
+
+#[test]
+fn a_partial_message_is_dropped_after_the_stall_timeout_a_slow_whole_one_is_not() {
+    let stall = Duration::from_millis(300);
+    let mut h = Harness::new(Limits {
+        stall_timeout: stall,
+        ..Limits::default()
+    });
+    let addr = h.addr();
+    let mut ups = Vec::new();
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    let sent_at = Instant::now();
+    stalled.write_all(&message(5, 100)[..10]).unwrap();
+    let d = deadline();
+    while ups.is_empty() {
+        h.turn(d, "the first client is up", &mut |_, _, e| {
+            ups.extend(up_conn(&e))
+        });
+    }
+    let mut slow = TcpStream::connect(addr).unwrap();
+    let whole = message(5, 100);
+    slow.write_all(&whole[..50]).unwrap();
+
+    let mut messages = Vec::new();
+    let mut downs = Vec::new();
+    let mut rest_sent = false;
+    let d = deadline();
+    while downs.is_empty() {
+        h.turn(d, "the stalled client is dropped", &mut |_, _, e| match e {
+            Event::Up { conn, .. } => ups.push(conn),
+            Event::Message { conn, data, .. } => messages.push((conn, data)),
+            Event::Down { conn, reason } => downs.push((conn, reason, sent_at.elapsed())),
+        });
+        if !rest_sent && sent_at.elapsed() >= stall / 3 {
+            slow.write_all(&whole[50..]).unwrap();
+            rest_sent = true;
+        }
+    }
+    assert_eq!(ups.len(), 2);
+    assert_eq!(downs.len(), 1, "{downs:?}");
+    let (conn, reason, after) = downs[0];
+    assert_eq!((conn, reason), (ups[0], DownReason::Stalled));
+    assert!(
+        after >= stall,
+        "dropped after {after:?}, before the stall timeout"
+    );
+    assert_eq!(messages, vec![(ups[1], whole)]);
+    // The dropped client reads EOF.
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(stalled.read(&mut [0u8; 16]).unwrap(), 0);
+}
+
+#[test]
+fn output_over_the_hard_cap_closes_the_connection() {
+    let limits = Limits::default();
+    let mut h = Harness::new(limits);
+    let _client = TcpStream::connect(h.addr()).unwrap();
+    let mut conn = None;
+    let d = deadline();
+    while conn.is_none() {
+        h.turn(d, "the client is up", &mut |_, _, e| {
+            conn = conn.or(up_conn(&e))
+        });
+    }
+    let conn = conn.unwrap();
+    // Timers can queue output however paused a connection is; 64 MiB cannot fit into the
+    // kernel's buffers.
+    let big = message(6, 65532);
+    let mut result = Ok(());
+    for _ in 0..1024 {
+        result = h.server.send(h.poll.registry(), conn, PPID_ASAP, &big);
+        if result.is_err() {
+            break;
+        }
+        assert!(h.server.buffered(conn).unwrap() <= limits.hard_output);
+    }
+    assert!(result.is_err());
+    assert_eq!(h.server.buffered(conn), None);
+    assert_eq!(h.server.connections(), 0);
+}
+
+#[test]
+fn a_flood_on_one_connection_does_not_keep_another_waiting() {
+    let batch = 16;
+    let mut h = Harness::new(Limits {
+        batch,
+        ..Limits::default()
+    });
+    let addr = h.addr();
+    let total = 65536;
+    let (_flooder, writer) = flood(addr, total);
+    let mut flood_conn = None;
+    let mut flood_handled = 0usize;
+    let d = deadline();
+    while flood_handled == 0 {
+        h.turn(d, "the flood arrives", &mut |_, _, e| match e {
+            Event::Up { conn, .. } => flood_conn = Some(conn),
+            Event::Message { .. } => flood_handled += 1,
+            Event::Down { .. } => panic!("{e:?}"),
+        });
+    }
+    let mut other = TcpStream::connect(addr).unwrap();
+    other.write_all(&message(5, 16)).unwrap();
+    let before = flood_handled;
+    let mut served_after = None;
+    let d = deadline();
+    while served_after.is_none() {
+        h.turn(
+            d,
+            "the other client's message is taken",
+            &mut |_, _, e| match e {
+                Event::Message { conn, .. } if Some(conn) == flood_conn => flood_handled += 1,
+                Event::Message { .. } => served_after = Some(flood_handled - before),
+                Event::Down { .. } => panic!("{e:?}"),
+                Event::Up { .. } => {}
+            },
+        );
+    }
+    let served_after = served_after.unwrap();
+    assert!(
+        served_after <= 2 * batch,
+        "{served_after} flood messages were taken before the other client's one"
+    );
+    assert!(flood_handled < total / 2, "the flood was still waiting");
+    drop(_flooder);
+    let _ = writer.join();
+}
+
+#[test]
+fn a_connection_closed_right_after_up_reads_eof_and_is_forgotten() {
+    let mut h = Harness::new(Limits::default());
+    let mut client = TcpStream::connect(h.addr()).unwrap();
+    client.write_all(&message(5, 16)).unwrap();
+    let mut refused = None;
+    let mut later = Vec::new();
+    let d = deadline();
+    while refused.is_none() {
+        h.turn(d, "the client is up", &mut |server, registry, e| {
+            if let Some(conn) = up_conn(&e) {
+                // As the core does for a connection over the limits.
+                server.close(registry, conn);
+                refused = Some(conn);
+            } else {
+                later.push(e);
+            }
+        });
+    }
+    for _ in 0..5 {
+        h.turn(deadline(), "", &mut |_, _, e| later.push(e));
+    }
+    assert_eq!(later, vec![], "no event for a closed connection");
+    assert_eq!(h.server.connections(), 0);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // EOF, or a reset because the request it sent was never read.
+    assert!(matches!(client.read(&mut [0u8; 16]), Ok(0) | Err(_)));
+}
