@@ -2,11 +2,12 @@
 //! hold read EOF at once instead of hanging in the listen backlog, one rate-limited log line
 //! says so, and once connections close a new client is served again.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{temp_dir, Registrar};
 
 const REGISTRAR: &str = env!("CARGO_BIN_EXE_rspregistrar");
 
@@ -15,78 +16,9 @@ const FD_LIMIT: usize = 40;
 /// Clients opened at once: more than the registrar can hold.
 const CLIENTS: usize = 60;
 
-struct Registrar {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Registrar {
-    fn spawn() -> Registrar {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" \"$@\""))
-            .arg(REGISTRAR)
-            .args([
-                "-asap=127.0.0.1:0",
-                "-enrp=127.0.0.1:0",
-                "-asapannounce=off",
-                "-enrpannounce=off",
-                "-transport=tcp",
-                "-minaddressscope=loopback",
-                "-loglevel=3",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stdout = lines(child.stdout.take().unwrap());
-        let stderr = lines(child.stderr.take().unwrap());
-        Registrar {
-            child,
-            stdout,
-            stderr,
-            log: Vec::new(),
-        }
-    }
-
-    fn asap_address(&self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.stdout.recv_timeout(left).expect("no Listening line");
-            if let Some(addr) = line.strip_prefix("Listening: ASAP over TCP on ") {
-                return addr.parse().unwrap();
-            }
-        }
-    }
-
-    /// Log lines so far containing `text`.
-    fn logged(&mut self, text: &str) -> usize {
-        self.log.extend(self.stderr.try_iter());
-        self.log.iter().filter(|l| l.contains(text)).count()
-    }
-}
-
-impl Drop for Registrar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+/// Log lines so far containing `text`.
+fn logged(reg: &Registrar, text: &str) -> usize {
+    reg.log_text().lines().filter(|l| l.contains(text)).count()
 }
 
 /// True if the registrar closed `s` (EOF); false while it keeps it open.
@@ -111,8 +43,14 @@ fn is_served(addr: SocketAddr) -> bool {
 
 #[test]
 fn out_of_descriptors_new_clients_read_eof_at_once_and_service_resumes() {
-    let mut reg = Registrar::spawn();
-    let addr = reg.asap_address();
+    let dir = temp_dir("descriptors");
+    let reg = Registrar::start_wrapped(
+        REGISTRAR,
+        &dir.join("registrar.log"),
+        &["-loglevel=3"],
+        Some(&format!("ulimit -n {FD_LIMIT}")),
+    );
+    let addr = reg.asap;
     assert!(is_served(addr));
 
     let mut clients: Vec<TcpStream> = (0..CLIENTS)
@@ -142,15 +80,19 @@ fn out_of_descriptors_new_clients_read_eof_at_once_and_service_resumes() {
     assert!(refused < CLIENTS, "the clients it can hold stay connected");
 
     let deadline = Instant::now() + Duration::from_secs(5);
-    while reg.logged("no descriptor left") == 0 {
-        assert!(Instant::now() < deadline, "no log line: {:?}", reg.log);
+    while logged(&reg, "no descriptor left") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no log line: {:?}",
+            reg.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let lines = reg.logged("no descriptor left");
+    let lines = logged(&reg, "no descriptor left");
     assert!(
         lines <= 2,
         "{refused} refusals are rate-limited, not {lines} lines: {:?}",
-        reg.log
+        reg.log_text()
     );
 
     drop(clients);

@@ -3,10 +3,9 @@
 //! and after missed keep-alives; malformed input gets Operation Errors or the connection closed
 //! while everyone else keeps being served.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rsplib::core::types::{
@@ -14,75 +13,11 @@ use rsplib::core::types::{
 };
 use rsplib::core::wire::{cause, AsapBody, AsapMessage, PoolElement};
 
+mod common;
+use common::Proc;
+
 const REGISTRAR: &str = env!("CARGO_BIN_EXE_rspregistrar");
 const TOOL: &str = env!("CARGO_BIN_EXE_rsptool");
-
-/// A child process whose stdout lines arrive on a channel; killed when dropped.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(program: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a stdout line containing `text`.
-    fn wait_for(&mut self, text: &str, timeout: Duration) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(text)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(text) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line with {text:?} within {timeout:?}; saw {:?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A registrar on a free loopback port, keep-alive interval/timeout in ms.
 fn registrar(ka_interval: u32, ka_timeout: u32) -> (Proc, SocketAddr) {
