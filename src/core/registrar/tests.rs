@@ -409,9 +409,11 @@ fn malformed_and_unexpected_messages_get_asap_errors() {
     assert!(out.contains(&Output::Close { conn: PU_CONN }));
 }
 
-/// What hsdump sends (a Presence, then a Handle Table Request) and the ENRP replies.
-fn hsdump_queries(r: &mut Registrar) -> Vec<EnrpMessage> {
+/// What hsdump sends (a Presence, then a Handle Table Request) from connection `conn`, and
+/// everything the registrar answered.
+fn enrp_query(r: &mut Registrar, conn: ConnId) -> Vec<Output> {
     let tool = RegistrarId(0x5c46_3c96);
+    let mut out = Vec::new();
     let presence = EnrpMessage::new(
         tool,
         RegistrarId(0),
@@ -420,16 +422,14 @@ fn hsdump_queries(r: &mut Registrar) -> Vec<EnrpMessage> {
             server_info: ServerInformation::new(tool, vec![]),
         },
     );
-    let mut out = Vec::new();
-    r.receive(
-        0,
-        PU_CONN,
-        PPID_ENRP,
-        &presence.to_bytes().unwrap(),
-        &mut out,
-    );
+    r.receive(0, conn, PPID_ENRP, &presence.to_bytes().unwrap(), &mut out);
     let htr = EnrpMessage::new(tool, r.id(), EnrpBody::HandleTableRequest);
-    r.receive(0, PU_CONN, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
+    r.receive(0, conn, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
+    out
+}
+
+/// The ENRP messages among `out`.
+fn enrp_sent(out: &[Output]) -> Vec<EnrpMessage> {
     out.iter()
         .filter_map(|o| match o {
             Output::Send {
@@ -440,6 +440,11 @@ fn hsdump_queries(r: &mut Registrar) -> Vec<EnrpMessage> {
             _ => None,
         })
         .collect()
+}
+
+/// hsdump's queries from the PU's connection (loopback, an allowed tool) and the ENRP replies.
+fn hsdump_queries(r: &mut Registrar) -> Vec<EnrpMessage> {
+    enrp_sent(&enrp_query(r, PU_CONN))
 }
 
 #[test]
@@ -940,34 +945,9 @@ fn a_poll_does_bounded_work_and_asks_to_be_called_again() {
     assert_eq!(sent(&out, PE_CONN).len(), 2500 - MAX_WORK_PER_POLL);
 }
 
-/// hsdump's queries from connection `conn`.
-fn enrp_query(r: &mut Registrar, conn: ConnId) -> Vec<Output> {
-    let tool = RegistrarId(0x5c46_3c96);
-    let mut out = Vec::new();
-    let presence = EnrpMessage::new(
-        tool,
-        RegistrarId(0),
-        EnrpBody::Presence {
-            checksum: 0xffff,
-            server_info: ServerInformation::new(tool, vec![]),
-        },
-    );
-    r.receive(0, conn, PPID_ENRP, &presence.to_bytes().unwrap(), &mut out);
-    let htr = EnrpMessage::new(tool, r.id(), EnrpBody::HandleTableRequest);
-    r.receive(0, conn, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
-    out
-}
-
 fn table_ports(out: &[Output]) -> Vec<u16> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Send {
-                ppid: PPID_ENRP,
-                data,
-                ..
-            } => Some(EnrpMessage::decode(data).unwrap().message),
-            _ => None,
-        })
+    enrp_sent(out)
+        .into_iter()
         .filter_map(|m| match m.body {
             EnrpBody::HandleTableResponse { pools } => Some(pools),
             _ => None,
