@@ -372,12 +372,8 @@ impl Registrar {
         }
         let keep_until = self.recovering_until.filter(|&t| now < t);
         for key in c.pes {
-            if let Some(sup) = self.supervision.remove(&key) {
-                if let Some(t) = sup.timer {
-                    self.timers.remove(&t);
-                }
-            }
             if let Some(deadline) = keep_until {
+                self.forget_supervision(&key);
                 out.push(log(
                     LOG_ACTION,
                     format!(
@@ -391,7 +387,7 @@ impl Registrar {
                 self.orphans.insert(key, deadline);
                 continue;
             }
-            self.reporters.remove(&key);
+            self.pe_gone(&key);
             if self.hs.deregister(&key.0, key.1).is_some() {
                 out.push(log(
                     LOG_ACTION,

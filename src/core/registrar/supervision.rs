@@ -145,8 +145,7 @@ impl Registrar {
             .take(MAX_WORK_PER_POLL)
             .collect();
         for key in due {
-            self.orphans.remove(&key);
-            self.reporters.remove(&key);
+            self.pe_gone(&key);
             if self.hs.deregister(&key.0, key.1).is_some() {
                 out.push(log(
                     LOG_ACTION,
