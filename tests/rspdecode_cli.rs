@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 const CAPTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/captures/rsplib-3.4.4-scenario.pcapng"
+    "/tests/data/captures/rsplib-3.4.4-scenario.pcapng"
 );
 
 #[test]

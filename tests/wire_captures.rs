@@ -8,15 +8,15 @@ use rsplib::core::wire::{decode, EnrpBody, Message, Protocol};
 
 const CAPTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/captures/rsplib-3.4.4-scenario.pcapng"
+    "/tests/data/captures/rsplib-3.4.4-scenario.pcapng"
 );
 const HSDUMP_BEFORE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/captures/hsdump-before.txt"
+    "/tests/data/captures/hsdump-before.txt"
 );
 const HSDUMP_AFTER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/captures/hsdump-after.txt"
+    "/tests/data/captures/hsdump-after.txt"
 );
 
 #[test]
