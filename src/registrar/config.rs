@@ -63,6 +63,46 @@ pub struct Config {
     pub stall_timeout_ms: u64,
     /// Hosts that may query the handlespace over ENRP as tools (hsdump); `-peer=` hosts always may.
     pub enrp_allow: Vec<AddressPrefix>,
+    /// ENRP timing and paging (rsplib 3.4's `-peer…`, `-mentor…`, `-takeover…` options).
+    pub enrp_timing: EnrpTiming,
+}
+
+/// ENRP timers (milliseconds, rsplib 3.4's defaults and bounds) and handle-table paging.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnrpTiming {
+    /// Presence to every peer this often (`-peerheartbeatcycle=`, 2444 ms).
+    pub peer_heartbeat_cycle_ms: u64,
+    /// A peer not heard this long is asked for Presence (`-peermaxtimelastheard=`, 5000 ms).
+    pub peer_max_time_last_heard_ms: u64,
+    /// … and declared dead if it does not answer within this (`-peermaxtimenoresponse=`).
+    pub peer_max_time_no_response_ms: u64,
+    /// How often a starting registrar tries its peers for a mentor (`-mentorhuntinterval=`).
+    pub mentor_hunt_interval_ms: u64,
+    /// A registrar that found no mentor this long after start serves alone
+    /// (`-mentordiscoverytimeout=`).
+    pub mentor_discovery_timeout_ms: u64,
+    /// A takeover whose acknowledgements did not all arrive is abandoned after this
+    /// (`-takeoverexpiryinterval=`).
+    pub takeover_expiry_interval_ms: u64,
+    /// PEs per Handle Table Response (`-maxelementsperhtrequest=`, 128).
+    pub max_elements_per_ht_request: u32,
+    /// Honour and send the Handle Update takeover suggestion (`-supporttakeoversuggestion`).
+    pub support_takeover_suggestion: bool,
+}
+
+impl Default for EnrpTiming {
+    fn default() -> Self {
+        EnrpTiming {
+            peer_heartbeat_cycle_ms: 2444,
+            peer_max_time_last_heard_ms: 5000,
+            peer_max_time_no_response_ms: 5000,
+            mentor_hunt_interval_ms: 1000,
+            mentor_discovery_timeout_ms: 5000,
+            takeover_expiry_interval_ms: 5000,
+            max_elements_per_ht_request: 128,
+            support_takeover_suggestion: false,
+        }
+    }
 }
 
 impl Default for Config {
@@ -94,6 +134,7 @@ impl Default for Config {
             autoclose_timeout_s: 300,
             stall_timeout_ms: 10_000,
             enrp_allow: AddressPrefix::loopback(),
+            enrp_timing: EnrpTiming::default(),
         }
     }
 }
@@ -274,6 +315,29 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
                         .ok_or_else(|| bad("address or prefix"))?,
                 }
             }
+            "-peerheartbeatcycle" => {
+                c.enrp_timing.peer_heartbeat_cycle_ms = millis(opt, need()?, 1000, 300_000)?
+            }
+            "-peermaxtimelastheard" => {
+                c.enrp_timing.peer_max_time_last_heard_ms = millis(opt, need()?, 1000, 300_000)?
+            }
+            "-peermaxtimenoresponse" => {
+                c.enrp_timing.peer_max_time_no_response_ms = millis(opt, need()?, 1000, 60_000)?
+            }
+            "-mentorhuntinterval" => {
+                c.enrp_timing.mentor_hunt_interval_ms = millis(opt, need()?, 100, 60_000)?
+            }
+            "-mentordiscoverytimeout" => {
+                c.enrp_timing.mentor_discovery_timeout_ms = millis(opt, need()?, 1000, 60_000)?
+            }
+            "-takeoverexpiryinterval" => {
+                c.enrp_timing.takeover_expiry_interval_ms = millis(opt, need()?, 1000, 60_000)?
+            }
+            "-maxelementsperhtrequest" => {
+                let n: u32 = number(opt, need()?)?;
+                c.enrp_timing.max_elements_per_ht_request = n.clamp(1, 65_536);
+            }
+            "-supporttakeoversuggestion" => c.enrp_timing.support_takeover_suggestion = true,
             _ => {
                 return Err(ConfigError(format!(
                     "unknown option \"{arg}\" (see --help)"
@@ -290,6 +354,11 @@ fn positive(opt: &str, v: &str) -> Result<u64, ConfigError> {
         return Err(ConfigError(format!("option {opt} must be > 0")));
     }
     Ok(n)
+}
+
+/// A time in milliseconds, clamped into rsplib's bounds for that option.
+fn millis(opt: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    Ok(number::<u64>(opt, v)?.clamp(min, max))
 }
 
 /// A rate or limit option: a negative value or 0 means "no limit" (as rsplib's -1 default).
@@ -339,7 +408,13 @@ impl Config {
              Max connections / per host:                {} / {}\n\
              Auto-close timeout:                        {} s\n\
              Stall timeout:                             {} ms\n\
-             ENRP queries allowed from:                 {}\n",
+             ENRP queries allowed from:                 {}\n\
+             Peer heartbeat cycle:                      {} ms\n\
+             Peer max time last heard / no response:    {} ms / {} ms\n\
+             Mentor hunt interval / discovery timeout:  {} ms / {} ms\n\
+             Takeover expiry interval:                  {} ms\n\
+             Max elements per handle table response:    {}\n\
+             Takeover suggestion:                       {}\n",
             list(&self.asap),
             opt(&self.asap_announce),
             list(&self.enrp),
@@ -371,6 +446,18 @@ impl Config {
                     .map(|p| p.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
+            },
+            self.enrp_timing.peer_heartbeat_cycle_ms,
+            self.enrp_timing.peer_max_time_last_heard_ms,
+            self.enrp_timing.peer_max_time_no_response_ms,
+            self.enrp_timing.mentor_hunt_interval_ms,
+            self.enrp_timing.mentor_discovery_timeout_ms,
+            self.enrp_timing.takeover_expiry_interval_ms,
+            self.enrp_timing.max_elements_per_ht_request,
+            if self.enrp_timing.support_takeover_suggestion {
+                "supported"
+            } else {
+                "off"
             },
         )
     }
@@ -412,6 +499,14 @@ mod tests {
             "-autoclosetimeout=1",
             "-stalltimeout=2500",
             "-enrpallow=10.0.0.0/8,::1",
+            "-peerheartbeatcycle=1500",
+            "-peermaxtimelastheard=10",
+            "-peermaxtimenoresponse=999999",
+            "-mentorhuntinterval=700",
+            "-mentordiscoverytimeout=2000",
+            "-takeoverexpiryinterval=3000",
+            "-maxelementsperhtrequest=64",
+            "-supporttakeoversuggestion",
         ])
         .unwrap();
         assert_eq!(
@@ -446,6 +541,15 @@ mod tests {
                 AddressPrefix::parse("::1").unwrap()
             ]
         );
+        let t = &c.enrp_timing;
+        assert_eq!(t.peer_heartbeat_cycle_ms, 1500);
+        assert_eq!(t.peer_max_time_last_heard_ms, 1000, "rsplib's minimum of 1 s");
+        assert_eq!(t.peer_max_time_no_response_ms, 60_000, "rsplib's maximum of 60 s");
+        assert_eq!(t.mentor_hunt_interval_ms, 700);
+        assert_eq!(t.mentor_discovery_timeout_ms, 2000);
+        assert_eq!(t.takeover_expiry_interval_ms, 3000);
+        assert_eq!(t.max_elements_per_ht_request, 64);
+        assert!(t.support_takeover_suggestion);
         assert_eq!(run(&[]).unwrap(), Config::default());
         assert_eq!(
             run(&["-asap=127.0.0.1:0"]).unwrap().asap,

@@ -47,6 +47,14 @@ Usage: rspregistrar [options]
   -autoclosetimeout=S              close connections idle without a PE after S s (300, min 5)
   -stalltimeout=MS                 close connections stuck in a message or not reading (10000)
   -enrpallow=PREFIX[,...]|none     hosts that may query over ENRP besides peers (loopback)
+  -peerheartbeatcycle=MS           Presence to every peer (2444)
+  -peermaxtimelastheard=MS         peer silent this long is asked for Presence (5000)
+  -peermaxtimenoresponse=MS        … and declared dead without an answer (5000)
+  -mentorhuntinterval=MS           how often a starting registrar asks its peers (1000)
+  -mentordiscoverytimeout=MS       serve alone if no mentor answers within (5000)
+  -takeoverexpiryinterval=MS       give up a takeover without all acks after (5000)
+  -maxelementsperhtrequest=N       PEs per Handle Table Response (128)
+  -supporttakeoversuggestion       honour Handle Update takeover suggestions
   -transport=sctp|tcp|both         transports (both: SCTP where the kernel has it, and TCP)
   -loglevel=0-9  -logfile=FILE  -logappend=FILE  -logquiet  -quiet
   -daemonpidfile=FILE              write the process id to FILE
