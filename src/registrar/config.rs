@@ -543,8 +543,14 @@ mod tests {
         );
         let t = &c.enrp_timing;
         assert_eq!(t.peer_heartbeat_cycle_ms, 1500);
-        assert_eq!(t.peer_max_time_last_heard_ms, 1000, "rsplib's minimum of 1 s");
-        assert_eq!(t.peer_max_time_no_response_ms, 60_000, "rsplib's maximum of 60 s");
+        assert_eq!(
+            t.peer_max_time_last_heard_ms, 1000,
+            "rsplib's minimum of 1 s"
+        );
+        assert_eq!(
+            t.peer_max_time_no_response_ms, 60_000,
+            "rsplib's maximum of 60 s"
+        );
         assert_eq!(t.mentor_hunt_interval_ms, 700);
         assert_eq!(t.mentor_discovery_timeout_ms, 2000);
         assert_eq!(t.takeover_expiry_interval_ms, 3000);

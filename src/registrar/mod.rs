@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
-use crate::core::registrar::{ConnId, Output, Registrar, RegistrarConfig};
+use crate::core::registrar::{ConnId, EnrpSettings, Output, Registrar, RegistrarConfig};
 use crate::core::types::{RegistrarId, TransportAddress, TransportProtocol};
 use crate::logging;
 use crate::transport::{self, sctp, Event, Limits, Protocol, Server, PPID_ASAP, PPID_ENRP};
@@ -323,6 +323,17 @@ pub fn run(config: &Config) -> Result<(), String> {
     core_config.idle_timeout = config.autoclose_timeout_s * 1_000_000;
     core_config.enrp_allow = config.enrp_allow.clone();
     core_config.peers = config.peers.iter().map(|a| a.ip()).collect();
+    core_config.static_peers = config.peers.clone();
+    let t = &config.enrp_timing;
+    core_config.enrp = EnrpSettings {
+        heartbeat_cycle: t.peer_heartbeat_cycle_ms * 1000,
+        max_time_last_heard: t.peer_max_time_last_heard_ms * 1000,
+        max_time_no_response: t.peer_max_time_no_response_ms * 1000,
+        mentor_hunt_interval: t.mentor_hunt_interval_ms * 1000,
+        mentor_discovery_timeout: t.mentor_discovery_timeout_ms * 1000,
+        takeover_expiry: t.takeover_expiry_interval_ms * 1000,
+        ht_max_pes: t.max_elements_per_ht_request as usize,
+    };
 
     let start = Instant::now();
     let mut registrar = Registrar::new(core_config, random_u64(), 0);
@@ -506,6 +517,36 @@ impl Sockets {
         self.outputs = outputs;
     }
 
+    /// Opens an ENRP connection to a peer over the first transport's ENRP endpoint.
+    fn connect(&mut self, registrar: &mut Registrar, to: SocketAddr, outputs: &mut Vec<Output>) {
+        let Some(idx) = self.servers.iter().position(|(_, ppid)| *ppid == PPID_ENRP) else {
+            return;
+        };
+        let now = self.now();
+        let protocol = self.servers[idx].0.protocol();
+        match self.servers[idx].0.connect(&self.registry, to) {
+            Ok(Some(conn)) => {
+                self.conn_server.insert(conn, idx);
+                logging::log(
+                    logging::VERBOSE,
+                    &format!("connecting to ENRP peer {to} over {}", protocol.name()),
+                );
+                registrar.connected(now, conn, transport_protocol(protocol), to, outputs);
+            }
+            Ok(None) => logging::log(
+                logging::VERBOSE,
+                &format!("associating with ENRP peer {to} over {}", protocol.name()),
+            ),
+            Err(e) => {
+                logging::log(
+                    logging::VERBOSE,
+                    &format!("cannot connect to ENRP peer {to}: {e}"),
+                );
+                registrar.connect_failed(now, to, outputs);
+            }
+        }
+    }
+
     /// Carries out the core's outputs, and those they cause, until none is left.
     fn dispatch(&mut self, registrar: &mut Registrar, outputs: &mut Vec<Output>) {
         let mut batch = Vec::new();
@@ -533,6 +574,7 @@ impl Sockets {
                             self.servers[idx].0.close(&self.registry, conn);
                         }
                     }
+                    Output::Connect { to } => self.connect(registrar, to, outputs),
                     Output::Announce { data } => {
                         if let Some(a) = self.announcer.as_mut() {
                             a.send(&data);
