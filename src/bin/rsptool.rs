@@ -13,6 +13,9 @@
 //!   rsptool lib-resolve -poolhandle=NAME [-registrar=ADDR:PORT] [-transport=tcp|sctp]
 //!       resolves through the library (as rspHandleResolution does): without -registrar it
 //!       finds a registrar by its announces.
+//!   rsptool hsdump ADDR[:PORT] [-transport=tcp|sctp] [-timeout=S]
+//!       a registrar's peers and handlespace (pools, PEs, home registrar, policy, addresses),
+//!       asked over ENRP (port 9901 unless given).
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -426,6 +429,100 @@ fn lib_resolve(args: &[String]) {
     lib.shutdown();
 }
 
+/// `rsptool lib-pe -poolhandle=NAME -identifier=ID -registrar=ADDR:PORT... [-reregister=MS]`:
+/// a PE registered through the library, as classic PEs are: it re-registers every interval,
+/// and when its registrar is gone the library hunts for another among those given.
+fn lib_pe(args: &[String]) {
+    let mut pool = PoolHandle::default();
+    let mut id = 0u32;
+    let mut port = 7000u16;
+    let mut every = Duration::from_millis(1000);
+    let lib = rsplib::library::Library::start(rsplib::library::LibraryConfig::default())
+        .unwrap_or_else(|e| fail(&format!("cannot start: {e}")));
+    for a in args {
+        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
+        match k {
+            "-poolhandle" => pool = PoolHandle::new(v.as_bytes()),
+            "-identifier" => {
+                id = parse_number(v)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or_else(|| fail("bad -identifier"))
+            }
+            "-port" => port = v.parse().unwrap_or_else(|_| fail("bad -port")),
+            "-reregister" => {
+                every = Duration::from_millis(v.parse().unwrap_or_else(|_| fail("bad -reregister")))
+            }
+            "-registrar" => lib.add_static_registrar(vec![v
+                .parse::<SocketAddr>()
+                .unwrap_or_else(|_| fail("bad -registrar"))]),
+            _ => fail(&format!("unknown option {a}")),
+        }
+    }
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    let mut user = TransportAddress::new(
+        TransportProtocol::Tcp,
+        port,
+        vec!["127.0.0.1".parse().expect("address")],
+    );
+    user.transport_use = TRANSPORT_USE_DATA_ONLY;
+    let mut element = PoolElement::new(PeId(id), user, PolicyInfo::new(PolicyType::RoundRobin));
+    element.registration_life = 30_000;
+    let mut registered = false;
+    while !STOP.load(Ordering::Relaxed) {
+        match lib.register(pool.clone(), element.clone()) {
+            Ok(pe) if !registered => {
+                println!("registered PE 0x{:08x} in pool \"{pool}\"", pe.0);
+                registered = true;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                println!("registration failed: {e:?}");
+                registered = false;
+            }
+        }
+        let _ = io::stdout().flush();
+        let until = Instant::now() + every;
+        while Instant::now() < until && !STOP.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    lib.shutdown();
+}
+
+/// `rsptool hsdump ADDR[:PORT] [-transport=tcp|sctp] [-timeout=S]`: a registrar's peers and
+/// handlespace, asked over ENRP (port 9901 unless given).
+fn hsdump(args: &[String]) {
+    let mut addr = None;
+    let mut protocol = Protocol::Tcp;
+    let mut timeout = Duration::from_secs(10);
+    for a in args {
+        match a.split_once('=') {
+            Some(("-transport", "tcp")) => protocol = Protocol::Tcp,
+            Some(("-transport", "sctp")) => protocol = Protocol::Sctp,
+            Some(("-timeout", v)) => {
+                timeout = Duration::from_secs(v.parse().unwrap_or_else(|_| fail("bad -timeout")))
+            }
+            None if addr.is_none() => {
+                addr = Some(
+                    rsplib::registrar::config::parse_address(a, 9901)
+                        .unwrap_or_else(|| fail(&format!("bad address \"{a}\""))),
+                )
+            }
+            _ => fail(&format!("unknown hsdump option \"{a}\"")),
+        }
+    }
+    let addr =
+        addr.unwrap_or_else(|| fail("usage: rsptool hsdump ADDR[:PORT] [-transport=tcp|sctp]"));
+    match rsplib::registrar::hsdump::query(addr, protocol, timeout) {
+        Ok(dump) => print!("{}", rsplib::registrar::hsdump::format(&dump)),
+        Err(e) => fail(&e),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -433,9 +530,11 @@ fn main() {
         Some("resolve") => resolve(parse(&args[1..])),
         Some("announces") => announces(&args[1..]),
         Some("lib-resolve") => lib_resolve(&args[1..]),
+        Some("hsdump") => hsdump(&args[1..]),
+        Some("lib-pe") => lib_pe(&args[1..]),
         _ => {
             eprintln!(
-                "usage: rsptool pe|resolve|announces|lib-resolve [options] (see the source's head)"
+                "usage: rsptool pe|resolve|announces|lib-resolve|hsdump [options] (see the source's head)"
             );
             exit(1)
         }

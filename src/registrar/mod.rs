@@ -6,6 +6,7 @@
 //! socket operation here.
 
 pub mod config;
+pub mod hsdump;
 
 use std::collections::HashMap;
 use std::io::{self, Write};

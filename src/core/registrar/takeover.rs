@@ -22,9 +22,12 @@ impl Registrar {
             ));
             p.taken_by = None;
         }
-        if owned == 0 {
+        // A registrar we dial (configured or learned) is taken over even without PEs, so that
+        // every survivor agrees it is gone; a tool that sent a Presence is just forgotten.
+        let registrar = self.dials.values().any(|d| d.peer == Some(id));
+        if owned == 0 && !registrar {
             out.push(log(
-                LOG_ACTION,
+                LOG_VERBOSE,
                 format!("peer {id} is gone (it owned no PEs)"),
             ));
             self.forget_peer(id);
