@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod hsdump;
+mod presence;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -293,6 +294,24 @@ pub fn run(config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
     }
 
+    let enrp_port = servers
+        .iter()
+        .find(|(_, ppid)| *ppid == PPID_ENRP)
+        .and_then(|(s, _)| s.local_addrs().first().map(|a| a.port()))
+        .unwrap_or(9901);
+    let (enrp_announcer, presence_socket) =
+        match config.enrp_announce {
+            Some(group) => (
+                Some(Announcer::new(group, enrp_port).map_err(|e| {
+                    format!("cannot create the ENRP announce socket for {group}: {e}")
+                })?),
+                Some(
+                    presence::listen(group)
+                        .map_err(|e| format!("cannot listen for ENRP Presence on {group}: {e}"))?,
+                ),
+            ),
+            None => (None, None),
+        };
     let enrp_transport = servers
         .iter()
         .find(|(s, ppid)| *ppid == PPID_ENRP && s.protocol() == protocols[0])
@@ -325,6 +344,7 @@ pub fn run(config: &Config) -> Result<(), String> {
     core_config.enrp_allow = config.enrp_allow.clone();
     core_config.peers = config.peers.iter().map(|a| a.ip()).collect();
     core_config.static_peers = config.peers.clone();
+    core_config.enrp_announce = config.enrp_announce.is_some();
     let t = &config.enrp_timing;
     core_config.enrp = EnrpSettings {
         heartbeat_cycle: t.peer_heartbeat_cycle_ms * 1000,
@@ -378,9 +398,21 @@ pub fn run(config: &Config) -> Result<(), String> {
         servers,
         conn_server: HashMap::new(),
         announcer,
+        enrp_announcer,
+        presence_socket,
         start,
         outputs: Vec::new(),
     };
+    let presence_token = Token(usize::MAX - 2);
+    if let Some(s) = &sockets.presence_socket {
+        poll.registry()
+            .register(
+                &mut SourceFd(&s.as_raw_fd()),
+                presence_token,
+                Interest::READABLE,
+            )
+            .map_err(|e| format!("cannot watch the ENRP announce socket: {e}"))?;
+    }
     let mut events = Events::with_capacity(1024);
     let mut transport_events = Vec::new();
     loop {
@@ -395,6 +427,10 @@ pub fn run(config: &Config) -> Result<(), String> {
         for ev in events.iter() {
             if ev.token() == signal_token {
                 stop = true;
+                continue;
+            }
+            if ev.token() == presence_token {
+                sockets.read_presence(&mut registrar);
                 continue;
             }
             if let Some(idx) = sockets.servers.iter().position(|(s, _)| s.owns(ev.token())) {
@@ -454,6 +490,9 @@ struct Sockets {
     servers: Vec<(Server, u32)>,
     conn_server: HashMap<ConnId, usize>,
     announcer: Option<Announcer>,
+    /// ENRP Presence by multicast: the sender and the listening socket.
+    enrp_announcer: Option<Announcer>,
+    presence_socket: Option<UdpSocket>,
     start: Instant,
     /// Reused output buffer of the core.
     outputs: Vec<Output>,
@@ -518,6 +557,23 @@ impl Sockets {
         self.outputs = outputs;
     }
 
+    /// Takes every multicast Presence waiting on the announce socket.
+    fn read_presence(&mut self, registrar: &mut Registrar) {
+        let mut buf = [0u8; 65536];
+        for _ in 0..256 {
+            let Some(s) = &self.presence_socket else {
+                return;
+            };
+            let Ok((n, from)) = s.recv_from(&mut buf) else {
+                return;
+            };
+            let mut outputs = std::mem::take(&mut self.outputs);
+            registrar.receive_announce(self.now(), &buf[..n], from, &mut outputs);
+            self.dispatch(registrar, &mut outputs);
+            self.outputs = outputs;
+        }
+    }
+
     /// Opens an ENRP connection to a peer over the first transport's ENRP endpoint.
     fn connect(&mut self, registrar: &mut Registrar, to: SocketAddr, outputs: &mut Vec<Output>) {
         let Some(idx) = self.servers.iter().position(|(_, ppid)| *ppid == PPID_ENRP) else {
@@ -578,6 +634,11 @@ impl Sockets {
                     Output::Connect { to } => self.connect(registrar, to, outputs),
                     Output::Announce { data } => {
                         if let Some(a) = self.announcer.as_mut() {
+                            a.send(&data);
+                        }
+                    }
+                    Output::EnrpAnnounce { data } => {
+                        if let Some(a) = self.enrp_announcer.as_mut() {
                             a.send(&data);
                         }
                     }

@@ -24,7 +24,8 @@ impl Registrar {
             || self
                 .peers
                 .values()
-                .any(|p| p.addr.is_some_and(|a| a.ip() == host));
+                .any(|p| p.addr.is_some_and(|a| a.ip() == host))
+            || self.dials.keys().any(|a| a.ip() == host);
         if !peer && !self.cfg.enrp_allow.iter().any(|p| p.contains(&host)) {
             self.refuse(Refusal::EnrpAccess, now, out, || {
                 format!(

@@ -156,6 +156,9 @@ pub struct RegistrarConfig {
     pub static_peers: Vec<SocketAddr>,
     /// ENRP timers and paging.
     pub enrp: EnrpSettings,
+    /// Send Presence by multicast every heartbeat ([`Output::EnrpAnnounce`]) and dial the
+    /// registrars heard there ([`Registrar::receive_announce`]).
+    pub enrp_announce: bool,
     /// A gap this long between two calls means the process did not run (SIGSTOP, a paused
     /// VM): the registrar then gives every PE one keep-alive round before it removes any
     /// (see [`Registrar::recovering`]). `None` = never (tests with a jumping clock).
@@ -185,6 +188,7 @@ impl RegistrarConfig {
             peers: Vec::new(),
             static_peers: Vec::new(),
             enrp: EnrpSettings::default(),
+            enrp_announce: false,
             stall_gap: Some(DEFAULT_STALL_GAP),
         }
     }
@@ -213,6 +217,8 @@ pub enum Output {
     Connect { to: SocketAddr },
     /// Send one ASAP Server Announce by UDP multicast.
     Announce { data: Vec<u8> },
+    /// Send one ENRP Presence by UDP multicast (`-enrpannounce=`).
+    EnrpAnnounce { data: Vec<u8> },
     /// A log line.
     Log { level: u8, text: String },
 }

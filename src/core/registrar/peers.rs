@@ -84,7 +84,13 @@ pub(super) struct Dial {
     pub peer: Option<RegistrarId>,
     /// From the command line (kept for ever) rather than learned.
     pub configured: bool,
+    /// Connection attempts since a registrar last answered there (a learned dial is given
+    /// up after [`MAX_LEARNED_ATTEMPTS`]).
+    pub attempts: u32,
 }
+
+/// A learned ENRP address that never answers is given up after this many attempts.
+const MAX_LEARNED_ATTEMPTS: u32 = 5;
 
 /// A snapshot of one peer for tools and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,6 +171,7 @@ impl Registrar {
                     next_attempt: now,
                     peer: None,
                     configured: true,
+                    attempts: 0,
                 },
             );
         }
@@ -307,6 +314,7 @@ impl Registrar {
         if let Some(dial) = self.conns.get(&conn).and_then(|c| c.dial) {
             if let Some(d) = self.dials.get_mut(&dial) {
                 d.peer = Some(sender);
+                d.attempts = 0;
             }
         }
         if is_new {
@@ -424,7 +432,7 @@ impl Registrar {
 
     /// The earliest peer timer (heartbeat, dial, liveness, takeover, startup).
     pub(super) fn next_peer_wakeup(&self) -> Option<Micros> {
-        if self.peers.is_empty() && self.dials.is_empty() {
+        if self.peers.is_empty() && self.dials.is_empty() && !self.cfg.enrp_announce {
             return None;
         }
         let e = &self.cfg.enrp;
@@ -454,11 +462,16 @@ impl Registrar {
     /// Peer timers due at `now`: heartbeat Presence, dialling, asking silent peers, declaring
     /// them dead, takeover expiry, the end of the mentor hunt.
     pub(super) fn run_peer_timers(&mut self, now: Micros, out: &mut Vec<Output>) {
-        if self.peers.is_empty() && self.dials.is_empty() {
+        if self.peers.is_empty() && self.dials.is_empty() && !self.cfg.enrp_announce {
             return;
         }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.cfg.enrp.heartbeat_cycle;
+            if self.cfg.enrp_announce {
+                if let Ok(data) = self.presence(RegistrarId(0), 0).to_bytes() {
+                    out.push(Output::EnrpAnnounce { data });
+                }
+            }
             self.send_to_all_peers(None, out, || {
                 let m = self.presence(RegistrarId(0), 0);
                 (0, m.body)
@@ -478,9 +491,19 @@ impl Registrar {
             .collect();
         let retry = self.retry_interval();
         for addr in due {
-            if let Some(d) = self.dials.get_mut(&addr) {
-                d.next_attempt = now + retry;
+            let Some(d) = self.dials.get_mut(&addr) else {
+                continue;
+            };
+            if !d.configured && d.attempts >= MAX_LEARNED_ATTEMPTS {
+                out.push(log(
+                    LOG_VERBOSE,
+                    format!("giving up the learned ENRP address {addr}: no registrar answers"),
+                ));
+                self.dials.remove(&addr);
+                continue;
             }
+            d.attempts += 1;
+            d.next_attempt = now + retry;
             out.push(Output::Connect { to: addr });
         }
         self.check_liveness(now, out);
@@ -531,6 +554,54 @@ impl Registrar {
         }
     }
 
+    /// A Presence received by multicast from `from`: a registrar we do not reach yet is
+    /// dialled.
+    pub fn receive_announce(
+        &mut self,
+        now: Micros,
+        data: &[u8],
+        from: SocketAddr,
+        out: &mut Vec<Output>,
+    ) {
+        self.observe(now, out);
+        let Ok(d) = EnrpMessage::decode(data) else {
+            return;
+        };
+        let m = d.message;
+        let EnrpBody::Presence { server_info, .. } = &m.body else {
+            return;
+        };
+        if m.sender == self.cfg.id || m.sender.0 == 0 {
+            return;
+        }
+        let Some(t) = server_info.transports.first() else {
+            return;
+        };
+        let ip = t
+            .addresses
+            .iter()
+            .find(|a| !a.is_unspecified())
+            .copied()
+            .unwrap_or(from.ip());
+        if t.port == 0 {
+            return;
+        }
+        let addr = SocketAddr::new(canonical(&ip), t.port);
+        if self.peers.get(&m.sender).is_some_and(|p| p.conn.is_some()) {
+            return;
+        }
+        if !self.dials.contains_key(&addr) {
+            out.push(log(
+                LOG_VERBOSE,
+                format!(
+                    "registrar {} announces itself at {addr}: connecting",
+                    m.sender
+                ),
+            ));
+        }
+        self.learn_peer_address(now, m.sender, addr);
+    }
+
     /// A learned peer's address to keep a connection to (from a List Response).
     pub(super) fn learn_peer_address(&mut self, now: Micros, id: RegistrarId, addr: SocketAddr) {
         if id == self.cfg.id || self.peers.get(&id).is_some_and(|p| p.conn.is_some()) {
@@ -546,6 +617,7 @@ impl Registrar {
                 next_attempt: now,
                 peer: Some(id),
                 configured: false,
+                attempts: 0,
             },
         );
     }
