@@ -124,7 +124,7 @@ impl Net {
                     self.queue.extend(out.drain(..).map(|o| (i, o)));
                 }
                 Output::Log { text, .. } => self.logs.push(text),
-                Output::Announce { .. } => {}
+                Output::Announce { .. } | Output::EnrpAnnounce { .. } => {}
             }
         }
     }

@@ -154,7 +154,7 @@ impl Net {
                     self.queue.extend(out.drain(..).map(|o| (i, o)));
                 }
                 Output::Log { text, .. } => self.logs.push((i, text)),
-                Output::Announce { .. } => {}
+                Output::Announce { .. } | Output::EnrpAnnounce { .. } => {}
             }
         }
     }
