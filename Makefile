@@ -150,6 +150,11 @@ test-sctp: build examples
 	  $(SCTP_LAB) run env BIN=$(OUT) EXAMPLES=$(CURDIR)/build/examples bash $$s || rc=1; \
 	done; exit $$rc
 
+# ENRP chaos: 5 registrars, 50 PEs, rounds of SIGKILL and restart (about a minute or three).
+.PHONY: chaos
+chaos:
+	$(CARGO) test --release --test enrp_chaos -- --ignored --nocapture
+
 # ---------------------------------------------------------------------------------- benches
 # `cargo bench` times; this counts: instructions and simulated cache misses per handlespace
 # operation at 10^3 and 10^6 PEs, under valgrind's callgrind (deterministic; ~15 minutes).
