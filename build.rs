@@ -146,6 +146,13 @@ fn generate(ffi: &Path) -> Vec<(String, String)> {
         );
         headers.push((header.to_string(), text));
     }
+    // A default whose function was not recognised as an item would silently be dropped.
+    for (function, param, _) in CPP_DEFAULTS {
+        assert!(
+            items.iter().any(|(name, _)| name == function),
+            "CPP_DEFAULTS: no function `{function}` (parameter `{param}`) in cbindgen's output"
+        );
+    }
     for (i, (name, _)) in items.iter().enumerate() {
         assert!(
             used[i],
@@ -222,8 +229,9 @@ fn item_name(block: &str) -> String {
         }
         return ident(block.trim_end_matches(';'));
     }
+    // `struct X {…}` defines X; `struct X *f(…);` is a function returning a pointer to X.
     for kw in ["struct ", "union ", "enum "] {
-        if let Some(rest) = first.strip_prefix(kw) {
+        if let Some(rest) = first.strip_prefix(kw).filter(|_| !first.contains('(')) {
             return rest
                 .split(|c: char| !(c.is_alphanumeric() || c == '_'))
                 .next()
