@@ -126,7 +126,7 @@ install: build
 	done
 	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p; done
 	install -d $(DESTDIR)$(EXAMPLESDIR)
-	install -m 0644 c-examples/*.c $(DESTDIR)$(EXAMPLESDIR)/
+	install -m 0644 c-examples/*.c c-examples/*.cc $(DESTDIR)$(EXAMPLESDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
@@ -138,7 +138,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rserpool/,$(notdir $(HEADERS) $(CPPTHREAD_HEADERS)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib $(DESTDIR)$(INCLUDEDIR)/rserpool 2>/dev/null
 	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
-	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c)))
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c c-examples/*.cc)))
 	-rmdir -p $(DESTDIR)$(EXAMPLESDIR) 2>/dev/null
 
 stage:
@@ -201,6 +201,7 @@ examples: stage
 	for e in $(EXAMPLES); do \
 	  $(STAGE_PKG) sh -c 'cc -Wall -Wextra -Werror c-examples/'$$e'.c $$(pkg-config --cflags --libs rsplib) -o build/examples/'$$e || exit 1; \
 	done
+	$(STAGE_PKG) sh -c '$(CXX) -Wall -Wextra -Werror c-examples/cppthread-pe.cc $$(pkg-config --cflags --libs rsplib cppthread) -o build/examples/cppthread-pe'
 
 demo: examples
 	@echo "=== c-examples/demo.sh: registrar, two echo-pe, one echo-pu, built with pkg-config against build/stage"
