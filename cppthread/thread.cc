@@ -29,13 +29,13 @@ bool TDThread::start()
       fputs("TDThread::start(): this thread is already running\n", stderr);
       return false;
    }
-   pthread_t thread;
-   const int error = pthread_create(&thread, NULL, &TDThread::startRoutine, this);
+   // Straight into MyThread, as the original did (glibc stores it before the thread runs).
+   const int error = pthread_create(&MyThread, NULL, &TDThread::startRoutine, this);
    if (error != 0) {
+      MyThread = 0;
       fprintf(stderr, "TDThread::start(): cannot create a thread (error %d)\n", error);
       return false;
    }
-   MyThread = thread;
    return true;
 }
 
