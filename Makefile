@@ -22,6 +22,11 @@ SONAME     := $(LIBNAME).$(SOMAJOR)
 REALNAME   := $(LIBNAME).$(VERSION)
 # Names under which the classic library shipped (rsplib 1.0.0 / 0.8.x): links to ours.
 COMPAT_SONAMES := librsplib-900.so.0 librsplib-801.so.0 librsplib-800.so.0
+# libcppthread, the classic package's C++ thread classes (cppthread/): libtool's names for an
+# unversioned library, which is what programs linked against the original recorded.
+CPPTHREAD_SONAME   := libcppthread.so.0
+CPPTHREAD_REALNAME := libcppthread.so.0.0.0
+CPPTHREAD_HEADERS  := cppthread/mutex.h cppthread/thread.h
 
 CARGO      ?= cargo
 PROFILE    := release
@@ -29,6 +34,8 @@ TARGETDIR  ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 OUT        := $(TARGETDIR)/$(PROFILE)
 PROGRAMS   := rspregistrar rspdecode rsptool
 HEADERS    := $(wildcard include/*.h)
+CXX        ?= c++
+CPPTHREAD_OUT := $(TARGETDIR)/cppthread
 
 # Staged install used by the C tests and the demo: they build against it with pkg-config,
 # exactly as a user would, never against the source tree.
@@ -38,7 +45,7 @@ STAGE_PKG  := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig PKG_CONFIG_S
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build headers install uninstall stage test cargo-test clippy fmt-check \
+.PHONY: all build cppthread headers install uninstall stage test cargo-test clippy fmt-check \
         header-check c-tests install-check examples test-sctp bench-work demo check-tools \
         clean
 
@@ -76,6 +83,20 @@ check-tools:
 # ---------------------------------------------------------------------------------- build
 build:
 	$(CARGO) build --release --lib --bins
+	$(MAKE) --no-print-directory cppthread
+
+# libcppthread: TDMutex/TDThread (cppthread/*.cc), linked against the librsplib just built
+# (lock/unlock call its threadSafety* functions), with its own soname.
+cppthread: $(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME) $(CPPTHREAD_OUT)/libcppthread.a
+CPPTHREAD_OBJS := $(CPPTHREAD_OUT)/mutex.o $(CPPTHREAD_OUT)/thread.o
+$(CPPTHREAD_OUT)/%.o: cppthread/%.cc $(CPPTHREAD_HEADERS) include/threadsafety.h
+	@mkdir -p $(CPPTHREAD_OUT)
+	$(CXX) -std=c++98 -O2 -g -fPIC -Wall -Wextra -Werror -Iinclude -Icppthread -c $< -o $@
+$(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME): $(CPPTHREAD_OBJS) $(OUT)/librsplib.so
+	$(CXX) -shared -Wl,-soname,$(CPPTHREAD_SONAME) -Wl,--no-undefined -o $@ $(CPPTHREAD_OBJS) \
+	  -L$(OUT) -lrsplib -lpthread
+$(CPPTHREAD_OUT)/libcppthread.a: $(CPPTHREAD_OBJS)
+	rm -f $@ && ar rcs $@ $(CPPTHREAD_OBJS)
 
 headers:
 	RSPLIB_HEADERS_DIR=$(CURDIR)/include $(CARGO) build --lib
@@ -88,23 +109,36 @@ install: build
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
 	for n in $(COMPAT_SONAMES); do ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$$n; done
 	install -m 0644 $(OUT)/librsplib.a $(DESTDIR)$(LIBDIR)/librsplib.a
-	install -m 0644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/rsplib/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    pkgconfig/rsplib.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
-	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
+	install -m 0755 $(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME) $(DESTDIR)$(LIBDIR)/$(CPPTHREAD_REALNAME)
+	ln -sf $(CPPTHREAD_REALNAME) $(DESTDIR)$(LIBDIR)/$(CPPTHREAD_SONAME)
+	ln -sf $(CPPTHREAD_SONAME) $(DESTDIR)$(LIBDIR)/libcppthread.so
+	install -m 0644 $(CPPTHREAD_OUT)/libcppthread.a $(DESTDIR)$(LIBDIR)/libcppthread.a
+	install -m 0644 $(HEADERS) $(CPPTHREAD_HEADERS) $(DESTDIR)$(INCLUDEDIR)/rsplib/
+	@# The classic package's include directory: programs whose build files name
+	@# include/rserpool find the same headers there (links; pkg-config names include/rsplib).
+	install -d $(DESTDIR)$(INCLUDEDIR)/rserpool
+	for h in $(notdir $(HEADERS) $(CPPTHREAD_HEADERS)); do ln -sf ../rsplib/$$h $(DESTDIR)$(INCLUDEDIR)/rserpool/$$h; done
+	for pc in rsplib cppthread; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	      -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	      pkgconfig/$$pc.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc && \
+	  chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc || exit 1; \
+	done
 	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p; done
 	install -d $(DESTDIR)$(EXAMPLESDIR)
-	install -m 0644 c-examples/*.c $(DESTDIR)$(EXAMPLESDIR)/
+	install -m 0644 c-examples/*.c c-examples/*.cc $(DESTDIR)$(EXAMPLESDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
 	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,$(COMPAT_SONAMES))
 	rm -f $(DESTDIR)$(LIBDIR)/librsplib.a $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
-	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rsplib/,$(notdir $(HEADERS)))
-	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib 2>/dev/null
+	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,$(CPPTHREAD_REALNAME) $(CPPTHREAD_SONAME) libcppthread.so libcppthread.a)
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/cppthread.pc
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rsplib/,$(notdir $(HEADERS) $(CPPTHREAD_HEADERS)))
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rserpool/,$(notdir $(HEADERS) $(CPPTHREAD_HEADERS)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib $(DESTDIR)$(INCLUDEDIR)/rserpool 2>/dev/null
 	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
-	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c)))
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c c-examples/*.cc)))
 	-rmdir -p $(DESTDIR)$(EXAMPLESDIR) 2>/dev/null
 
 stage:
@@ -172,6 +206,7 @@ examples: stage
 	for e in $(EXAMPLES); do \
 	  $(STAGE_PKG) sh -c 'cc -Wall -Wextra -Werror c-examples/'$$e'.c $$(pkg-config --cflags --libs rsplib) -o build/examples/'$$e || exit 1; \
 	done
+	$(STAGE_PKG) sh -c '$(CXX) -Wall -Wextra -Werror c-examples/cppthread-pe.cc $$(pkg-config --cflags --libs rsplib cppthread) -o build/examples/cppthread-pe'
 
 demo: examples
 	@echo "=== c-examples/demo.sh: registrar, two echo-pe, one echo-pu, built with pkg-config against build/stage"
