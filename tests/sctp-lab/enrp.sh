@@ -22,7 +22,7 @@ wait_for() { # seconds, command...
 cleanup() { kill -9 $(jobs -p) 2>/dev/null; }
 trap cleanup EXIT
 
-FAST="-peerheartbeatcycle=1000 -peermaxtimelastheard=1000 -peermaxtimenoresponse=1000 -takeoverexpiryinterval=3000"
+FAST="-peerheartbeatcycle=1000 -peermaxtimelastheard=2000 -peermaxtimenoresponse=1000 -takeoverexpiryinterval=3000"
 KA="-endpointkeepalivetransmissioninterval=3000 -endpointkeepalivetimeoutinterval=3000"
 COMMON="-asapannounce=off -enrpannounce=off -minaddressscope=sitelocal $FAST $KA"
 
@@ -61,13 +61,14 @@ ours 2 0x102 a-ours2; R2=$!
 theirs 3 0x103 a-rsplib3; R3=$!
 check "A: our registrars see both peers" \
    wait_for 30 sh -c "grep -q 'peer 0x00000103' $OUT/a-ours1.log && grep -q 'peer 0x00000102' $OUT/a-ours1.log"
-"$BIN/rsptool" pe -registrar=$A:3861 -poolhandle=MixPool -identifier=0x7001 -port=7001 \
+# Our rsptool PE registers a TCP user transport, rspserver an SCTP one: separate pools.
+"$BIN/rsptool" pe -registrar=$A:3861 -poolhandle=ToolPool -identifier=0x7001 -port=7001 \
    -transport=sctp > "$OUT/a-toolpe.out" 2>&1 &
 rspserver -registrar=$A:3863 -local=$A:0 -asapannounce=off -echo -poolhandle=MixPool \
    -identifier=0x0000e003 -logquiet > "$OUT/a-rspserver.out" 2>&1 &
 SRV=$!
 for n in 1 2 3; do
-   check "A: registrar $n resolves our PE" wait_for 30 resolves $n 00007001 MixPool
+   check "A: registrar $n resolves our PE" wait_for 30 resolves $n 00007001 ToolPool
    check "A: registrar $n resolves rspserver's PE" wait_for 30 resolves $n 0000e003 MixPool
 done
 check "A: hsdump shows the same handlespace checksum at all three" wait_for 20 same_checksum
@@ -90,13 +91,13 @@ ours 1 0x201 b-ours1; R1=$!
 theirs 2 0x202 b-rsplib2; R2=$!
 theirs 3 0x203 b-rsplib3; R3=$!
 sleep 5
-"$BIN/rsptool" pe -registrar=$A:3861 -poolhandle=MixPool -identifier=0x7002 -port=7002 \
+"$BIN/rsptool" pe -registrar=$A:3861 -poolhandle=ToolPool -identifier=0x7002 -port=7002 \
    -transport=sctp > "$OUT/b-toolpe.out" 2>&1 &
 TOOLPE=$!
 rspserver -registrar=$A:3862 -local=$A:0 -asapannounce=off -echo -poolhandle=MixPool \
    -identifier=0x0000e002 -logquiet > "$OUT/b-rspserver.out" 2>&1 &
 for n in 1 2 3; do
-   check "B: registrar $n resolves our PE" wait_for 30 resolves $n 00007002 MixPool
+   check "B: registrar $n resolves our PE" wait_for 30 resolves $n 00007002 ToolPool
    check "B: registrar $n resolves rspserver's PE" wait_for 30 resolves $n 0000e002 MixPool
 done
 check "B: hsdump shows the same handlespace checksum at all three" wait_for 20 same_checksum

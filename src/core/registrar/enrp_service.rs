@@ -70,6 +70,7 @@ impl Registrar {
         }
         if let Some(p) = self.peers.get_mut(&m.sender) {
             p.last_heard = now;
+            p.registrar = true;
         }
         match m.body {
             EnrpBody::HandleUpdate {

@@ -633,3 +633,45 @@ fn two_simultaneous_takeovers_resolve_to_the_lower_id() {
     assert_eq!(takers, vec![0]);
     assert_converged(&net, &[1, 2, 3, 4, 5, 6, 7, 8]);
 }
+
+#[test]
+fn a_connected_tool_is_not_asked_to_acknowledge_a_takeover() {
+    let mut net = three_with_pes();
+    // An hsdump-like tool on registrar 0: a Presence to id 0, and it stays connected.
+    let tool = net.client(0, 900);
+    let tool_id = RegistrarId(0x7777);
+    let presence = EnrpMessage::new(
+        tool_id,
+        RegistrarId(0),
+        EnrpBody::Presence {
+            checksum: 0xffff,
+            server_info: ServerInformation::new(tool_id, vec![]),
+        },
+    );
+    let tool_says_presence = |net: &mut Net| {
+        let mut out = Vec::new();
+        let now = net.now;
+        net.nodes[0].r.receive(
+            now,
+            tool,
+            PPID_ENRP,
+            &presence.to_bytes().unwrap(),
+            &mut out,
+        );
+        net.queue.extend(out.into_iter().map(|o| (0, o)));
+        net.deliver();
+    };
+    tool_says_presence(&mut net);
+    assert!(net.nodes[0].r.peers().iter().any(|p| p.id == tool_id));
+    net.kill(1);
+    // Dead after ~2 s; the takeover must not wait for the tool, which stays alive (the
+    // takeover's expiry would be 2 s more).
+    for _ in 0..25 {
+        tool_says_presence(&mut net);
+        net.run(100 * MS);
+    }
+    assert!(net.nodes[0].r.peers().iter().any(|p| p.id == tool_id));
+    assert_eq!(net.nodes[0].r.counters().takeovers, 1);
+    // Nor is the tool listed to peers as a registrar.
+    assert!(net.nodes[2].r.peers().iter().all(|p| p.id != tool_id));
+}

@@ -66,6 +66,10 @@ pub(super) struct Peer {
     /// We acknowledged this registrar's takeover of this peer.
     pub taken_by: Option<RegistrarId>,
     pub replies: Rate,
+    /// It behaves as a registrar: it addressed a Presence to us by id, or sent a message only
+    /// registrars send. Tools (hsdump) send Presence to id 0 only; they are not asked to
+    /// acknowledge takeovers, not listed to other peers, and not taken over.
+    pub registrar: bool,
 }
 
 /// A takeover in progress (RFC 5353 §3.9): who must still acknowledge, until when.
@@ -295,10 +299,12 @@ impl Registrar {
             takeover: None,
             taken_by: None,
             replies: Rate::default(),
+            registrar: false,
         });
         peer.last_heard = now;
         peer.checksum = checksum;
         peer.asked_at = None;
+        peer.registrar |= m.receiver == self.cfg.id;
         peer.taken_by = None;
         if peer.takeover.take().is_some() {
             out.push(log(
@@ -310,7 +316,7 @@ impl Registrar {
             peer.addr = addr;
         }
         let previous = peer.conn;
-        self.choose_connection(sender, previous, conn, out);
+        self.choose_connection(now, sender, previous, conn, out);
         if let Some(dial) = self.conns.get(&conn).and_then(|c| c.dial) {
             if let Some(d) = self.dials.get_mut(&dial) {
                 d.peer = Some(sender);
@@ -352,6 +358,7 @@ impl Registrar {
     /// otherwise) and closes the other.
     fn choose_connection(
         &mut self,
+        now: Micros,
         id: RegistrarId,
         previous: Option<ConnId>,
         conn: ConnId,
@@ -385,7 +392,6 @@ impl Registrar {
             LOG_VERBOSE,
             format!("two connections to peer {id}: keeping {keep}, closing {drop}"),
         ));
-        let now = self.last_seen.unwrap_or(0);
         self.connection_down(now, drop, out);
         out.push(Output::Close { conn: drop });
     }

@@ -504,7 +504,7 @@ impl Registrar {
         let servers = self
             .peers
             .iter()
-            .filter(|(&id, _)| id != sender)
+            .filter(|(&id, p)| id != sender && p.registrar)
             .filter_map(|(&id, p)| {
                 let a = p.addr?;
                 Some(ServerInformation::new(

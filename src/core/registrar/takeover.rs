@@ -22,9 +22,10 @@ impl Registrar {
             ));
             p.taken_by = None;
         }
-        // A registrar we dial (configured or learned) is taken over even without PEs, so that
-        // every survivor agrees it is gone; a tool that sent a Presence is just forgotten.
-        let registrar = self.dials.values().any(|d| d.peer == Some(id));
+        // A registrar (one that addressed us by id, or one we dial) is taken over even without
+        // PEs, so that every survivor agrees it is gone; a tool that sent a Presence is just
+        // forgotten.
+        let registrar = p.registrar || self.dials.values().any(|d| d.peer == Some(id));
         if owned == 0 && !registrar {
             out.push(log(
                 LOG_VERBOSE,
@@ -41,6 +42,7 @@ impl Registrar {
             .iter()
             .filter(|(&other, q)| {
                 other != id
+                    && q.registrar
                     && q.conn.is_some()
                     && q.asked_at
                         .is_none_or(|at| now < at + e.max_time_no_response)
