@@ -3,6 +3,10 @@
 //! joining registrar, Handle Update propagation (registration at one registrar until the peer
 //! has applied it), takeover of 10⁴ PEs, and the memory of 10⁶ PEs owned by a peer.
 //!
+//! Plus one figure over real sockets: the `rspregistrar` binary on loopback TCP, this bench as
+//! its ENRP peer and as a PE: the time from sending a Registration until the registrar's
+//! Handle Update for it arrives at the peer (median and p99 of 2 000).
+//!
 //! `cargo bench --bench enrp` (medians of 5 runs).
 
 use std::collections::VecDeque;
@@ -200,7 +204,111 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Loopback TCP: one registration at the real registrar until its Handle Update reaches us.
+fn propagation_over_tcp() {
+    use rsplib::transport::framing::Deframer;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Command, Stdio};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_addr = listener.local_addr().unwrap();
+    let asap_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rspregistrar"))
+        .args([
+            &format!("-asap=127.0.0.1:{asap_port}"),
+            "-enrp=127.0.0.1:0",
+            "-asapannounce=off",
+            "-enrpannounce=off",
+            "-transport=tcp",
+            "-minaddressscope=loopback",
+            "-endpointkeepalivetransmissioninterval=3600000",
+            "-maxpesperhost=-1",
+            "-loglevel=0",
+            "-quiet",
+            &format!("-peer={peer_addr}"),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The registrar dials us; we answer its Presence so that it takes us for a peer.
+    let (mut enrp_conn, _) = listener.accept().unwrap();
+    enrp_conn.set_nodelay(true).unwrap();
+    let me = RegistrarId(0x0bec0bec);
+    let mut deframer = Deframer::new();
+    let mut buf = vec![0u8; 65536];
+    let mut next = |s: &mut TcpStream, d: &mut Deframer| -> EnrpMessage {
+        loop {
+            if let Some(m) = d.next_message().unwrap() {
+                return EnrpMessage::decode(&m).unwrap().message;
+            }
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "registrar closed the ENRP connection");
+            d.push(&buf[..n]);
+        }
+    };
+    let first = next(&mut enrp_conn, &mut deframer);
+    let presence = EnrpMessage::new(
+        me,
+        first.sender,
+        EnrpBody::Presence {
+            checksum: 0xffff,
+            server_info: ServerInformation::new(me, vec![]),
+        },
+    );
+    enrp_conn.write_all(&presence.to_bytes().unwrap()).unwrap();
+    let mut pe = loop {
+        match TcpStream::connect(("127.0.0.1", asap_port)) {
+            Ok(s) => break s,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
+    pe.set_nodelay(true).unwrap();
+    let mut lat = Vec::new();
+    for k in 1..=2000u32 {
+        let mut t = TransportAddress::new(
+            TransportProtocol::Tcp,
+            7000,
+            vec!["127.0.0.1".parse().unwrap()],
+        );
+        t.transport_use = TRANSPORT_USE_DATA_ONLY;
+        let mut e = PoolElement::new(PeId(k), t, PolicyInfo::new(PolicyType::RoundRobin));
+        e.registration_life = 3_600_000;
+        let reg = AsapMessage::new(AsapBody::Registration {
+            pool_handle: "pool".into(),
+            element: e,
+        })
+        .to_bytes()
+        .unwrap();
+        let start = Instant::now();
+        pe.write_all(&reg).unwrap();
+        loop {
+            let m = next(&mut enrp_conn, &mut deframer);
+            if let EnrpBody::HandleUpdate { element, .. } = m.body {
+                if element.id == PeId(k) {
+                    break;
+                }
+            }
+        }
+        lat.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "handle update propagation over loopback TCP (registration in, update out): median \
+         {:.0} µs, p99 {:.0} µs (2000 registrations)",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+}
+
 fn main() {
+    propagation_over_tcp();
     // Handle table transfer: registrar 0 holds 10^5 PEs; registrar 1 joins.
     let mut secs = Vec::new();
     for _ in 0..5 {
