@@ -76,6 +76,21 @@ fn three_registrars_replicate_take_over_and_resynchronise() {
         assert!(t.iter().all(|(_, home)| *home != 0x20));
         assert!(t.contains(&(7, taker)), "PE 7 is the taker's now");
     }
+    // A pool user through the library, given the dead registrar first: it hunts on and
+    // resolves at a survivor.
+    let out = std::process::Command::new(RSPTOOL)
+        .args([
+            "lib-resolve",
+            "-poolhandle=EnrpPool",
+            "-transport=tcp",
+            &format!("-registrar={}", c.asap[2]),
+            &format!("-registrar={}", c.asap[1]),
+            &format!("-registrar={}", c.asap[0]),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("PE 0x"), "{text}");
     // PE 7 does not register again: the taker removes it after one keep-alive round, everywhere.
     let rest: BTreeSet<u32> = (1..=6).collect();
     c.converge(&rest, Duration::from_secs(8)).unwrap();

@@ -10,7 +10,7 @@
 //!       one handle resolution: prints one line per PE ("PE 0x... ADDR:PORT"), exit 2 if none.
 //!   rsptool announces [-group=239.0.0.50:3863] [-count=N] [-timeout=S]
 //!       joins the ASAP announce group and prints each Server Announce received.
-//!   rsptool lib-resolve -poolhandle=NAME [-registrar=ADDR:PORT] [-transport=tcp|sctp]
+//!   rsptool lib-resolve -poolhandle=NAME [-registrar=ADDR:PORT]... [-transport=tcp|sctp]
 //!       resolves through the library (as rspHandleResolution does): without -registrar it
 //!       finds a registrar by its announces.
 //!   rsptool hsdump ADDR[:PORT] [-transport=tcp|sctp] [-timeout=S]
@@ -378,17 +378,16 @@ fn announces(args: &[String]) {
 fn lib_resolve(args: &[String]) {
     let mut pool = PoolHandle::default();
     let mut cfg = rsplib::library::LibraryConfig::default();
-    let mut registrar = None;
+    let mut registrars = Vec::new();
     for a in args {
         let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
         match k {
             "-poolhandle" => pool = PoolHandle::new(v.as_bytes()),
-            "-registrar" => {
-                registrar = Some(
-                    v.parse::<SocketAddr>()
-                        .unwrap_or_else(|_| fail("bad -registrar")),
-                )
-            }
+            // Repeatable: the library hunts among them in order.
+            "-registrar" => registrars.push(
+                v.parse::<SocketAddr>()
+                    .unwrap_or_else(|_| fail("bad -registrar")),
+            ),
             "-transport" => {
                 cfg.transport = match v {
                     "tcp" => Protocol::Tcp,
@@ -401,7 +400,7 @@ fn lib_resolve(args: &[String]) {
     }
     let lib = rsplib::library::Library::start(cfg)
         .unwrap_or_else(|e| fail(&format!("cannot start: {e}")));
-    if let Some(r) = registrar {
+    for r in registrars {
         lib.add_static_registrar(vec![r]);
     }
     match lib.resolve(&pool) {
