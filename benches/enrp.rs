@@ -165,14 +165,7 @@ impl Net {
 
     /// Registers PE `k` at registrar `i` over `conn`; the peers' updates are delivered.
     fn register(&mut self, i: usize, conn: ConnId, k: u32) {
-        let mut t = TransportAddress::new(
-            TransportProtocol::Tcp,
-            7000,
-            vec!["127.0.1.1".parse().unwrap()],
-        );
-        t.transport_use = TRANSPORT_USE_DATA_ONLY;
-        let mut e = PoolElement::new(PeId(k), t, PolicyInfo::new(PolicyType::RoundRobin));
-        e.registration_life = 3_600_000;
+        let e = element(k, "127.0.1.1");
         let bytes = AsapMessage::new(AsapBody::Registration {
             pool_handle: format!("pool{}", k % 100).as_str().into(),
             element: e,
@@ -188,6 +181,15 @@ impl Net {
         self.queue.extend(out.into_iter().map(|o| (i, o)));
         self.deliver();
     }
+}
+
+/// PE `k` of a round-robin pool at `ip`:7000, registered for an hour.
+fn element(k: u32, ip: &str) -> PoolElement {
+    let mut t = TransportAddress::new(TransportProtocol::Tcp, 7000, vec![ip.parse().unwrap()]);
+    t.transport_use = TRANSPORT_USE_DATA_ONLY;
+    let mut e = PoolElement::new(PeId(k), t, PolicyInfo::new(PolicyType::RoundRobin));
+    e.registration_life = 3_600_000;
+    e
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -270,14 +272,7 @@ fn propagation_over_tcp() {
     pe.set_nodelay(true).unwrap();
     let mut lat = Vec::new();
     for k in 1..=2000u32 {
-        let mut t = TransportAddress::new(
-            TransportProtocol::Tcp,
-            7000,
-            vec!["127.0.0.1".parse().unwrap()],
-        );
-        t.transport_use = TRANSPORT_USE_DATA_ONLY;
-        let mut e = PoolElement::new(PeId(k), t, PolicyInfo::new(PolicyType::RoundRobin));
-        e.registration_life = 3_600_000;
+        let e = element(k, "127.0.0.1");
         let reg = AsapMessage::new(AsapBody::Registration {
             pool_handle: "pool".into(),
             element: e,
@@ -399,14 +394,7 @@ fn main() {
     r.receive(0, 1, PPID_ENRP, &presence.to_bytes().unwrap(), &mut out);
     let before = rss_kib();
     for k in 1..=1_000_000u32 {
-        let mut t = TransportAddress::new(
-            TransportProtocol::Tcp,
-            7000,
-            vec!["127.0.1.1".parse().unwrap()],
-        );
-        t.transport_use = TRANSPORT_USE_DATA_ONLY;
-        let mut e = PoolElement::new(PeId(k), t, PolicyInfo::new(PolicyType::RoundRobin));
-        e.registration_life = 3_600_000;
+        let mut e = element(k, "127.0.1.1");
         e.home_registrar = peer_id;
         let update = EnrpMessage::new(
             peer_id,
