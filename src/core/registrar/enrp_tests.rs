@@ -585,19 +585,22 @@ fn hostile_enrp_is_ignored_and_corrupts_nothing() {
 }
 
 #[test]
-fn a_handle_table_response_larger_than_a_response_may_be_is_refused() {
+fn an_answer_with_more_than_was_asked_is_not_applied_beyond_the_request() {
     let mut net = three_with_pes();
-    // Registrar 0 asks registrar 1 for its table; registrar 1 answers with far too many PEs.
+    // Registrar 0 asks registrar 1 for its own PEs; the answer also carries PEs that claim
+    // other homes (registrar 2's, and an unknown registrar's).
     net.nodes[0].r.peers.get_mut(&id_of(1)).unwrap().requesting =
         Some(enrp::FLAG_OWN_CHILDREN_ONLY);
-    let elements: Vec<wire::PoolElement> = (1000..1000 + HT_MAX_PES + 1)
-        .map(|k| {
-            let mut e = pe_element(k);
-            e.home_registrar = id_of(1);
-            e
-        })
-        .collect();
-    let big = EnrpMessage::new(
+    let elements: Vec<wire::PoolElement> =
+        [(3, id_of(1)), (90, id_of(2)), (91, RegistrarId(0x999))]
+            .iter()
+            .map(|&(k, home)| {
+                let mut e = pe_element(k);
+                e.home_registrar = home;
+                e
+            })
+            .collect();
+    let more = EnrpMessage::new(
         id_of(1),
         id_of(0),
         EnrpBody::HandleTableResponse {
@@ -607,11 +610,12 @@ fn a_handle_table_response_larger_than_a_response_may_be_is_refused() {
             }],
         },
     );
-    inject(&mut net, 1, 0, big);
+    inject(&mut net, 1, 0, more);
     assert_eq!(
         net.nodes[0].r.counters().refused(Refusal::EnrpUnsolicited),
         1
     );
+    // Only its own PE was taken; the others claiming other homes were not stored.
     assert_eq!(Net::pe_ids(&net.nodes[0].r), vec![1, 2, 3, 4, 5, 6]);
 }
 

@@ -108,7 +108,8 @@ pub enum Refusal {
     EnrpForged,
     /// A Handle Update for a PE that the sending peer does not own.
     EnrpNotOwner,
-    /// A Handle Table Response nobody asked for, or larger than a response may be.
+    /// A Handle Table Response nobody asked for, or one with more than was asked (other
+    /// registrars' PEs in an answer to a request for the sender's own).
     EnrpUnsolicited,
     /// Presence beyond the reply rate, or from more registrars than the peer table holds.
     EnrpFlood,

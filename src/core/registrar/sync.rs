@@ -56,7 +56,8 @@ impl Registrar {
         self.publish(enrp::UPDATE_DEL_PE, ph, element, out);
     }
 
-    /// The peer `conn` speaks for, if `sender` is it; otherwise one log line and `None`.
+    /// Whether `conn` speaks for the peer `sender` (it sent its Presence there); if not, one
+    /// log line (at most one per 10 s) and `false`.
     pub(super) fn authenticated(
         &mut self,
         now: Micros,
@@ -354,22 +355,11 @@ impl Registrar {
                 format!("ignored a Handle Table Response from {sender}: none was asked for")
             });
         };
-        let count: usize = pools.iter().map(|p| p.elements.len()).sum();
-        let limit = self.cfg.enrp.ht_max_pes.max(HT_MAX_PES);
-        if flags & enrp::FLAG_REJECT != 0 || count > limit {
-            if count > limit {
-                self.refuse(Refusal::EnrpUnsolicited, now, out, || {
-                    format!(
-                        "ignored a Handle Table Response from {sender} with {count} PEs, more \
-                         than the {limit} a response may carry"
-                    )
-                });
-            } else {
-                out.push(log(
-                    LOG_WARNING,
-                    format!("registrar {sender} rejected our Handle Table Request"),
-                ));
-            }
+        if flags & enrp::FLAG_REJECT != 0 {
+            out.push(log(
+                LOG_WARNING,
+                format!("registrar {sender} rejected our Handle Table Request"),
+            ));
             if let Some(p) = self.peers.get_mut(&sender) {
                 p.requesting = None;
                 p.unconfirmed = None;
@@ -377,11 +367,17 @@ impl Registrar {
             return self.table_done(now, sender, false, out);
         }
         let own_only = request & enrp::FLAG_OWN_CHILDREN_ONLY != 0;
+        let mut foreign = 0;
         for pool in pools {
             for element in pool.elements {
                 let key = (pool.pool_handle.clone(), element.id);
                 let home = element.home_registrar;
-                if home == self.cfg.id || home.0 == 0 || (own_only && home != sender) {
+                if own_only && home != sender {
+                    // More than asked: we asked for the sender's own PEs only.
+                    foreign += 1;
+                    continue;
+                }
+                if home == self.cfg.id || home.0 == 0 {
                     continue;
                 }
                 // A PE we supervise stays ours: it registered with us after the table was
@@ -399,6 +395,14 @@ impl Registrar {
                     }
                 }
             }
+        }
+        if foreign > 0 {
+            self.refuse(Refusal::EnrpUnsolicited, now, out, || {
+                format!(
+                    "ignored {foreign} PEs of other registrars in {sender}'s answer to a request \
+                     for its own PEs"
+                )
+            });
         }
         if flags & enrp::FLAG_MORE != 0 {
             let msg = self.enrp_message(request, sender, EnrpBody::HandleTableRequest);
