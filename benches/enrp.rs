@@ -7,7 +7,8 @@
 //! its ENRP peer and as a PE: the time from sending a Registration until the registrar's
 //! Handle Update for it arrives at the peer (median and p99 of 2 000).
 //!
-//! `cargo bench --bench enrp` (medians of 5 runs).
+//! `cargo bench --bench enrp` (medians of 5 runs). Without `--bench` (the smoke run of
+//! `cargo test --benches`) every size is a hundredth and each figure one run.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -207,7 +208,7 @@ fn rss_kib() -> u64 {
 }
 
 /// Loopback TCP: one registration at the real registrar until its Handle Update reaches us.
-fn propagation_over_tcp() {
+fn propagation_over_tcp(n: u32) {
     use rsplib::transport::framing::Deframer;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
@@ -271,7 +272,7 @@ fn propagation_over_tcp() {
     };
     pe.set_nodelay(true).unwrap();
     let mut lat = Vec::new();
-    for k in 1..=2000u32 {
+    for k in 1..=n {
         let e = element(k, "127.0.0.1");
         let reg = AsapMessage::new(AsapBody::Registration {
             pool_handle: "pool".into(),
@@ -296,20 +297,24 @@ fn propagation_over_tcp() {
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
         "handle update propagation over loopback TCP (registration in, update out): median \
-         {:.0} µs, p99 {:.0} µs (2000 registrations)",
+         {:.0} µs, p99 {:.0} µs ({n} registrations)",
         lat[lat.len() / 2],
         lat[lat.len() * 99 / 100]
     );
 }
 
 fn main() {
-    propagation_over_tcp();
+    // Full sizes under `cargo bench`; a smoke run under `cargo test --benches`.
+    let full = std::env::args().any(|a| a == "--bench");
+    let (div, runs) = if full { (1, 5) } else { (100, 1) };
+    propagation_over_tcp(2000 / div);
     // Handle table transfer: registrar 0 holds 10^5 PEs; registrar 1 joins.
     let mut secs = Vec::new();
-    for _ in 0..5 {
+    let table = 100_000 / div;
+    for _ in 0..runs {
         let mut net = Net::new(2, &[0]);
         let c = net.client(0);
-        for k in 1..=100_000 {
+        for k in 1..=table {
             net.register(0, c, k);
         }
         net.start(1);
@@ -318,12 +323,15 @@ fn main() {
             net.run(SEC / 10);
         }
         secs.push(t.elapsed().as_secs_f64());
-        assert_eq!(net.r[1].as_ref().unwrap().handlespace().len(), 100_000);
+        assert_eq!(
+            net.r[1].as_ref().unwrap().handlespace().len(),
+            table as usize
+        );
     }
     let s = median(secs);
     println!(
-        "handle table transfer, 10^5 PEs: {s:.2} s, {:.0} PEs/s (median of 5)",
-        1e5 / s
+        "handle table transfer, {table} PEs: {s:.2} s, {:.0} PEs/s (median of {runs})",
+        f64::from(table) / s
     );
 
     // Update propagation: one registration at registrar 0 until registrar 1 applied it.
@@ -331,12 +339,16 @@ fn main() {
     net.run(SEC);
     let c = net.client(0);
     let mut lat = Vec::new();
-    for k in 1..=20_000u32 {
+    let updates = 20_000 / div;
+    for k in 1..=updates {
         let t = Instant::now();
         net.register(0, c, k);
         lat.push(t.elapsed().as_nanos() as f64 / 1000.0);
     }
-    assert_eq!(net.r[1].as_ref().unwrap().handlespace().len(), 20_000);
+    assert_eq!(
+        net.r[1].as_ref().unwrap().handlespace().len(),
+        updates as usize
+    );
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
         "handle update propagation (in process, encode+decode+apply): median {:.1} µs, p99 {:.1} µs",
@@ -347,11 +359,12 @@ fn main() {
     // Takeover of 10^4 PEs: registrar 1 dies; time from the death being declared (the last
     // poll before the takeover) until registrar 0 is home for all of them.
     let mut secs = Vec::new();
-    for _ in 0..5 {
+    let taken = 10_000 / div;
+    for _ in 0..runs {
         let mut net = Net::new(3, &[0, 1, 2]);
         net.run(SEC);
         let c = net.client(1);
-        for k in 1..=10_000 {
+        for k in 1..=taken {
             net.register(1, c, k);
         }
         // Registrar 1 dies silently; the others notice after 2 s.
@@ -369,11 +382,12 @@ fn main() {
                 .unwrap()
                 .handlespace()
                 .owned_count(RegistrarId(0x100)),
-            10_000
+            taken as usize
         );
     }
     println!(
-        "takeover of 10^4 PEs (ack round + re-homing at both survivors): {:.1} ms (median of 5)",
+        "takeover of {taken} PEs (ack round + re-homing at both survivors): {:.1} ms (median of \
+         {runs})",
         median(secs) * 1000.0
     );
 
@@ -393,7 +407,8 @@ fn main() {
     );
     r.receive(0, 1, PPID_ENRP, &presence.to_bytes().unwrap(), &mut out);
     let before = rss_kib();
-    for k in 1..=1_000_000u32 {
+    let held = 1_000_000 / div;
+    for k in 1..=held {
         let mut e = element(k, "127.0.1.1");
         e.home_registrar = peer_id;
         let update = EnrpMessage::new(
@@ -410,10 +425,10 @@ fn main() {
         r.receive(1, 1, PPID_ENRP, &update.to_bytes().unwrap(), &mut out);
     }
     let after = rss_kib();
-    assert_eq!(r.handlespace().owned_count(peer_id), 1_000_000);
+    assert_eq!(r.handlespace().owned_count(peer_id), held as usize);
     println!(
-        "memory of 10^6 PEs owned by a peer: {} MiB RSS growth, {} B per PE",
+        "memory of {held} PEs owned by a peer: {} MiB RSS growth, {} B per PE",
         after.saturating_sub(before) / 1024,
-        after.saturating_sub(before) * 1024 / 1_000_000
+        after.saturating_sub(before) * 1024 / u64::from(held)
     );
 }
