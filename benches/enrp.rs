@@ -264,6 +264,11 @@ fn propagation_over_tcp(n: u32) {
         },
     );
     enrp_conn.write_all(&presence.to_bytes().unwrap()).unwrap();
+    // Its List Request says that it took us for a peer: only then do updates come.
+    while !matches!(
+        next(&mut enrp_conn, &mut deframer).body,
+        EnrpBody::ListRequest
+    ) {}
     let mut pe = loop {
         match TcpStream::connect(("127.0.0.1", asap_port)) {
             Ok(s) => break s,
