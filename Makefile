@@ -2,7 +2,9 @@
 #
 #   make                      build the library (librsplib.so/.a), headers and programs
 #   make test                 everything CI runs: cargo tests, clippy, fmt, header check, C tests
-#   make install PREFIX=/usr/local DESTDIR=/tmp/pkg
+#   make install PREFIX=/usr/local DESTDIR=/tmp/pkg   only copies (stripped; STRIP=: keeps
+#                             the debug information), so `sudo make install` works after `make`
+#   make install-strip        the same (the GNU name)
 #   make uninstall PREFIX=/usr/local DESTDIR=/tmp/pkg
 #   make demo                 the main job (see README)
 #   make headers              regenerate include/ from src/ffi/ (commit the result)
@@ -14,6 +16,12 @@ INCLUDEDIR ?= $(PREFIX)/include
 BINDIR     ?= $(PREFIX)/bin
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 EXAMPLESDIR  ?= $(PREFIX)/share/rsplib/examples
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/rsplib
+# systemd looks for units in /usr/local/lib/systemd/system too; /usr puts them into /usr/lib.
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+STRIP      ?= strip
 
 VERSION    := 0.8.0
 SOMAJOR    := 0
@@ -29,6 +37,9 @@ TARGETDIR  ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 OUT        := $(TARGETDIR)/$(PROFILE)
 PROGRAMS   := rspregistrar rspdecode rsptool
 HEADERS    := $(wildcard include/*.h)
+MANPAGES   := $(wildcard man/*.[138])
+# What `make` builds and `make install` copies.
+BUILT      := $(OUT)/librsplib.so $(OUT)/librsplib.a $(addprefix $(OUT)/,$(PROGRAMS))
 
 # Staged install used by the C tests and the demo: they build against it with pkg-config,
 # exactly as a user would, never against the source tree.
@@ -38,7 +49,7 @@ STAGE_PKG  := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig PKG_CONFIG_S
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build headers install uninstall stage test cargo-test clippy fmt-check \
+.PHONY: all build headers install install-strip uninstall stage test cargo-test clippy fmt-check \
         header-check c-tests install-check examples test-sctp bench-work demo check-tools \
         clean
 
@@ -81,21 +92,44 @@ headers:
 	RSPLIB_HEADERS_DIR=$(CURDIR)/include $(CARGO) build --lib
 
 # ---------------------------------------------------------------------------------- install
-install: build
+# `install` needs the build's files, not cargo: when they are there (after `make`) it only
+# copies, so `sudo make install` works with cargo only on the user's PATH. Files are stripped
+# as they are installed (STRIP=: keeps debug information, as Debian's dh_strip wants).
+$(BUILT):
+	$(CARGO) build --release --lib --bins
+
+install: $(BUILT)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/rsplib $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
 	install -m 0755 $(OUT)/librsplib.so $(DESTDIR)$(LIBDIR)/$(REALNAME)
+	$(STRIP) --strip-unneeded $(DESTDIR)$(LIBDIR)/$(REALNAME)
 	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
 	for n in $(COMPAT_SONAMES); do ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$$n; done
 	install -m 0644 $(OUT)/librsplib.a $(DESTDIR)$(LIBDIR)/librsplib.a
+	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/librsplib.a
 	install -m 0644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/rsplib/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    pkgconfig/rsplib.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
 	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
-	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p; done
+	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p && $(STRIP) $(DESTDIR)$(BINDIR)/$$p; done
 	install -d $(DESTDIR)$(EXAMPLESDIR)
-	install -m 0644 c-examples/*.c $(DESTDIR)$(EXAMPLESDIR)/
+	install -m 0644 c-examples/*.c c-examples/Makefile $(DESTDIR)$(EXAMPLESDIR)/
+	for m in $(MANPAGES); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	install -d $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/default
+	install -m 0644 LICENSE README.md $(DESTDIR)$(DOCDIR)/
+	sed -e 's|/usr/bin/rspregistrar|$(BINDIR)/rspregistrar|' -e 's|/etc/default/|$(SYSCONFDIR)/default/|' \
+	    systemd/rspregistrar.service > $(DESTDIR)$(UNITDIR)/rspregistrar.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/rspregistrar.service
+	@# The options file is the administrator's once installed: never overwritten.
+	test -e $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar || \
+	  install -m 0644 systemd/rspregistrar.default $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar
+	@if [ -z "$(DESTDIR)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then ldconfig; \
+	  else echo "make: run 'ldconfig' as root so that programs find $(SONAME) in $(LIBDIR)"; fi; \
+	fi
+
+install-strip: install
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
@@ -104,10 +138,16 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rsplib/,$(notdir $(HEADERS)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib 2>/dev/null
 	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
-	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c)))
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c)) Makefile)
 	-rmdir -p $(DESTDIR)$(EXAMPLESDIR) 2>/dev/null
+	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; rmdir -p $(DESTDIR)$(MANDIR)/man$$s 2>/dev/null; done; true
+	rm -f $(DESTDIR)$(DOCDIR)/LICENSE $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(UNITDIR)/rspregistrar.service
+	-rmdir -p $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) 2>/dev/null
+	@# The options file stays if the administrator changed it.
+	if [ -e $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar ] && cmp -s systemd/rspregistrar.default $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar; then \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar; rmdir -p $(DESTDIR)$(SYSCONFDIR)/default 2>/dev/null; fi; true
 
-stage:
+stage: build
 	rm -rf $(STAGE)
 	$(MAKE) --no-print-directory install PREFIX=$(STAGE_PREFIX) DESTDIR=$(STAGE)
 
@@ -162,11 +202,10 @@ bench-work:
 # our registrar, two echo-pe pool elements, one echo-pu; one PE is killed half way and the PU
 # carries on with the other.
 EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe
+# Built with the installed examples' own Makefile, as a user of the installed package would.
 examples: stage
-	mkdir -p build/examples
-	for e in $(EXAMPLES); do \
-	  $(STAGE_PKG) sh -c 'cc -Wall -Wextra -Werror c-examples/'$$e'.c $$(pkg-config --cflags --libs rsplib) -o build/examples/'$$e || exit 1; \
-	done
+	rm -rf build/examples && mkdir -p build && cp -r $(STAGE)$(STAGE_PREFIX)/share/rsplib/examples build/examples
+	$(STAGE_PKG) $(MAKE) --no-print-directory -C build/examples CFLAGS="-Wall -Wextra -Werror" $(EXAMPLES)
 
 demo: examples
 	@echo "=== c-examples/demo.sh: registrar, two echo-pe, one echo-pu, built with pkg-config against build/stage"
