@@ -38,6 +38,11 @@ OUT        := $(TARGETDIR)/$(PROFILE)
 PROGRAMS   := rspregistrar rspdecode rsptool
 HEADERS    := $(wildcard include/*.h)
 MANPAGES   := $(wildcard man/*.[138])
+# rsplib(3) documents these functions: `man rspRegister` finds it.
+MAN3_LINKS := rspInitialize rspCleanUp rspAddStaticRegistrar rspGetErrorDescription rspRegister \
+              rspDeregister rspHandleResolution rspFreeEndpointAddressArray rspReportFailure \
+              rspCreatePoolElement rspDeletePoolElement rspAcceptSession rspCreateSession \
+              rspDeleteSession rspSessionRead rspSessionWrite
 # What `make` builds and `make install` copies.
 BUILT      := $(OUT)/librsplib.so $(OUT)/librsplib.a $(addprefix $(OUT)/,$(PROGRAMS))
 
@@ -76,6 +81,12 @@ check-tools:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 >/dev/null 2>&1 || \
 	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 >/dev/null 2>&1; } || \
 	    echo "make: clang-16 not installable here; the C23 header check will be skipped"; \
+	fi
+	@# Optional: mandoc lints the manual pages (tests/manual_pages.rs; `man --warnings` otherwise).
+	@if ! command -v mandoc >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing mandoc (lints the manual pages)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mandoc >/dev/null 2>&1 || \
+	    echo "make: mandoc not installable here; the manual pages are checked with man --warnings"; \
 	fi
 	@for c in clippy rustfmt; do \
 	  sub=$$c; [ $$c = rustfmt ] && sub=fmt; \
@@ -116,6 +127,7 @@ install: $(BUILT)
 	install -d $(DESTDIR)$(EXAMPLESDIR)
 	install -m 0644 c-examples/*.c c-examples/Makefile $(DESTDIR)$(EXAMPLESDIR)/
 	for m in $(MANPAGES); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	for f in $(MAN3_LINKS); do ln -sf rsplib.3 $(DESTDIR)$(MANDIR)/man3/$$f.3; done
 	install -d $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/default
 	install -m 0644 LICENSE README.md $(DESTDIR)$(DOCDIR)/
 	sed -e 's|/usr/bin/rspregistrar|$(BINDIR)/rspregistrar|' -e 's|/etc/default/|$(SYSCONFDIR)/default/|' \
@@ -140,6 +152,7 @@ uninstall:
 	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
 	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c)) Makefile)
 	-rmdir -p $(DESTDIR)$(EXAMPLESDIR) 2>/dev/null
+	rm -f $(foreach f,$(MAN3_LINKS),$(DESTDIR)$(MANDIR)/man3/$(f).3)
 	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; rmdir -p $(DESTDIR)$(MANDIR)/man$$s 2>/dev/null; done; true
 	rm -f $(DESTDIR)$(DOCDIR)/LICENSE $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(UNITDIR)/rspregistrar.service
 	-rmdir -p $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) 2>/dev/null

@@ -45,6 +45,7 @@ M=$DEST$PREFIX/share/man
 for m in man8/rspregistrar.8 man1/rsptool.1 man1/rspdecode.1 man3/rsplib.3; do
    check "manual page $m" test -f "$M/$m"
 done
+check "rspRegister(3) finds rsplib(3)" test "$(readlink "$M/man3/rspRegister.3")" = rsplib.3
 check "systemd unit" grep -q "^ExecStart=$PREFIX/bin/rspregistrar " "$DEST$PREFIX/lib/systemd/system/rspregistrar.service"
 check "options file" test -f "$DEST/etc/default/rspregistrar"
 check "license" test -f "$DEST$PREFIX/share/doc/rsplib/LICENSE"
