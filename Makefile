@@ -7,6 +7,8 @@
 #   make install-strip        the same (the GNU name)
 #   make uninstall PREFIX=/usr/local DESTDIR=/tmp/pkg
 #   make demo                 the main job (see README)
+#   make deb                  Debian packages into build/deb (librsplib0, librsplib-rs-dev,
+#                             rsplib-rs-registrar); make deb-check also lints and checks them
 #   make headers              regenerate include/ from src/ffi/ (commit the result)
 
 PREFIX     ?= /usr/local
@@ -54,7 +56,7 @@ STAGE_PKG  := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig PKG_CONFIG_S
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build headers install install-strip uninstall stage test cargo-test clippy fmt-check \
+.PHONY: deb deb-check all build headers install install-strip uninstall stage test cargo-test clippy fmt-check \
         header-check c-tests install-check examples test-sctp bench-work demo check-tools \
         clean
 
@@ -81,6 +83,12 @@ check-tools:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 >/dev/null 2>&1 || \
 	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 >/dev/null 2>&1; } || \
 	    echo "make: clang-16 not installable here; the C23 header check will be skipped"; \
+	fi
+	@# Optional: debhelper and lintian for `make deb-check` (skipped without them).
+	@if ! command -v dh >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing debhelper and lintian (make deb-check builds and lints the packages)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpkg-dev debhelper lintian >/dev/null 2>&1 || \
+	    echo "make: debhelper/lintian not installable here; deb-check will be skipped"; \
 	fi
 	@# Optional: mandoc lints the manual pages (tests/manual_pages.rs; `man --warnings` otherwise).
 	@if ! command -v mandoc >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -164,8 +172,48 @@ stage: build
 	rm -rf $(STAGE)
 	$(MAKE) --no-print-directory install PREFIX=$(STAGE_PREFIX) DESTDIR=$(STAGE)
 
+# ---------------------------------------------------------------------------------- packages
+# Debian packages, built by dpkg-buildpackage from a copy of the tree (its results land in the
+# copy's parent, build/deb) with the release build made here: debian/rules only installs.
+DEB_DIR := $(CURDIR)/build/deb
+deb: build
+	@command -v dpkg-buildpackage >/dev/null 2>&1 && command -v dh >/dev/null 2>&1 || { \
+	  echo "make: deb needs dpkg-dev and debhelper (apt-get install dpkg-dev debhelper)"; exit 1; }
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
+	tar -cf - --exclude=./target --exclude=./build --exclude=./.git --exclude=./fuzz/target . \
+	  | tar -xf - -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && RSPLIB_TARGETDIR=$(TARGETDIR) dpkg-buildpackage -b -d -us -uc \
+	  > $(DEB_DIR)/build.log 2>&1 || { tail -40 $(DEB_DIR)/build.log; exit 1; }
+	rm -rf $(DEB_DIR)/src
+	ls -l $(DEB_DIR)/*.deb
+
+# The packages' file lists against tests/data/deb/*.list, lintian (no errors), and an
+# install into a scratch root: pkg-config finds the library there and the examples build
+# with their installed Makefile and run.
+deb-check: deb
+	sh debian/check-packages.sh $(DEB_DIR)
+
 # ---------------------------------------------------------------------------------- tests
-test: check-tools cargo-test clippy fmt-check header-check c-tests install-check
+# Every stage runs (a failed one does not stop the others) under a heading; the last line is
+# the count of stages passed and failed. deb-check is skipped (and says so) without
+# dpkg-buildpackage and debhelper.
+TEST_STAGES := cargo-test clippy fmt-check header-check c-tests install-check deb-check
+test: check-tools
+	@passed=0; failed=0; skipped=0; failures=""; \
+	for s in $(TEST_STAGES); do \
+	  echo; echo "======================================== make test: $$s"; \
+	  if [ $$s = deb-check ] && ! { command -v dpkg-buildpackage && command -v dh; } >/dev/null 2>&1; then \
+	    echo "SKIPPED: dpkg-buildpackage or debhelper missing (apt-get install dpkg-dev debhelper lintian)"; \
+	    skipped=$$((skipped + 1)); continue; fi; \
+	  start=$$(date +%s); \
+	  if $(MAKE) --no-print-directory $$s; then passed=$$((passed + 1)); r=passed; \
+	  else failed=$$((failed + 1)); failures="$$failures $$s"; r=FAILED; fi; \
+	  echo "---------------------------------------- $$s: $$r in $$(( $$(date +%s) - start )) s"; \
+	done; \
+	echo; echo "======================================== make test: summary"; \
+	if [ -n "$$failures" ]; then echo "failed stages:$$failures"; fi; \
+	echo "stages: $$passed passed, $$failed failed, $$skipped skipped"; \
+	[ $$failed = 0 ]
 
 # Unit, integration and doc tests; then every benchmark once with tiny sizes (a smoke run:
 # they must not break; their figures mean nothing here — `cargo bench` measures).
