@@ -165,7 +165,8 @@ fn raise_fd_limit() -> Option<u64> {
 }
 
 /// Descriptors the registrar uses besides its connections (standard streams, epoll, the
-/// listeners and their reserves, the signal pipe, the announce, CSP, metrics and log files), rounded up.
+/// listeners and their reserves, the signal pipe, the announce, CSP, metrics and log files),
+/// rounded up.
 const FIXED_DESCRIPTORS: u64 = 16;
 
 fn random_u64() -> u64 {
