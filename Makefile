@@ -90,6 +90,12 @@ check-tools:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpkg-dev debhelper lintian >/dev/null 2>&1 || \
 	    echo "make: debhelper/lintian not installable here; deb-check will be skipped"; \
 	fi
+	@# Optional: Debian's rsplib 3.4 cspmonitor, which a test has list our registrar's reports.
+	@if ! command -v cspmonitor >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's rsplib-tools (cspmonitor reads the registrar's CSP reports)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsplib-tools >/dev/null 2>&1 || \
+	    echo "make: rsplib-tools not installable here; the cspmonitor test will be skipped"; \
+	fi
 	@# Optional: mandoc lints the manual pages (tests/manual_pages.rs; `man --warnings` otherwise).
 	@if ! command -v mandoc >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "make: installing mandoc (lints the manual pages)"; \

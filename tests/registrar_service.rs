@@ -118,12 +118,17 @@ fn csp_reports_statistics_and_action_log_are_written() {
     let mut buf = [0u8; 2048];
     let report = loop {
         let n = monitor.recv(&mut buf).expect("a CSP report");
-        let text = String::from_utf8_lossy(&buf[32..160]).to_string();
+        let text = String::from_utf8_lossy(&buf[156..284]).to_string();
         if text.starts_with("1[1] PEs in 1 Pool") {
             break buf[..n].to_vec();
         }
     };
-    assert_eq!(&report[0..4], &[0, 1, 1, 1], "type 1, version 0x0101");
+    assert_eq!(report[0], 1, "type: report");
+    assert_eq!(&report[4..8], &[0, 0, 2, 0], "rsplib 3's version 0x0200");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([report[2], report[3]])),
+        report.len()
+    );
     assert_eq!(&report[8..16], &0x0100_0000_0000_5eedu64.to_be_bytes());
     wait_until("three statistics lines", Duration::from_secs(5), || {
         std::fs::read_to_string(&stats).is_ok_and(|t| t.lines().count() >= 4)
@@ -352,4 +357,61 @@ fn daemon_mode_works_with_start_stop_daemon() {
     wait_until("the pid file removed", Duration::from_secs(5), || {
         !pidfile.exists()
     });
+}
+
+/// Debian's `cspmonitor` (rsplib 3.4, package rsplib-tools) lists the registrar from its
+/// Component Status reports over UDP on loopback.
+#[test]
+fn debians_cspmonitor_lists_the_registrar() {
+    if !Path::new("/usr/bin/cspmonitor").exists() {
+        eprintln!("SKIPPED: cspmonitor is not installed (apt-get install rsplib-tools)");
+        return;
+    }
+    let dir = common::temp_dir("cspmonitor");
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let screen = dir.join("screen");
+    let mut monitor = Command::new("/usr/bin/cspmonitor")
+        .args([
+            &format!("-localaddress=127.0.0.1:{port}"),
+            "-updateinterval=200",
+            "-full",
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&screen).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let r = Registrar::start(
+        REGISTRAR,
+        &dir.join("log"),
+        &[
+            &format!("-cspserver=127.0.0.1:{port}"),
+            "-cspinterval=200",
+            "-identifier=0x7e57",
+        ],
+    );
+    let pes = PeHolder::start(r.asap, "127.0.0.1", "CspPool", &[9], 21300, 30_000);
+    let seen = |t: &str| t.contains("PR $00007e57") && t.contains("1[1] PEs in 1 Pool, 0 Peers");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    while Instant::now() < deadline && !seen(&text) {
+        std::thread::sleep(Duration::from_millis(100));
+        text = String::from_utf8_lossy(&std::fs::read(&screen).unwrap_or_default()).to_string();
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    drop(pes);
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(2000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(seen(&text), "cspmonitor's screen:\n{tail}");
 }

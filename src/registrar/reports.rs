@@ -90,6 +90,7 @@ impl Weighted {
 }
 
 struct Csp {
+    started: Instant,
     socket: UdpSocket,
     to: SocketAddr,
     interval: Duration,
@@ -172,12 +173,13 @@ impl Reports {
                 let addrs: Vec<IpAddr> = asap_addrs.iter().map(|a| a.ip()).collect();
                 let port = asap_addrs.first().map(|a| a.port()).unwrap_or(0);
                 Some(Csp {
+                    started: now,
                     socket,
                     to,
                     interval: Duration::from_millis(ms.max(10)),
                     next: now,
                     sender_id: csp::cid_compound(csp::CID_GROUP_REGISTRAR, u64::from(id)),
-                    location: format!("{} port {port}", csp::address_list(&addrs)),
+                    location: location(&addrs, port),
                 })
             }
             None => None,
@@ -256,12 +258,13 @@ impl Reports {
             let report = StatusReport {
                 sender_id: c.sender_id,
                 report_interval: c.interval.as_micros() as u64,
-                sender_timestamp: logging::wall_micros(),
+                sender_timestamp: now.saturating_duration_since(c.started).as_micros() as u64,
                 status_text: status_text(&f).into_bytes(),
                 component_address: c.location.clone().into_bytes(),
                 associations: Vec::new(),
             };
-            if let Err(e) = c.socket.send_to(&report.emit(), c.to) {
+            // rsplib 3.x's layout: what Debian's cspmonitor reads.
+            if let Err(e) = c.socket.send_to(&report.emit_v3(None), c.to) {
                 logging::log(logging::VERBOSE, &format!("CSP report to {}: {e}", c.to));
             }
         }
@@ -332,6 +335,15 @@ impl Reports {
             );
         }
     }
+}
+
+/// The CSP location: host name and the ASAP addresses, as rsplib's registrar reports it.
+fn location(addrs: &[IpAddr], port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let text = format!("{host} [{}]:{port}", csp::address_list(addrs));
+    text.chars().take(csp::TEXT_SIZE - 1).collect()
 }
 
 /// rsplib's CSP status text: "PEs[owned] in pools, peers".
