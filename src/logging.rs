@@ -147,6 +147,31 @@ pub fn local_time(micros: u64) -> String {
     )
 }
 
+/// The time stamp at the start of a log line (as [`format_line`] writes it, local time) as
+/// microseconds since the epoch; `None` for a line without one.
+pub fn line_time(line: &str) -> Option<u64> {
+    let stamp = line.get(..26)?;
+    let b = stamp.as_bytes();
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[19] != b'.' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| stamp.get(r)?.parse::<i32>().ok();
+    // SAFETY: mktime reads and normalizes a zeroed, filled-in struct.
+    let secs = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        tm.tm_year = n(0..4)? - 1900;
+        tm.tm_mon = n(5..7)? - 1;
+        tm.tm_mday = n(8..10)?;
+        tm.tm_hour = n(11..13)?;
+        tm.tm_min = n(14..16)?;
+        tm.tm_sec = n(17..19)?;
+        tm.tm_isdst = -1;
+        libc::mktime(&mut tm)
+    };
+    let micros = u64::try_from(n(20..26)?).ok()?;
+    Some(u64::try_from(secs).ok()? * 1_000_000 + micros)
+}
+
 /// Whether stderr is the journal's stream (systemd sets `JOURNAL_STREAM=dev:inode` of it).
 fn stderr_is_journal() -> bool {
     static JOURNAL: OnceLock<bool> = OnceLock::new();
@@ -256,6 +281,8 @@ mod tests {
         assert_eq!(&stamp[10..11], " ");
         assert!(stamp.ends_with(".003114"), "{line}");
         assert_eq!(rest, " NOTICE  registrar: hello\n");
+        assert_eq!(line_time(&line), Some(1_796_204_355_003_114), "read back");
+        assert_eq!(line_time("[1.2] old style"), None);
         assert_eq!(
             format_line(0, 2, "registrar", "w", true, false),
             "<4>registrar: w\n"
