@@ -32,6 +32,11 @@ SONAME     := $(LIBNAME).$(SOMAJOR)
 REALNAME   := $(LIBNAME).$(VERSION)
 # Names under which the classic library shipped (rsplib 1.0.0 / 0.8.x): links to ours.
 COMPAT_SONAMES := librsplib-900.so.0 librsplib-801.so.0 librsplib-800.so.0
+# libcppthread, the classic package's C++ thread classes (cppthread/): libtool's names for an
+# unversioned library, which is what programs linked against the original recorded.
+CPPTHREAD_SONAME   := libcppthread.so.0
+CPPTHREAD_REALNAME := libcppthread.so.0.0.0
+CPPTHREAD_HEADERS  := cppthread/mutex.h cppthread/thread.h
 
 CARGO      ?= cargo
 PROFILE    := release
@@ -46,7 +51,9 @@ MAN3_LINKS := rspInitialize rspCleanUp rspAddStaticRegistrar rspGetErrorDescript
               rspCreatePoolElement rspDeletePoolElement rspAcceptSession rspCreateSession \
               rspDeleteSession rspSessionRead rspSessionWrite
 # What `make` builds and `make install` copies.
-BUILT      := $(OUT)/librsplib.so $(OUT)/librsplib.a $(addprefix $(OUT)/,$(PROGRAMS))
+CARGO_BUILT := $(OUT)/librsplib.so $(OUT)/librsplib.a $(addprefix $(OUT)/,$(PROGRAMS))
+CXX        ?= c++
+CPPTHREAD_OUT := $(TARGETDIR)/cppthread
 
 # Staged install used by the C tests and the demo: they build against it with pkg-config,
 # exactly as a user would, never against the source tree.
@@ -56,7 +63,8 @@ STAGE_PKG  := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig PKG_CONFIG_S
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deb deb-check all build headers install install-strip uninstall stage test cargo-test clippy fmt-check \
+.PHONY: deb deb-check all build cppthread headers install install-strip uninstall stage test \
+        cargo-test clippy fmt-check \
         header-check c-tests install-check examples test-sctp bench-work demo check-tools \
         clean
 
@@ -112,6 +120,20 @@ check-tools:
 # ---------------------------------------------------------------------------------- build
 build:
 	$(CARGO) build --release --lib --bins
+	$(MAKE) --no-print-directory cppthread
+
+# libcppthread: TDMutex/TDThread (cppthread/*.cc), linked against the librsplib just built
+# (lock/unlock call its threadSafety* functions), with its own soname.
+cppthread: $(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME) $(CPPTHREAD_OUT)/libcppthread.a
+CPPTHREAD_OBJS := $(CPPTHREAD_OUT)/mutex.o $(CPPTHREAD_OUT)/thread.o
+$(CPPTHREAD_OUT)/%.o: cppthread/%.cc $(CPPTHREAD_HEADERS) include/threadsafety.h
+	@mkdir -p $(CPPTHREAD_OUT)
+	$(CXX) -std=c++98 -O2 -g -fPIC -Wall -Wextra -Werror -Iinclude -Icppthread -c $< -o $@
+$(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME): $(CPPTHREAD_OBJS) $(OUT)/librsplib.so
+	$(CXX) -shared -Wl,-soname,$(CPPTHREAD_SONAME) -Wl,--no-undefined -o $@ $(CPPTHREAD_OBJS) \
+	  -L$(OUT) -lrsplib -lpthread
+$(CPPTHREAD_OUT)/libcppthread.a: $(CPPTHREAD_OBJS)
+	rm -f $@ && ar rcs $@ $(CPPTHREAD_OBJS)
 
 headers:
 	RSPLIB_HEADERS_DIR=$(CURDIR)/include $(CARGO) build --lib
@@ -120,10 +142,10 @@ headers:
 # `install` needs the build's files, not cargo: when they are there (after `make`) it only
 # copies, so `sudo make install` works with cargo only on the user's PATH. Files are stripped
 # as they are installed (STRIP=: keeps debug information, as Debian's dh_strip wants).
-$(BUILT):
+$(CARGO_BUILT):
 	$(CARGO) build --release --lib --bins
 
-install: $(BUILT)
+install: $(CARGO_BUILT) $(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME) $(CPPTHREAD_OUT)/libcppthread.a
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/rsplib $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
 	install -m 0755 $(OUT)/librsplib.so $(DESTDIR)$(LIBDIR)/$(REALNAME)
 	$(STRIP) --strip-unneeded $(DESTDIR)$(LIBDIR)/$(REALNAME)
@@ -132,14 +154,26 @@ install: $(BUILT)
 	for n in $(COMPAT_SONAMES); do ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$$n; done
 	install -m 0644 $(OUT)/librsplib.a $(DESTDIR)$(LIBDIR)/librsplib.a
 	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/librsplib.a
-	install -m 0644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/rsplib/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    pkgconfig/rsplib.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
-	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
+	install -m 0755 $(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME) $(DESTDIR)$(LIBDIR)/$(CPPTHREAD_REALNAME)
+	$(STRIP) --strip-unneeded $(DESTDIR)$(LIBDIR)/$(CPPTHREAD_REALNAME)
+	ln -sf $(CPPTHREAD_REALNAME) $(DESTDIR)$(LIBDIR)/$(CPPTHREAD_SONAME)
+	ln -sf $(CPPTHREAD_SONAME) $(DESTDIR)$(LIBDIR)/libcppthread.so
+	install -m 0644 $(CPPTHREAD_OUT)/libcppthread.a $(DESTDIR)$(LIBDIR)/libcppthread.a
+	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/libcppthread.a
+	install -m 0644 $(HEADERS) $(CPPTHREAD_HEADERS) $(DESTDIR)$(INCLUDEDIR)/rsplib/
+	@# The classic package's include directory: programs whose build files name
+	@# include/rserpool find the same headers there (links; pkg-config names include/rsplib).
+	install -d $(DESTDIR)$(INCLUDEDIR)/rserpool
+	for h in $(notdir $(HEADERS) $(CPPTHREAD_HEADERS)); do ln -sf ../rsplib/$$h $(DESTDIR)$(INCLUDEDIR)/rserpool/$$h; done
+	for pc in rsplib cppthread; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	      -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	      pkgconfig/$$pc.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc && \
+	  chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc || exit 1; \
+	done
 	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p && $(STRIP) $(DESTDIR)$(BINDIR)/$$p; done
 	install -d $(DESTDIR)$(EXAMPLESDIR)
-	install -m 0644 c-examples/*.c c-examples/Makefile $(DESTDIR)$(EXAMPLESDIR)/
+	install -m 0644 c-examples/*.c c-examples/*.cc c-examples/Makefile $(DESTDIR)$(EXAMPLESDIR)/
 	for m in $(MANPAGES); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 	for f in $(MAN3_LINKS); do ln -sf rsplib.3 $(DESTDIR)$(MANDIR)/man3/$$f.3; done
 	install -d $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/default
@@ -161,10 +195,13 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
 	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,$(COMPAT_SONAMES))
 	rm -f $(DESTDIR)$(LIBDIR)/librsplib.a $(DESTDIR)$(PKGCONFIGDIR)/rsplib.pc
-	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rsplib/,$(notdir $(HEADERS)))
-	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib 2>/dev/null
+	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,$(CPPTHREAD_REALNAME) $(CPPTHREAD_SONAME) libcppthread.so libcppthread.a)
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/cppthread.pc
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rsplib/,$(notdir $(HEADERS) $(CPPTHREAD_HEADERS)))
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rserpool/,$(notdir $(HEADERS) $(CPPTHREAD_HEADERS)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib $(DESTDIR)$(INCLUDEDIR)/rserpool 2>/dev/null
 	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
-	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c)) Makefile)
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c c-examples/*.cc)) Makefile)
 	-rmdir -p $(DESTDIR)$(EXAMPLESDIR) 2>/dev/null
 	rm -f $(foreach f,$(MAN3_LINKS),$(DESTDIR)$(MANDIR)/man3/$(f).3)
 	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; rmdir -p $(DESTDIR)$(MANDIR)/man$$s 2>/dev/null; done; true
@@ -245,7 +282,7 @@ install-check: build
 
 # SCTP lab scenarios (not in CI): real kernel SCTP in a small VM, Debian's rsplib 3.4 as peers.
 SCTP_LAB ?= $(CURDIR)/../shared/sctp-lab/sctp-lab
-SCTP_SCENARIOS := tests/sctp-lab/registrar.sh tests/sctp-lab/basic-mode.sh tests/sctp-lab/enhanced-mode.sh
+SCTP_SCENARIOS := tests/sctp-lab/registrar.sh tests/sctp-lab/enrp.sh tests/sctp-lab/basic-mode.sh tests/sctp-lab/enhanced-mode.sh
 # The scenarios run inside the VM from this directory; BIN tells them where the programs are.
 test-sctp: build examples
 	@command -v rspserver >/dev/null 2>&1 || { \
@@ -256,6 +293,11 @@ test-sctp: build examples
 	  echo "=== $$s (in the SCTP lab VM)"; \
 	  $(SCTP_LAB) run env BIN=$(OUT) EXAMPLES=$(CURDIR)/build/examples bash $$s || rc=1; \
 	done; exit $$rc
+
+# ENRP chaos: 5 registrars, 50 PEs, rounds of SIGKILL and restart (about a minute or three).
+.PHONY: chaos
+chaos:
+	$(CARGO) test --release --test enrp_chaos -- --ignored --nocapture
 
 # ---------------------------------------------------------------------------------- benches
 # `cargo bench` times; this counts: instructions and simulated cache misses per handlespace
@@ -272,7 +314,8 @@ EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe
 # Built with the installed examples' own Makefile, as a user of the installed package would.
 examples: stage
 	rm -rf build/examples && mkdir -p build && cp -r $(STAGE)$(STAGE_PREFIX)/share/rsplib/examples build/examples
-	$(STAGE_PKG) $(MAKE) --no-print-directory -C build/examples CFLAGS="-Wall -Wextra -Werror" $(EXAMPLES)
+	$(STAGE_PKG) $(MAKE) --no-print-directory -C build/examples CFLAGS="-Wall -Wextra -Werror" \
+	  CXXFLAGS="-Wall -Wextra -Werror" $(EXAMPLES) cppthread-pe
 
 demo: examples
 	@echo "=== c-examples/demo.sh: registrar, two echo-pe, one echo-pu, built with pkg-config against build/stage"

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// (ffi module, header it generates), in include order.
+/// (ffi module, header it generates), in include order. A header may take the items of
+/// several modules (in this order).
 const HEADERS: &[(&str, &str)] = &[
     ("tdtypes", "tdtypes.h"),
     ("sockaddrunion", "sockaddrunion.h"),
@@ -25,6 +26,7 @@ const HEADERS: &[(&str, &str)] = &[
     ("breakdetector", "breakdetector.h"),
     ("randomizer", "randomizer.h"),
     ("netutilities", "netutilities.h"),
+    ("netutilities_addresses", "netutilities.h"),
     ("componentstatusprotocol", "componentstatusprotocol.h"),
     ("rsplib", "rsplib.h"),
     ("rsplib_internals", "rsplib-internals.h"),
@@ -116,8 +118,16 @@ fn generate(ffi: &Path) -> Vec<(String, String)> {
 
     let mut used = vec![false; items.len()];
     let mut headers = Vec::new();
-    for ((_, header), src) in HEADERS.iter().zip(&sources) {
-        let names = exported_names(src, ALL_PREFIXES);
+    for (first, (_, header)) in HEADERS.iter().enumerate() {
+        if HEADERS[..first].iter().any(|(_, h)| h == header) {
+            continue;
+        }
+        let names: Vec<String> = HEADERS
+            .iter()
+            .zip(&sources)
+            .filter(|((_, h), _)| h == header)
+            .flat_map(|(_, src)| exported_names(src, ALL_PREFIXES))
+            .collect();
         let mut body = String::new();
         for (i, (name, text)) in items.iter().enumerate() {
             if names.contains(name) {
@@ -145,6 +155,13 @@ fn generate(ffi: &Path) -> Vec<(String, String)> {
             "{header}.in is template-only and must not contain @CBINDGEN_ITEMS@"
         );
         headers.push((header.to_string(), text));
+    }
+    // A default whose function was not recognised as an item would silently be dropped.
+    for (function, param, _) in CPP_DEFAULTS {
+        assert!(
+            items.iter().any(|(name, _)| name == function),
+            "CPP_DEFAULTS: no function `{function}` (parameter `{param}`) in cbindgen's output"
+        );
     }
     for (i, (name, _)) in items.iter().enumerate() {
         assert!(
@@ -222,8 +239,9 @@ fn item_name(block: &str) -> String {
         }
         return ident(block.trim_end_matches(';'));
     }
+    // `struct X {…}` defines X; `struct X *f(…);` is a function returning a pointer to X.
     for kw in ["struct ", "union ", "enum "] {
-        if let Some(rest) = first.strip_prefix(kw) {
+        if let Some(rest) = first.strip_prefix(kw).filter(|_| !first.contains('(')) {
             return rest
                 .split(|c: char| !(c.is_alphanumeric() || c == '_'))
                 .next()

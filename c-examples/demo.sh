@@ -167,6 +167,28 @@ if [ -x "$EXAMPLES/session-echo" ]; then
    fi
 fi
 
+# Part 4: a C++ pool element in the classic style (cppthread-pe: a TDThread per session, built
+# with pkg-config rsplib cppthread), its sessions over TCP, reached by session-echo's pool user.
+if [ -x "$EXAMPLES/cppthread-pe" ] && [ -x "$EXAMPLES/session-echo" ]; then
+   say "part 4: cppthread-pe (C++, libcppthread: one TDThread per session) over TCP"
+   "$EXAMPLES/cppthread-pe" -registrar=127.0.0.1:$PORT -poolhandle=CppThreadPool -tcp \
+      > >(tee "$OUT/cppthread-pe.log" | prefix cppthread-pe) 2>&1 &
+   tpid=$!
+   pids+=($tpid)
+   wait_for 100 grep -qs 'serving pool' "$OUT/cppthread-pe.log"
+   printf 'hello thread\nhello again\n' | "$EXAMPLES/session-echo" pu -registrar=127.0.0.1:$PORT \
+      -poolhandle=CppThreadPool > >(tee "$OUT/cppthread-pu.log" | prefix session-pu) 2>&1
+   sleep 0.3
+   kill -INT "$tpid" 2>/dev/null   # Ctrl-C: sessions closed, threads joined, PE deregistered
+   wait_for 50 eval '! kill -0 "$tpid" 2>/dev/null'
+   if grep -q 'session 1 #2\] hello again' "$OUT/cppthread-pu.log" && \
+      grep -q 'served 2 request(s) in 1 session(s)' "$OUT/cppthread-pe.log"; then
+      say "OK: the C++ PE served the session in its own thread and stopped on Ctrl-C"
+   else
+      say "FAILED: no answers from cppthread-pe"; ok=0
+   fi
+fi
+
 say "stopping the registrar"
 kill -TERM "${pids[0]}" 2>/dev/null
 wait "${pids[0]}" 2>/dev/null

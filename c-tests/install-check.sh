@@ -22,6 +22,14 @@ for n in librsplib-900.so.0 librsplib-801.so.0 librsplib-800.so.0; do
    check "compat link $n resolves" test -f "$L/$n"
 done
 check "static library" test -f "$L/librsplib.a"
+check "libcppthread real file" test -f "$L/libcppthread.so.0.0.0"
+check "libcppthread soname link" test "$(readlink "$L/libcppthread.so.0")" = libcppthread.so.0.0.0
+check "libcppthread dev link" test "$(readlink "$L/libcppthread.so")" = libcppthread.so.0
+check "libcppthread static library" test -f "$L/libcppthread.a"
+check "libcppthread soname recorded" sh -c "readelf -d '$L/libcppthread.so.0.0.0' | grep -q 'SONAME.*\[libcppthread.so.0\]'"
+check "libcppthread needs librsplib.so.0" sh -c "readelf -d '$L/libcppthread.so.0.0.0' | grep -q 'NEEDED.*\[librsplib.so.0\]'"
+check "pkg-config file cppthread.pc" test -f "$L/pkgconfig/cppthread.pc"
+check "pkg-config cppthread cflags and libs" sh -c "PKG_CONFIG_PATH='$L/pkgconfig' PKG_CONFIG_SYSROOT_DIR='$DEST' pkg-config --cflags --libs cppthread | grep -q -- '-I$DEST$PREFIX/include/rsplib.*-lcppthread'"
 # The registrar's allocator stays in the registrar: linked into the library, its load-time
 # initializer would run in every C program.
 check "library carries no mimalloc" sh -c "! grep -q mimalloc '$L/librsplib.so.0.8.0'"
@@ -34,7 +42,13 @@ for h in rsplib.h rsplib-tags.h rsplib-internals.h tagitem.h tdtypes.h sockaddru
          netutilities.h breakdetector.h timeutilities.h randomizer.h threadsafety.h debug.h \
          dispatcher.h timer.h fdcallback.h leaflinkedredblacktree.h doublelinkedringlist.h config.h; do
    check "header $h" test -f "$DEST$PREFIX/include/rsplib/$h"
+   check "header rserpool/$h" test "$(readlink "$DEST$PREFIX/include/rserpool/$h")" = "../rsplib/$h"
 done
+for h in mutex.h thread.h; do
+   check "libcppthread header $h" test -f "$DEST$PREFIX/include/rsplib/$h"
+   check "libcppthread header rserpool/$h" test -f "$DEST$PREFIX/include/rserpool/$h"
+done
+check "example cppthread-pe.cc" test -f "$DEST$PREFIX/share/rsplib/examples/cppthread-pe.cc"
 for p in rspregistrar rspdecode rsptool; do
    check "program $p" test -x "$DEST$PREFIX/bin/$p"
    check "program $p stripped" sh -c "! readelf -S '$DEST$PREFIX/bin/$p' | grep -q -e '\.debug_info' -e '\.symtab'"

@@ -15,6 +15,9 @@ if ! pkg-config --exists rsplib; then
 fi
 CFLAGS_PC=$(pkg-config --cflags rsplib)
 LIBS_PC=$(pkg-config --libs rsplib)
+EXAMPLES_SRC=$SRC/../c-examples
+# The installed include directory (pkg-config names include/rsplib; include/rserpool beside it).
+INC=$(echo "$CFLAGS_PC" | sed -n 's/.*-I\([^ ]*\).*/\1/p')
 WARN="-Wall -Wextra -Werror"
 passed=0
 failed=0
@@ -60,6 +63,13 @@ run_cmd "headers compile as c11 after <stdbool.h>" \
 run_cmd "pkg-config names -lrsplib" sh -c "echo '$LIBS_PC' | grep -q -- -lrsplib"
 run_cmd "soname is librsplib.so.0" sh -c "readelf -d '$STAGE_LIB/librsplib.so' | grep -q 'SONAME.*\[librsplib.so.0\]'"
 
+# The classic package's include directory: a build that names include/rserpool (no pkg-config)
+# finds the same headers there, libcppthread's too.
+run_cmd "headers found under include/rserpool" sh -c "printf '#include <rsplib.h>\n#include <thread.h>\nint main(void){return RSPERR_OKAY;}\n' | \
+   $CXX -std=c++17 $WARN -I'$INC/../rserpool' -x c++ -c - -o '$BUILD/rserpool.o'"
+run_cmd "pkg-config knows cppthread (requires rsplib)" sh -c "pkg-config --libs cppthread | grep -q -- -lcppthread && pkg-config --libs cppthread | grep -q -- -lrsplib"
+run_cmd "libcppthread soname is libcppthread.so.0" sh -c "readelf -d '$STAGE_LIB/libcppthread.so' | grep -q 'SONAME.*\[libcppthread.so.0\]'"
+
 # 3. Test programs, run under valgrind (memcheck): no errors, no leaks.
 VALGRIND="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect"
 run_program() { # name, binary, arguments...
@@ -84,6 +94,37 @@ for t in test_abi test_tagitem test_helpers; do
       fail "build $t"; cat "$BUILD/$t.build.log"
    fi
 done
+
+# 3a. The classic interface tables: every constant of the classic headers with its classic
+#     value (C and C++), every rsplib.h prototype's C++ default arguments (classic-checks.sh).
+if sh "$SRC/classic-checks.sh" "$(cd "$SRC" && pwd)" "$BUILD/classic" > "$BUILD/classic.log" 2>&1; then
+   if $CC -std=c11 $WARN "$BUILD/classic/classic_constants.c" $CFLAGS_PC $LIBS_PC -o "$BUILD/classic_constants_c" > "$BUILD/classic_c.build.log" 2>&1; then
+      run_program classic_constants_c "$BUILD/classic_constants_c"
+   else
+      fail "classic constants (C)"; cat "$BUILD/classic_c.build.log"
+   fi
+   if $CXX -std=c++17 $WARN "$BUILD/classic/classic_constants.cpp" $CFLAGS_PC $LIBS_PC -o "$BUILD/classic_constants_cpp" > "$BUILD/classic_cpp.build.log" 2>&1; then
+      run_program classic_constants_cpp "$BUILD/classic_constants_cpp"
+   else
+      fail "classic constants and C++ defaults (C++)"; cat "$BUILD/classic_cpp.build.log"
+   fi
+   # And the other way round: every object-like #define of our headers is in the table.
+   grep -hE '^[[:space:]]*#[[:space:]]*define[[:space:]]+[A-Za-z_][A-Za-z_0-9]*([[:space:]]|$)' "$INC"/*.h | \
+      sed -E 's/^[[:space:]]*#[[:space:]]*define[[:space:]]+([A-Za-z_0-9]+).*/\1/' | grep -v '_H$' | sort -u > "$BUILD/classic/ours.txt"
+   unlisted=$(comm -23 "$BUILD/classic/ours.txt" "$BUILD/classic/listed.txt" | tr '\n' ' ')
+   if [ -z "$unlisted" ]; then pass "every constant of our headers is in classic-constants.txt"
+   else fail "constants of our headers missing from classic-constants.txt: $unlisted"; fi
+else
+   fail "classic-checks.sh"; cat "$BUILD/classic.log"
+fi
+
+# 3b. libcppthread (TDMutex, TDThread), built as users build it: pkg-config cppthread.
+CPPTHREAD_PC="$(pkg-config --cflags --libs cppthread)"
+if $CXX -std=c++17 $WARN "$SRC/test_cppthread.cpp" $CPPTHREAD_PC -o "$BUILD/test_cppthread" > "$BUILD/test_cppthread.build.log" 2>&1; then
+   run_program test_cppthread "$BUILD/test_cppthread"
+else
+   fail "build test_cppthread"; cat "$BUILD/test_cppthread.build.log"
+fi
 # 4. Basic Mode against a real registrar: ours from the staged install, TCP on a free loopback
 #    port, announces off (nothing leaves the machine). Keep-alives every second so that the test
 #    sees the library's thread answer them.
@@ -111,6 +152,35 @@ for t in test_basic_mode test_enhanced_mode; do
       fail "build $t"; cat "$BUILD/$t.build.log"
    fi
 done
+# 6. A C++ pool element in the classic style (c-examples/cppthread-pe.cc: a TDThread per session,
+#    a TDMutex around the shared count), built with pkg-config rsplib cppthread, serves three
+#    concurrent sessions of a pool user (test_cppthread_pu.c) over TCP; both under valgrind.
+if [ -z "$REG_ADDR" ]; then
+   fail "cppthread-pe: registrar did not start"
+elif ! $CXX -std=c++17 $WARN "$EXAMPLES_SRC/cppthread-pe.cc" $(pkg-config --cflags --libs rsplib cppthread) \
+        -o "$BUILD/cppthread-pe" > "$BUILD/cppthread-pe.build.log" 2>&1; then
+   fail "build cppthread-pe with pkg-config rsplib cppthread"; cat "$BUILD/cppthread-pe.build.log"
+elif ! $CC -std=c99 $WARN "$SRC/test_cppthread_pu.c" $CFLAGS_PC $LIBS_PC -o "$BUILD/test_cppthread_pu" > "$BUILD/test_cppthread_pu.build.log" 2>&1; then
+   fail "build test_cppthread_pu"; cat "$BUILD/test_cppthread_pu.build.log"
+else
+   LD_LIBRARY_PATH=$STAGE_LIB $VALGRIND "$BUILD/cppthread-pe" -registrar="$REG_ADDR" -poolhandle=CppThreadPool -tcp \
+      > "$BUILD/cppthread-pe.log" 2>&1 &
+   PE_PID=$!
+   for _ in $(seq 1 100); do
+      grep -q 'serving pool' "$BUILD/cppthread-pe.log" && break
+      sleep 0.1
+   done
+   run_program test_cppthread_pu "$BUILD/test_cppthread_pu" "$REG_ADDR" CppThreadPool
+   kill -INT "$PE_PID" 2>/dev/null
+   wait "$PE_PID"
+   PE_RC=$?
+   cat "$BUILD/cppthread-pe.log"
+   if [ "$PE_RC" = 0 ] && grep -q 'served 6 request(s) in 3 session(s)' "$BUILD/cppthread-pe.log"; then
+      pass "cppthread-pe served 3 sessions in 3 threads and stopped cleanly under valgrind"
+   else
+      fail "cppthread-pe (exit $PE_RC)"
+   fi
+fi
 kill "$REG_PID" 2>/dev/null
 wait "$REG_PID" 2>/dev/null
 
@@ -140,6 +210,20 @@ if nm -D --defined-only "$STAGE_LIB/librsplib.so" | awk '{ print $NF }' | sort -
    fi
 else
    fail "nm -D on $STAGE_LIB/librsplib.so"
+fi
+
+# libcppthread exports exactly the classic libcppthread's symbols (so binaries built against
+# the original relink): constructors, destructors, methods, vtables, typeinfo.
+if nm -D --defined-only "$STAGE_LIB/libcppthread.so" | awk '{ print $NF }' | sort -u > "$BUILD/cppthread-exported.txt"; then
+   grep -v '^#' "$SRC/expected-cppthread-symbols.txt" | sort -u > "$BUILD/cppthread-expected.txt"
+   if cmp -s "$BUILD/cppthread-exported.txt" "$BUILD/cppthread-expected.txt"; then
+      pass "libcppthread exports the $(wc -l < "$BUILD/cppthread-expected.txt") classic symbols, no others"
+   else
+      fail "libcppthread symbols differ from expected-cppthread-symbols.txt"
+      diff "$BUILD/cppthread-expected.txt" "$BUILD/cppthread-exported.txt"
+   fi
+else
+   fail "nm -D on $STAGE_LIB/libcppthread.so"
 fi
 
 echo "C tests: $passed passed, $failed failed"

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <signal.h>
 #include <sys/un.h>
+#include <pthread.h>
 
 static union sockaddr_union loopback4(uint16_t port)
 {
@@ -394,6 +395,251 @@ static void test_sctp(void)
    }
 }
 
+/* loglevel.h: setLogColor writes ANSI colours into the log only with -logcolor=on; the logging
+   mutex is recursive and keeps other threads out while held. */
+static volatile int other_thread_logged = 0;
+static void* log_from_other_thread(void* arg)
+{
+   (void)arg;
+   loggingMutexLock();
+   other_thread_logged = 1;
+   loggingMutexUnlock();
+   return NULL;
+}
+
+static void test_log_color_and_mutex(void)
+{
+   char path[64], option[96], text[256];
+   FILE* f;
+   size_t n;
+   pthread_t t;
+   CHECK_EQ(LOGLEVEL_NOTE, 3);
+   CHECK_EQ(LOGLEVEL_ACTION, 4);
+   CHECK_EQ(LOGLEVEL_MUTEX, 10);
+   CHECK(initLogging("-loglevel=10"));
+   snprintf(path, sizeof(path), "/tmp/rsplib-test-color-%d.log", (int)getpid());
+   snprintf(option, sizeof(option), "-logfile=%s", path);
+   CHECK(initLogging(option));
+   CHECK(initLogging("-logcolor=on"));
+   setLogColor(9);
+   setLogColor(0);
+   CHECK(initLogging("-logcolor=off"));
+   setLogColor(4);
+   finishLogging();
+   f = fopen(path, "r");
+   CHECK(f != NULL);
+   if (f != NULL) {
+      n = fread(text, 1, sizeof(text) - 1, f);
+      text[n] = 0;
+      fclose(f);
+      CHECK(strstr(text, "\x1b[91m\x1b[30m") != NULL);
+      CHECK(strstr(text, "\x1b[34m") == NULL);
+   }
+   unlink(path);
+   CHECK(initLogging("-logcolor=on"));
+   CHECK(initLogging("-loglevel=1"));
+
+   loggingMutexLock();
+   loggingMutexLock(); /* recursive */
+   CHECK(pthread_create(&t, NULL, log_from_other_thread, NULL) == 0);
+   usleep(100000);
+   CHECK_EQ(other_thread_logged, 0);
+   loggingMutexUnlock();
+   usleep(50000);
+   CHECK_EQ(other_thread_logged, 0); /* still held once */
+   loggingMutexUnlock();
+   pthread_join(t, NULL);
+   CHECK_EQ(other_thread_logged, 1);
+   loggingMutexUnlock(); /* not held: ignored */
+}
+
+/* netutilities.h: the address helpers the first round lacked. */
+static void test_more_addresses(void)
+{
+   union sockaddr_union a4 = loopback4(3863), a6, b, arr3[3];
+   union sockaddr_union* copy;
+   union sockaddr_union* back;
+   struct sockaddr* packed;
+   char buf[64];
+   memset(&a6, 0, sizeof(a6));
+   CHECK(string2address("[fe80::1]:9", &a6));
+
+   CHECK(address2string(&a4.sa, buf, sizeof(buf), true) && strcmp(buf, "127.0.0.1:3863") == 0);
+   CHECK(address2string(&a4.sa, buf, sizeof(buf), false) && strcmp(buf, "127.0.0.1") == 0);
+   CHECK(address2string(&a6.sa, buf, sizeof(buf), true) && strcmp(buf, "[fe80::1]:9") == 0);
+   CHECK(address2string(&a6.sa, buf, sizeof(buf), false) && strcmp(buf, "fe80::1") == 0);
+   memset(&b, 0, sizeof(b));
+   CHECK(address2string(&b.sa, buf, sizeof(buf), true) && strcmp(buf, "(unspecified)") == 0);
+   b.sa.sa_family = AF_UNIX;
+   CHECK(!address2string(&b.sa, buf, sizeof(buf), true) && strstr(buf, "unsupported") != NULL);
+   CHECK(!address2string(&a4.sa, buf, 5, true) && strcmp(buf, "127.") == 0); /* truncated */
+   CHECK(!address2string(NULL, buf, sizeof(buf), true));
+   CHECK(!address2string(&a4.sa, NULL, sizeof(buf), true));
+   CHECK(!address2string(&a4.sa, buf, 0, true));
+
+   CHECK_EQ(getFamily(&a4.sa), AF_INET);
+   CHECK_EQ(getFamily(&a6.sa), AF_INET6);
+   CHECK_EQ(getFamily(NULL), AF_UNSPEC);
+   CHECK_EQ(getSocklen(&a4.sa), sizeof(struct sockaddr_in));
+   CHECK_EQ(getSocklen(&a6.sa), sizeof(struct sockaddr_in6));
+   CHECK_EQ(getSocklen(&b.sa), sizeof(struct sockaddr));
+   CHECK_EQ(getSocklen(NULL), 0);
+
+   CHECK_EQ(getScope(&a4.sa), 2);
+   CHECK_EQ(getScope(&a6.sa), 4);
+   CHECK(string2address("192.168.1.1", &b));
+   CHECK_EQ(getScope(&b.sa), 6);
+   CHECK(string2address("[2001:db8::1]", &b));
+   CHECK_EQ(getScope(&b.sa), 10);
+   CHECK_EQ(getScope(NULL), 0);
+
+   /* addresscmp: wider scope first, then address, then (if asked) port. */
+   CHECK(string2address("10.0.0.1:1", &arr3[0]));
+   CHECK(string2address("10.0.0.1:2", &arr3[1]));
+   CHECK(addresscmp(&arr3[0].sa, &arr3[1].sa, true) < 0);
+   CHECK_EQ(addresscmp(&arr3[0].sa, &arr3[1].sa, false), 0);
+   CHECK(addresscmp(&a4.sa, &arr3[0].sa, false) > 0); /* loopback is narrower than private */
+   CHECK(addresscmp(NULL, &a4.sa, false) > 0);
+   CHECK_EQ(addresscmp(NULL, NULL, false), 0);
+
+   CHECK_EQ(getPadding(5, 4), 3);
+   CHECK_EQ(getPadding(12, 4), 0);
+   CHECK_EQ(getPadding(7, 0), 0);
+   {
+      const unsigned char wire[4] = { 0x12, 0x34, 0x56, 0 };
+      uint32_t v;
+      memcpy(&v, wire, 4);
+      CHECK_EQ(ntoh24(v), 0x123456);
+      CHECK_EQ(hton24(ntoh24(v)), v);
+   }
+
+   /* Arrays: duplicate, pack into sockaddr blocks, unpack again. */
+   arr3[0] = a4;
+   arr3[1] = a6;
+   arr3[2] = loopback4(7);
+   copy = duplicateAddressArray(arr3, 3);
+   CHECK(copy != NULL && memcmp(copy, arr3, sizeof(arr3)) == 0);
+   deleteAddressArray(copy);
+   deleteAddressArray(NULL);
+   CHECK(duplicateAddressArray(NULL, 3) == NULL);
+   CHECK(duplicateAddressArray(arr3, 0) == NULL);
+   packed = pack_sockaddr_union(arr3, 3);
+   CHECK(packed != NULL);
+   if (packed != NULL) {
+      const struct sockaddr* second = (const struct sockaddr*)((const char*)packed + sizeof(struct sockaddr_in));
+      const struct sockaddr* best;
+      CHECK_EQ(second->sa_family, AF_INET6);
+      best = getBestScopedAddress(packed, 3);
+      CHECK(best == second); /* link-local (4) beats loopback (2) */
+      CHECK(getBestScopedAddress(packed, 1) == packed);
+      CHECK(getBestScopedAddress(packed, 0) == NULL);
+      back = unpack_sockaddr(packed, 3);
+      CHECK(back != NULL);
+      if (back != NULL) {
+         CHECK(addresscmp(&back[0].sa, &a4.sa, true) == 0);
+         CHECK(addresscmp(&back[1].sa, &a6.sa, true) == 0);
+         CHECK_EQ(getPort(&back[2].sa), 7);
+         free(back);
+      }
+      free(packed);
+   }
+   CHECK(getBestScopedAddress(NULL, 3) == NULL);
+   CHECK(pack_sockaddr_union(NULL, 2) == NULL);
+   CHECK(unpack_sockaddr(NULL, 2) == NULL);
+   memset(&b, 0, sizeof(b));
+   b.sa.sa_family = AF_UNIX;
+   CHECK(pack_sockaddr_union(&b, 1) == NULL);
+}
+
+/* netutilities.h: connectplus, peer/local address lists, shutdown and abort, reuse, groups. */
+static void test_more_sockets(void)
+{
+   int lsd = socket(AF_INET, SOCK_STREAM, 0), csd = socket(AF_INET, SOCK_STREAM, 0), asd = -1;
+   union sockaddr_union addr = loopback4(0);
+   union sockaddr_union* arr = NULL;
+   socklen_t len = sizeof(int);
+   int on = 0;
+   char c;
+   size_t n;
+   CHECK(lsd >= 0 && csd >= 0);
+   CHECK(setReusable(lsd, 1));
+   CHECK(getsockopt(lsd, SOL_SOCKET, SO_REUSEADDR, &on, &len) == 0 && on == 1);
+   CHECK(setReusable(lsd, 0));
+   CHECK(getsockopt(lsd, SOL_SOCKET, SO_REUSEADDR, &on, &len) == 0 && on == 0);
+   CHECK(!setReusable(-1, 1));
+   CHECK(bindplus(lsd, &addr, 1));
+   CHECK(listen(lsd, 4) == 0);
+   addr = loopback4(bound_port(lsd));
+
+   errno = 0;
+   CHECK_EQ(connectplus(csd, NULL, 1), -1);
+   CHECK_EQ(errno, EINVAL);
+   CHECK_EQ(connectplus(csd, &addr, 0), -1);
+   CHECK_EQ(connectplus(csd, &addr, 1), 0);
+   asd = accept(lsd, NULL, NULL);
+   CHECK(asd >= 0);
+
+   n = getpaddrsplus(csd, 0, &arr);
+   CHECK_EQ(n, 1);
+   if (n == 1) {
+      CHECK(addresscmp(&arr[0].sa, &addr.sa, true) == 0);
+   }
+   free(arr);
+   arr = NULL;
+   n = getAddressesFromSocket(csd, &arr);
+   CHECK_EQ(n, 1);
+   if (n == 1) {
+      CHECK(addresscmp(&arr[0].sa, &addr.sa, false) == 0 && getPort(&arr[0].sa) != 0);
+   }
+   free(arr);
+   arr = (union sockaddr_union*)1;
+   errno = 0;
+   CHECK_EQ(getpaddrsplus(lsd, 0, &arr), 0); /* a listening socket has no peer */
+   CHECK(arr == NULL);
+   CHECK_EQ(errno, ENOTCONN);
+   CHECK_EQ(getpaddrsplus(csd, 0, NULL), 0);
+   CHECK_EQ(getAddressesFromSocket(-1, &arr), 0);
+
+   /* TCP: sendshutdown is shutdown(SHUT_WR): the peer reads EOF; there is no TCP abort. */
+   CHECK_EQ(sendshutdown(csd, 0), 0);
+   CHECK(asd >= 0 && read(asd, &c, 1) == 0);
+   errno = 0;
+   CHECK_EQ(sendabort(csd, 0), -1);
+   CHECK_EQ(errno, EOPNOTSUPP);
+   errno = 0;
+   CHECK_EQ(sendabort(-1, 0), -1);
+   CHECK_EQ(errno, EBADF);
+   CHECK_EQ(sendshutdown(-1, 0), -1);
+   close(asd);
+   close(csd);
+   close(lsd);
+
+   {
+      int s6 = socket(AF_INET6, SOCK_DGRAM, 0);
+      CHECK(checkIPv6() == (s6 >= 0));
+      if (s6 >= 0) close(s6);
+   }
+
+   /* Multicast: NULL is EINVAL; joining 239.0.0.1 works where the host has a multicast route. */
+   {
+      int u = socket(AF_INET, SOCK_DGRAM, 0);
+      union sockaddr_union g;
+      errno = 0;
+      CHECK(!joinOrLeaveMulticastGroup(u, NULL, true));
+      CHECK_EQ(errno, EINVAL);
+      CHECK(string2address("239.0.0.1:3863", &g));
+      if (joinOrLeaveMulticastGroup(u, &g, true)) {
+         CHECK(joinOrLeaveMulticastGroup(u, &g, true)); /* already a member: fine */
+         CHECK(joinOrLeaveMulticastGroup(u, &g, false));
+         CHECK(!joinOrLeaveMulticastGroup(u, &g, false)); /* no longer a member */
+      }
+      else {
+         printf("note: cannot join 239.0.0.1 here (%s); multicast membership not checked\n", strerror(errno));
+      }
+      close(u);
+   }
+}
+
 static void test_random(void)
 {
    int i, differ8 = 0, differ16 = 0, differ32 = 0, differ64 = 0;
@@ -601,6 +847,9 @@ int main(void)
    test_blocking();
    test_sockets();
    test_sctp();
+   test_log_color_and_mutex();
+   test_more_addresses();
+   test_more_sockets();
    test_random();
    test_threadsafety();
    test_csp();

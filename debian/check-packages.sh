@@ -17,7 +17,7 @@ list() { # the file list of a .deb: one path per line, symlinks as "path -> targ
    dpkg-deb -c "$1" | awk '{ p = $6; for (i = 7; i <= NF; i++) p = p " " $i; print p }' \
       | sed -e 's|^\./|/|' -e "s|$MA|@MULTIARCH@|g" | grep -v '/$' | sort
 }
-for pkg in librsplib0 librsplib-rs-dev rsplib-rs-registrar; do
+for pkg in librsplib0 libcppthread0 librsplib-rs-dev rsplib-rs-registrar; do
    deb=$(ls "$DIR"/${pkg}_*.deb 2>/dev/null | head -1)
    check "$pkg built" test -n "$deb"
    [ -n "$deb" ] || continue

@@ -14,16 +14,21 @@ extern "C" {
 
 #define LOGLEVEL_ERROR 1
 #define LOGLEVEL_WARNING 2
-#define LOGLEVEL_ACTION 3
-#define LOGLEVEL_NOTE 4
+#define LOGLEVEL_NOTE 3
+#define LOGLEVEL_ACTION 4
 #define LOGLEVEL_VERBOSE1 5
 #define LOGLEVEL_VERBOSE2 6
 #define LOGLEVEL_VERBOSE3 7
 #define LOGLEVEL_VERBOSE4 8
 #define LOGLEVEL_VERBOSE5 9
+#define LOGLEVEL_MUTEX 10
+#define MAX_LOGLEVEL 10
 bool initLogging(const char *parameter);
 void beginLogging(void);
 void finishLogging(void);
+void setLogColor(unsigned int color);
+void loggingMutexLock(void);
+void loggingMutexUnlock(void);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,13 @@
 extern "C" {
 #endif
 
+#ifndef IPV6_JOIN_GROUP
+#define IPV6_JOIN_GROUP IPV6_ADD_MEMBERSHIP
+#endif
+#ifndef IPV6_LEAVE_GROUP
+#define IPV6_LEAVE_GROUP IPV6_DROP_MEMBERSHIP
+#endif
+
 #define TAG_TuneSCTP_MinRTO (TAG_USER + 15000)
 #define TAG_TuneSCTP_MaxRTO (TAG_USER + 15001)
 #define TAG_TuneSCTP_InitialRTO (TAG_USER + 15002)
@@ -59,8 +66,30 @@ int establish(int socketDomain,
               size_t addresses,
               unsigned long long timeout);
 bool tuneSCTP(int sockfd, sctp_assoc_t assocID, struct TagItem *tags);
+int connectplus(int sockfd, union sockaddr_union *addressArray, size_t addresses);
+int sendabort(int sockfd, sctp_assoc_t assocID);
+int sendshutdown(int sockfd, sctp_assoc_t assocID);
+bool setReusable(int sd, int on);
+bool joinOrLeaveMulticastGroup(int sd, const union sockaddr_union *groupAddress, bool add);
+bool checkIPv6(void);
+size_t getpaddrsplus(int fd, sctp_assoc_t assocID, union sockaddr_union **addressArray);
+size_t getAddressesFromSocket(int sockfd, union sockaddr_union **addressArray);
 uint64_t hton64(uint64_t value);
 uint64_t ntoh64(uint64_t value);
+bool address2string(const struct sockaddr *address, char *buffer, size_t length, bool port);
+int getFamily(const struct sockaddr *address);
+size_t getSocklen(const struct sockaddr *address);
+unsigned int getScope(const struct sockaddr *address);
+const struct sockaddr *getBestScopedAddress(const struct sockaddr *addrs, int addrcnt);
+int addresscmp(const struct sockaddr *a1, const struct sockaddr *a2, bool port);
+size_t getPadding(size_t size, size_t alignment);
+uint32_t ntoh24(uint32_t value);
+uint32_t hton24(uint32_t value);
+union sockaddr_union *duplicateAddressArray(const union sockaddr_union *addressArray,
+                                            size_t addresses);
+void deleteAddressArray(union sockaddr_union *addressArray);
+struct sockaddr *pack_sockaddr_union(const union sockaddr_union *addrArray, size_t addrs);
+union sockaddr_union *unpack_sockaddr(struct sockaddr *addrArray, size_t addrs);
 
 #ifdef __cplusplus
 }

@@ -59,13 +59,13 @@ unsigned int rspReportFailure(const unsigned char *poolHandle,
 int rspSelect(int n CPP_DEFAULT(0), fd_set *readfds CPP_DEFAULT(NULL), fd_set *writefds CPP_DEFAULT(NULL), fd_set *exceptfds CPP_DEFAULT(NULL), struct timeval *timeout CPP_DEFAULT(NULL));
 struct PoolElementDescriptor *rspCreatePoolElement(const unsigned char *poolHandle,
                                                    size_t poolHandleSize,
-                                                   struct TagItem *tags);
+                                                   struct TagItem *tags CPP_DEFAULT(NULL));
 void rspDeletePoolElement(struct PoolElementDescriptor *ped, struct TagItem *tags CPP_DEFAULT(NULL));
-struct SessionDescriptor *rspAcceptSession(struct PoolElementDescriptor *ped, struct TagItem *tags);
+struct SessionDescriptor *rspAcceptSession(struct PoolElementDescriptor *ped, struct TagItem *tags CPP_DEFAULT(NULL));
 struct SessionDescriptor *rspCreateSession(const unsigned char *poolHandle,
                                            size_t poolHandleSize,
-                                           struct PoolElementDescriptor *ped,
-                                           struct TagItem *tags);
+                                           struct PoolElementDescriptor *ped CPP_DEFAULT(NULL),
+                                           struct TagItem *tags CPP_DEFAULT(NULL));
 void rspDeleteSession(struct SessionDescriptor *sd, struct TagItem *tags CPP_DEFAULT(NULL));
 ssize_t rspSessionRead(struct SessionDescriptor *sd,
                        void *buffer,

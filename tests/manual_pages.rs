@@ -83,7 +83,15 @@ fn page(name: &str) -> String {
 fn tool_pages_name_every_option() {
     let tool = env!("CARGO_BIN_EXE_rsptool");
     let man = page("rsptool.1");
-    for sub in ["pe", "resolve", "announces", "lib-resolve", "completions"] {
+    for sub in [
+        "pe",
+        "resolve",
+        "announces",
+        "lib-resolve",
+        "lib-pe",
+        "hsdump",
+        "completions",
+    ] {
         assert!(
             man.contains(&format!(".B {sub}")) || man.contains(&format!(".BI {sub}")),
             "{sub}"

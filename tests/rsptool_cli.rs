@@ -23,7 +23,15 @@ fn stdout(o: &Output) -> String {
 fn help_version_and_completions() {
     let help = run(&["--help"]);
     assert_eq!(help.status.code(), Some(0));
-    for sub in ["pe", "resolve", "announces", "lib-resolve", "completions"] {
+    for sub in [
+        "pe",
+        "resolve",
+        "announces",
+        "lib-resolve",
+        "lib-pe",
+        "hsdump",
+        "completions",
+    ] {
         assert!(stdout(&help).contains(sub), "{sub} in {}", stdout(&help));
         let h = run(&["help", sub]);
         assert_eq!(h.status.code(), Some(0), "help {sub}");

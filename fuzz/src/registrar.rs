@@ -803,6 +803,16 @@ impl Harness {
                     ),
                     Err(e) => panic!("announce does not decode: {e}"),
                 },
+                Output::EnrpAnnounce { data } => match EnrpMessage::decode(data) {
+                    Ok(d) => assert!(
+                        matches!(d.message.body, EnrpBody::Presence { .. }),
+                        "ENRP announce is {:?}",
+                        d.message
+                    ),
+                    Err(e) => panic!("ENRP announce does not decode: {e}"),
+                },
+                // Peers learned from a fuzzed List Response: never reachable here.
+                Output::Connect { .. } => {}
                 Output::Log { .. } => {}
             }
         }

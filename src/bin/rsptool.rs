@@ -48,6 +48,12 @@ enum Cmd {
     /// Resolve through the library, as rspHandleResolution() does (cache, registrar hunt;
     /// without --registrar the registrar is found by its announces).
     LibResolve(LibResolveArgs),
+    /// Register a PE through the library, as classic PEs do: it re-registers every interval
+    /// and hunts for another registrar among those given when its registrar is gone.
+    LibPe(LibPeArgs),
+    /// A registrar's peers and handlespace (pools, PEs, home registrar, policy, addresses),
+    /// asked over ENRP.
+    Hsdump(HsdumpArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -135,12 +141,44 @@ struct LibResolveArgs {
     /// The pool handle.
     #[arg(long, value_name = "NAME")]
     poolhandle: String,
-    /// A static registrar (host:port); without it, announces.
+    /// A static registrar (host:port); repeatable, hunted in order; without it, announces.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint)]
-    registrar: Option<SocketAddr>,
+    registrar: Vec<SocketAddr>,
     /// Transport to the registrar.
     #[arg(long, value_enum, default_value = "tcp")]
     transport: Transport,
+}
+
+#[derive(Args)]
+struct LibPeArgs {
+    /// The pool handle.
+    #[arg(long, value_name = "NAME")]
+    poolhandle: String,
+    /// PE identifier (hexadecimal 0x... or decimal; 0: the library draws one).
+    #[arg(long, value_parser = parse_u32, default_value = "0")]
+    identifier: u32,
+    /// A static registrar (host:port); repeatable, hunted in order.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint)]
+    registrar: Vec<SocketAddr>,
+    /// The PE's (pretended) service port on 127.0.0.1.
+    #[arg(long, default_value_t = 7000)]
+    port: u16,
+    /// Register again every this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    reregister: u64,
+}
+
+#[derive(Args)]
+struct HsdumpArgs {
+    /// The registrar's ENRP endpoint, host[:port] (port 9901 unless given).
+    #[arg(value_name = "HOST[:PORT]", value_parser = parse_enrp_endpoint)]
+    registrar: SocketAddr,
+    /// Transport to the registrar.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
 }
 
 /// The addresses of one registrar endpoint.
@@ -149,16 +187,25 @@ struct Endpoints(Vec<SocketAddr>);
 
 /// `host:port` with a name or a number; without a port, ASAP's 3863.
 fn parse_endpoint(s: &str) -> Result<SocketAddr, String> {
+    endpoint(s, 3863)
+}
+
+/// `host[:port]` with a name or a number; without a port, ENRP's 9901.
+fn parse_enrp_endpoint(s: &str) -> Result<SocketAddr, String> {
+    endpoint(s, 9901)
+}
+
+fn endpoint(s: &str, default_port: u16) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
     if let Ok(ip) = s.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 3863));
+        return Ok(SocketAddr::new(ip, default_port));
     }
     let with_port = if s.contains(':') {
         s.to_string()
     } else {
-        format!("{s}:3863")
+        format!("{s}:{default_port}")
     };
     with_port
         .to_socket_addrs()
@@ -479,10 +526,10 @@ fn lib_resolve(a: LibResolveArgs) {
         transport: a.transport.into(),
         ..Default::default()
     };
-    let registrar = a.registrar;
+    let registrars = a.registrar;
     let lib = rsplib::library::Library::start(cfg)
         .unwrap_or_else(|e| fail(&format!("cannot start: {e}")));
-    if let Some(r) = registrar {
+    for r in registrars {
         lib.add_static_registrar(vec![r]);
     }
     match lib.resolve(&pool) {
@@ -510,6 +557,67 @@ fn lib_resolve(a: LibResolveArgs) {
     lib.shutdown();
 }
 
+/// A PE registered through the library, as classic PEs are: it re-registers every interval,
+/// and when its registrar is gone the library hunts for another among those given.
+fn lib_pe(a: LibPeArgs) {
+    let pool = PoolHandle::new(a.poolhandle.as_bytes());
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .unwrap_or_else(|e| fail(&format!("cannot handle signals: {e}")));
+    }
+    let lib = rsplib::library::Library::start(rsplib::library::LibraryConfig::default())
+        .unwrap_or_else(|e| fail(&format!("cannot start: {e}")));
+    for r in a.registrar {
+        lib.add_static_registrar(vec![r]);
+    }
+    let mut user = TransportAddress::new(
+        TransportProtocol::Tcp,
+        a.port,
+        vec!["127.0.0.1".parse().expect("address")],
+    );
+    user.transport_use = TRANSPORT_USE_DATA_ONLY;
+    let mut element = PoolElement::new(
+        PeId(a.identifier),
+        user,
+        PolicyInfo::new(PolicyType::RoundRobin),
+    );
+    element.registration_life = 30_000;
+    let every = Duration::from_millis(a.reregister);
+    let mut registered = false;
+    while !stop.load(Ordering::Relaxed) {
+        match lib.register(pool.clone(), element.clone()) {
+            Ok(pe) if !registered => {
+                println!("registered PE 0x{:08x} in pool \"{pool}\"", pe.0);
+                registered = true;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                println!("registration failed: {e:?}");
+                registered = false;
+            }
+        }
+        let _ = io::stdout().flush();
+        let until = Instant::now() + every;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    lib.shutdown();
+}
+
+/// A registrar's peers and handlespace, asked over ENRP.
+fn hsdump(a: HsdumpArgs) {
+    match rsplib::registrar::hsdump::query(
+        a.registrar,
+        a.transport.into(),
+        Duration::from_secs(a.timeout),
+    ) {
+        Ok(dump) => print!("{}", rsplib::registrar::hsdump::format(&dump)),
+        Err(e) => fail(&e),
+    }
+}
+
 /// rsplib-style `-option=value` (one dash, a long name) as clap's `--option=value`.
 fn double_dash(arg: String) -> String {
     let long = arg.len() > 2
@@ -530,6 +638,8 @@ fn main() {
         Cmd::Resolve(a) => resolve(a),
         Cmd::Announces(a) => announces(a),
         Cmd::LibResolve(a) => lib_resolve(a),
+        Cmd::LibPe(a) => lib_pe(a),
+        Cmd::Hsdump(a) => hsdump(a),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rsptool", &mut io::stdout())
         }

@@ -10,6 +10,7 @@ pub mod ctypes;
 pub mod guard;
 pub mod loglevel;
 pub mod netutilities;
+pub mod netutilities_addresses;
 pub mod poolpolicysettings;
 pub mod randomizer;
 pub mod rserpoolerror;

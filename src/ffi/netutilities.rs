@@ -611,6 +611,254 @@ pub unsafe extern "C" fn tuneSCTP(
     })
 }
 
+/// Connects `sockfd` to `addresses` addresses of one peer: on an SCTP socket all of them
+/// (`sctp_connectx`), on other sockets the first. Returns 0, or -1 with errno (`EINVAL` for
+/// no or unusable addresses; `EINPROGRESS` on a non-blocking socket, as `connect`).
+///
+/// # Safety
+/// `addressArray` must be NULL or point to `addresses` unions.
+#[no_mangle]
+pub unsafe extern "C" fn connectplus(
+    sockfd: c_int,
+    addressArray: *mut sockaddr_union,
+    addresses: usize,
+) -> c_int {
+    guard("connectplus", || {
+        let addrs = match union_addrs(addressArray, addresses) {
+            Some(a) if !a.is_empty() => a,
+            _ => {
+                set_errno(libc::EINVAL);
+                return -1;
+            }
+        };
+        let result = match sctp::socket_protocol(sockfd) {
+            Ok(sctp::IPPROTO_SCTP) => sctp::connectx(sockfd, &addrs),
+            Ok(_) => {
+                let sa = SockAddr::from(addrs[0]);
+                if libc::connect(sockfd, sa.as_ptr().cast(), sa.len()) == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => 0,
+            Err(e) => fail(&e, -1),
+        }
+    })
+}
+
+/// Sends an empty SCTP message with `flags` (ABORT or EOF) to an association; 0 or -1.
+fn send_sctp_flag(sockfd: c_int, assocID: sctp_assoc_t, flag: u16) -> c_int {
+    match sctp::socket_protocol(sockfd) {
+        Ok(sctp::IPPROTO_SCTP) => match sctp::send(sockfd, assocID, 0, 0, flag, &[]) {
+            Ok(_) => 0,
+            Err(e) => fail(&e, -1),
+        },
+        Ok(_) => {
+            set_errno(libc::EOPNOTSUPP);
+            -1
+        }
+        Err(e) => fail(&e, -1),
+    }
+}
+
+/// Aborts an SCTP association (`SCTP_ABORT`; `assocID` 0 on a one-to-one socket). Returns 0,
+/// or -1 with errno (`EOPNOTSUPP` on a socket that is not SCTP).
+#[no_mangle]
+pub extern "C" fn sendabort(sockfd: c_int, assocID: sctp_assoc_t) -> c_int {
+    guard("sendabort", || {
+        send_sctp_flag(sockfd, assocID, sctp::SCTP_ABORT)
+    })
+}
+
+/// Shuts an SCTP association down gracefully (`SCTP_EOF`); on a TCP socket `shutdown(SHUT_WR)`,
+/// its equivalent. Returns 0, or -1 with errno.
+#[no_mangle]
+pub extern "C" fn sendshutdown(sockfd: c_int, assocID: sctp_assoc_t) -> c_int {
+    guard("sendshutdown", || match sctp::socket_protocol(sockfd) {
+        Ok(libc::IPPROTO_TCP) => {
+            // SAFETY: shutdown on a caller's descriptor; a bad one fails with errno.
+            unsafe { libc::shutdown(sockfd, libc::SHUT_WR) }
+        }
+        _ => send_sctp_flag(sockfd, assocID, sctp::SCTP_EOF),
+    })
+}
+
+/// Sets `SO_REUSEADDR` to `on` (nonzero = on). False with errno on failure.
+#[no_mangle]
+pub extern "C" fn setReusable(sd: c_int, on: c_int) -> bool {
+    guard("setReusable", || {
+        let v: c_int = c_int::from(on != 0);
+        // SAFETY: v is readable for its size.
+        unsafe {
+            libc::setsockopt(
+                sd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&v as *const c_int).cast(),
+                std::mem::size_of::<c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    })
+}
+
+/// Joins (`add` nonzero) or leaves the multicast group `groupAddress` (IPv4 or IPv6) on every
+/// interface the kernel picks. Already being a member counts as success. False with errno
+/// otherwise (`EINVAL` for NULL or another family).
+///
+/// # Safety
+/// `groupAddress` must be NULL or a valid union.
+#[no_mangle]
+pub unsafe extern "C" fn joinOrLeaveMulticastGroup(
+    sd: c_int,
+    groupAddress: *const sockaddr_union,
+    add: CBool,
+) -> bool {
+    guard("joinOrLeaveMulticastGroup", || {
+        let add = add != 0;
+        let rc = match try_ref(groupAddress).and_then(sockaddr_union::to_socket_addr) {
+            Some(SocketAddr::V4(g)) => {
+                let mreq = libc::ip_mreq {
+                    imr_multiaddr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(g.ip().octets()),
+                    },
+                    imr_interface: libc::in_addr { s_addr: 0 },
+                };
+                let name = if add {
+                    libc::IP_ADD_MEMBERSHIP
+                } else {
+                    libc::IP_DROP_MEMBERSHIP
+                };
+                libc::setsockopt(
+                    sd,
+                    libc::IPPROTO_IP,
+                    name,
+                    (&mreq as *const libc::ip_mreq).cast(),
+                    std::mem::size_of::<libc::ip_mreq>() as libc::socklen_t,
+                )
+            }
+            Some(SocketAddr::V6(g)) => {
+                let mreq = libc::ipv6_mreq {
+                    ipv6mr_multiaddr: libc::in6_addr {
+                        s6_addr: g.ip().octets(),
+                    },
+                    ipv6mr_interface: 0,
+                };
+                let name = if add {
+                    libc::IPV6_ADD_MEMBERSHIP
+                } else {
+                    libc::IPV6_DROP_MEMBERSHIP
+                };
+                libc::setsockopt(
+                    sd,
+                    libc::IPPROTO_IPV6,
+                    name,
+                    (&mreq as *const libc::ipv6_mreq).cast(),
+                    std::mem::size_of::<libc::ipv6_mreq>() as libc::socklen_t,
+                )
+            }
+            None => {
+                set_errno(libc::EINVAL);
+                return false;
+            }
+        };
+        rc == 0 || errno() == libc::EADDRINUSE
+    })
+}
+
+/// Whether this host can open IPv6 sockets.
+#[no_mangle]
+pub extern "C" fn checkIPv6() -> bool {
+    guard("checkIPv6", || {
+        // SAFETY: a socket opened and closed at once.
+        unsafe {
+            let sd = libc::socket(libc::AF_INET6, libc::SOCK_DGRAM, libc::IPPROTO_UDP);
+            if sd >= 0 {
+                libc::close(sd);
+            }
+            sd >= 0
+        }
+    })
+}
+
+/// The peer addresses of a socket: SCTP: of the association (`assocID`, 0 on a one-to-one
+/// socket); other sockets: `getpeername`. A `malloc`ed array in `*addressArray`; returns the
+/// count (0 with errno, `*addressArray` NULL, on error, e.g. `ENOTCONN`).
+///
+/// # Safety
+/// `addressArray` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn getpaddrsplus(
+    fd: c_int,
+    assocID: sctp_assoc_t,
+    addressArray: *mut *mut sockaddr_union,
+) -> usize {
+    guard("getpaddrsplus", || {
+        let Some(out) = try_mut(addressArray) else {
+            set_errno(libc::EINVAL);
+            return 0;
+        };
+        *out = std::ptr::null_mut();
+        let addrs = match sctp::socket_protocol(fd) {
+            Ok(sctp::IPPROTO_SCTP) => sctp::peer_addrs(&fd, assocID),
+            Ok(_) => peer_name_addr(fd).map(|a| vec![a]),
+            Err(e) => Err(e),
+        };
+        match addrs {
+            Ok(a) => hand_out(out, &a),
+            Err(e) => fail(&e, 0),
+        }
+    })
+}
+
+fn peer_name_addr(fd: c_int) -> io::Result<SocketAddr> {
+    let mut u = sockaddr_union::zeroed();
+    let mut len = std::mem::size_of::<sockaddr_union>() as libc::socklen_t;
+    // SAFETY: u is writable for len bytes.
+    if unsafe { libc::getpeername(fd, (&mut u as *mut sockaddr_union).cast(), &mut len) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u.to_socket_addr()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
+}
+
+/// The local addresses of a socket, as `getladdrsplus(sockfd, 0, …)`, or else the one address
+/// `getsockname` gives. A `malloc`ed array in `*addressArray`; returns the count (0 with errno
+/// on error).
+///
+/// # Safety
+/// `addressArray` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn getAddressesFromSocket(
+    sockfd: c_int,
+    addressArray: *mut *mut sockaddr_union,
+) -> usize {
+    guard("getAddressesFromSocket", || {
+        let n = getladdrsplus(sockfd, 0, addressArray);
+        if n > 0 {
+            return n;
+        }
+        let Some(out) = try_mut(addressArray) else {
+            return 0;
+        };
+        let mut u = sockaddr_union::zeroed();
+        let mut len = std::mem::size_of::<sockaddr_union>() as libc::socklen_t;
+        if libc::getsockname(sockfd, (&mut u as *mut sockaddr_union).cast(), &mut len) < 0 {
+            return 0;
+        }
+        match u.to_socket_addr() {
+            Some(a) => hand_out(out, &[a]),
+            None => {
+                set_errno(libc::EAFNOSUPPORT);
+                0
+            }
+        }
+    })
+}
+
 /// Host to network byte order, 64 bits.
 #[no_mangle]
 pub extern "C" fn hton64(value: u64) -> u64 {

@@ -23,8 +23,10 @@ pub const MAX_CLIENTS: usize = 32;
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request head read.
 const MAX_REQUEST: usize = 8192;
-/// Tokens of the listener and its clients: far above the transport's connection tokens.
+/// Tokens of the listener and its clients: far above the transport's connection tokens, far
+/// below the loop's own (signals, ENRP presence) near `usize::MAX`.
 const TOKEN_BASE: usize = usize::MAX / 2;
+const TOKEN_END: usize = TOKEN_BASE + (1 << 32);
 
 /// Every kind of refusal the core counts (the `cause` label of `refusals_total`).
 const REFUSALS: [Refusal; 7] = [
@@ -75,7 +77,7 @@ impl Metrics {
 
     /// Whether a readiness event belongs to the metrics endpoint.
     pub fn owns(&self, token: Token) -> bool {
-        token.0 >= TOKEN_BASE
+        (TOKEN_BASE..TOKEN_END).contains(&token.0)
     }
 
     /// Handles a readiness event of the listener or a client.
@@ -142,7 +144,7 @@ impl Metrics {
                         continue;
                     }
                     let token = Token(self.next_token);
-                    self.next_token = if self.next_token == usize::MAX {
+                    self.next_token = if self.next_token + 1 == TOKEN_END {
                         TOKEN_BASE + 1
                     } else {
                         self.next_token + 1

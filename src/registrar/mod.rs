@@ -7,7 +7,9 @@
 //! Component Status reports.
 
 pub mod config;
+pub mod hsdump;
 pub mod metrics;
+mod presence;
 pub mod reports;
 pub mod service;
 
@@ -16,9 +18,12 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Registry, Token};
+use std::os::fd::AsRawFd;
 
-use crate::core::registrar::{ConnId, Output, Registrar, RegistrarConfig};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use crate::core::registrar::{ConnId, EnrpSettings, Output, Registrar, RegistrarConfig};
 use crate::core::types::{RegistrarId, TransportAddress, TransportProtocol};
 use crate::logging;
 use crate::transport::{
@@ -332,6 +337,25 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         None => None,
     };
 
+    let enrp_port = servers
+        .iter()
+        .find(|(_, ppid)| *ppid == PPID_ENRP)
+        .and_then(|(s, _)| s.local_addrs().first().map(|a| a.port()))
+        .unwrap_or(9901);
+    let (enrp_announcer, presence_socket) = match config.enrp_announce {
+        Some(group) => (
+            Some(
+                Announcer::new(group, enrp_port, config.extras.announce_ttl).map_err(|e| {
+                    format!("cannot create the ENRP announce socket for {group}: {e}")
+                })?,
+            ),
+            Some(
+                presence::listen(group)
+                    .map_err(|e| format!("cannot listen for ENRP Presence on {group}: {e}"))?,
+            ),
+        ),
+        None => (None, None),
+    };
     let enrp_transport = servers
         .iter()
         .find(|(s, ppid)| *ppid == PPID_ENRP && s.protocol() == protocols[0])
@@ -363,6 +387,18 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
     core_config.idle_timeout = config.autoclose_timeout_s * 1_000_000;
     core_config.enrp_allow = config.enrp_allow.clone();
     core_config.peers = config.peers.iter().map(|a| a.ip()).collect();
+    core_config.static_peers = config.peers.clone();
+    core_config.enrp_announce = config.enrp_announce.is_some();
+    let t = &config.enrp_timing;
+    core_config.enrp = EnrpSettings {
+        heartbeat_cycle: t.peer_heartbeat_cycle_ms * 1000,
+        max_time_last_heard: t.peer_max_time_last_heard_ms * 1000,
+        max_time_no_response: t.peer_max_time_no_response_ms * 1000,
+        mentor_hunt_interval: t.mentor_hunt_interval_ms * 1000,
+        mentor_discovery_timeout: t.mentor_discovery_timeout_ms * 1000,
+        takeover_expiry: t.takeover_expiry_interval_ms * 1000,
+        ht_max_pes: t.max_elements_per_ht_request as usize,
+    };
 
     let start = Instant::now();
     let mut registrar = Registrar::new(core_config, random_u64(), 0);
@@ -422,11 +458,23 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         servers,
         conn_server: HashMap::new(),
         announcer,
+        enrp_announcer,
+        presence_socket,
         start,
         outputs: Vec::new(),
         reports,
         metrics,
     };
+    let presence_token = Token(usize::MAX - 2);
+    if let Some(s) = &sockets.presence_socket {
+        poll.registry()
+            .register(
+                &mut SourceFd(&s.as_raw_fd()),
+                presence_token,
+                Interest::READABLE,
+            )
+            .map_err(|e| format!("cannot watch the ENRP announce socket: {e}"))?;
+    }
     let mut events = Events::with_capacity(1024);
     let mut transport_events = Vec::new();
     loop {
@@ -465,6 +513,10 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
                     &registrar,
                     &sockets.reports.counts(),
                 );
+                continue;
+            }
+            if ev.token() == presence_token {
+                sockets.read_presence(&mut registrar);
                 continue;
             }
             if let Some(idx) = sockets.servers.iter().position(|(s, _)| s.owns(ev.token())) {
@@ -535,6 +587,9 @@ struct Sockets {
     servers: Vec<(Server, u32)>,
     conn_server: HashMap<ConnId, usize>,
     announcer: Option<Announcer>,
+    /// ENRP Presence by multicast: the sender and the listening socket.
+    enrp_announcer: Option<Announcer>,
+    presence_socket: Option<UdpSocket>,
     start: Instant,
     /// Reused output buffer of the core.
     outputs: Vec<Output>,
@@ -611,6 +666,53 @@ impl Sockets {
         self.outputs = outputs;
     }
 
+    /// Takes every multicast Presence waiting on the announce socket.
+    fn read_presence(&mut self, registrar: &mut Registrar) {
+        let mut buf = [0u8; 65536];
+        for _ in 0..256 {
+            let Some(s) = &self.presence_socket else {
+                return;
+            };
+            let Ok((n, from)) = s.recv_from(&mut buf) else {
+                return;
+            };
+            let mut outputs = std::mem::take(&mut self.outputs);
+            registrar.receive_announce(self.now(), &buf[..n], from, &mut outputs);
+            self.dispatch(registrar, &mut outputs);
+            self.outputs = outputs;
+        }
+    }
+
+    /// Opens an ENRP connection to a peer over the first transport's ENRP endpoint.
+    fn connect(&mut self, registrar: &mut Registrar, to: SocketAddr, outputs: &mut Vec<Output>) {
+        let Some(idx) = self.servers.iter().position(|(_, ppid)| *ppid == PPID_ENRP) else {
+            return;
+        };
+        let now = self.now();
+        let protocol = self.servers[idx].0.protocol();
+        match self.servers[idx].0.connect(&self.registry, to) {
+            Ok(Some(conn)) => {
+                self.conn_server.insert(conn, idx);
+                logging::log(
+                    logging::VERBOSE,
+                    &format!("connecting to ENRP peer {to} over {}", protocol.name()),
+                );
+                registrar.connected(now, conn, transport_protocol(protocol), to, outputs);
+            }
+            Ok(None) => logging::log(
+                logging::VERBOSE,
+                &format!("associating with ENRP peer {to} over {}", protocol.name()),
+            ),
+            Err(e) => {
+                logging::log(
+                    logging::VERBOSE,
+                    &format!("cannot connect to ENRP peer {to}: {e}"),
+                );
+                registrar.connect_failed(now, to, outputs);
+            }
+        }
+    }
+
     /// Carries out the core's outputs, and those they cause, until none is left.
     fn dispatch(&mut self, registrar: &mut Registrar, outputs: &mut Vec<Output>) {
         let mut batch = Vec::new();
@@ -639,9 +741,15 @@ impl Sockets {
                             self.servers[idx].0.close(&self.registry, conn);
                         }
                     }
+                    Output::Connect { to } => self.connect(registrar, to, outputs),
                     Output::Announce { data } => {
                         if let Some(a) = self.announcer.as_mut() {
                             self.reports.announce(&data);
+                            a.send(&data);
+                        }
+                    }
+                    Output::EnrpAnnounce { data } => {
+                        if let Some(a) = self.enrp_announcer.as_mut() {
                             a.send(&data);
                         }
                     }

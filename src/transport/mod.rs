@@ -319,6 +319,16 @@ impl Server {
         }
     }
 
+    /// Opens a connection to `to` (a peer registrar's endpoint). TCP: the new connection at
+    /// once (messages may be queued before it is established; a failure comes as `Down`).
+    /// SCTP: `None`, the association comes up as an `Up` event of this server.
+    pub fn connect(&mut self, registry: &Registry, to: SocketAddr) -> io::Result<Option<ConnId>> {
+        match &mut self.inner {
+            ServerInner::Sctp(s) => s.connect(to).map(|()| None),
+            ServerInner::Tcp(t) => t.connect(registry, to).map(Some),
+        }
+    }
+
     /// Closes (TCP) or aborts (SCTP) a connection. No `Down` event follows.
     pub fn close(&mut self, registry: &Registry, conn: ConnId) {
         match &mut self.inner {

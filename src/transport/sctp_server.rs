@@ -272,6 +272,22 @@ impl SctpServer {
         Some(self.pending_bytes.get(assoc).copied().unwrap_or(0))
     }
 
+    /// Starts an association to `to` from this endpoint; it comes up as an `Up` event.
+    pub(super) fn connect(&mut self, to: SocketAddr) -> io::Result<()> {
+        match sctp::connectx(self.fd.as_raw_fd(), &[to]) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINPROGRESS) | Some(libc::EALREADY) | Some(libc::EISCONN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub(super) fn close(&mut self, conn: ConnId) {
         if let Some(assoc) = self.by_conn.remove(&conn) {
             self.by_assoc.remove(&assoc);

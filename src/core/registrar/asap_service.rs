@@ -308,7 +308,8 @@ impl Registrar {
                 sup.conn = conn;
                 sup.awaiting_ack = false;
                 let at = now + self.cfg.keepalive_interval;
-                self.arm(key, at, TimerKind::SendKeepAlive);
+                self.arm(key.clone(), at, TimerKind::SendKeepAlive);
+                self.publish_pe(&key, out);
                 let msg = AsapMessage::new(AsapBody::RegistrationResponse {
                     pool_handle,
                     pe_id,
@@ -345,7 +346,8 @@ impl Registrar {
                 Some(OperationError::new(cause::REJECTED_SECURITY, &[]))
             }
             Ok(()) => {
-                if self.hs.deregister(&pool_handle, pe_id).is_some() {
+                if let Some(pe) = self.hs.deregister(&pool_handle, pe_id) {
+                    self.publish_removal(&pool_handle, &pe, out);
                     self.counters.deregistrations += 1;
                     out.push(log(
                         LOG_ACTION,
@@ -404,8 +406,9 @@ impl Registrar {
             reporters.push(host);
         }
         match self.hs.report_unreachable(&key.0, pe_id) {
-            UnreachableOutcome::Removed(_) => {
+            UnreachableOutcome::Removed(pe) => {
                 self.pe_gone(&key);
+                self.publish_removal(&key.0, &pe, out);
                 self.counters.removed_unreachable += 1;
                 out.push(log(
                     LOG_ACTION,
@@ -426,7 +429,7 @@ impl Registrar {
         }
     }
 
-    fn handle_resolution(
+    pub(super) fn handle_resolution(
         &mut self,
         now: Micros,
         conn: ConnId,
@@ -434,6 +437,9 @@ impl Registrar {
         items: Option<u32>,
         out: &mut Vec<Output>,
     ) {
+        if self.defer_resolution(conn, &pool_handle, items) {
+            return;
+        }
         let limit = self.cfg.max_hr_rate;
         let Some((host, allowed)) = self.host_rate(now, conn, limit, |h| &mut h.hr_rate) else {
             return;

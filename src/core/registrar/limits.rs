@@ -104,10 +104,19 @@ pub enum Refusal {
     Ownership,
     /// ENRP from a host that is neither a peer nor allowed by `-enrpallow=`.
     EnrpAccess,
+    /// ENRP whose sender id is not the registrar its connection speaks for.
+    EnrpForged,
+    /// A Handle Update for a PE that the sending peer does not own.
+    EnrpNotOwner,
+    /// A Handle Table Response nobody asked for, or one with more than was asked (other
+    /// registrars' PEs in an answer to a request for the sender's own).
+    EnrpUnsolicited,
+    /// Presence beyond the reply rate, or from more registrars than the peer table holds.
+    EnrpFlood,
 }
 
 impl Refusal {
-    pub(super) const ALL: [Refusal; 7] = [
+    pub(super) const ALL: [Refusal; 11] = [
         Refusal::Connection,
         Refusal::ResolutionRate,
         Refusal::UnreachableRate,
@@ -115,6 +124,10 @@ impl Refusal {
         Refusal::PesPerPool,
         Refusal::Ownership,
         Refusal::EnrpAccess,
+        Refusal::EnrpForged,
+        Refusal::EnrpNotOwner,
+        Refusal::EnrpUnsolicited,
+        Refusal::EnrpFlood,
     ];
 
     /// A short name (metrics label, log text).
@@ -127,6 +140,10 @@ impl Refusal {
             Refusal::PesPerPool => "pes_per_pool",
             Refusal::Ownership => "ownership",
             Refusal::EnrpAccess => "enrp_access",
+            Refusal::EnrpForged => "enrp_forged_sender",
+            Refusal::EnrpNotOwner => "enrp_not_owner",
+            Refusal::EnrpUnsolicited => "enrp_unsolicited",
+            Refusal::EnrpFlood => "enrp_flood",
         }
     }
 
@@ -150,6 +167,8 @@ pub struct Counters {
     pub unreachable_reports: u64,
     pub removed_unreachable: u64,
     pub expired: u64,
+    /// Takeovers of dead peers this registrar carried out.
+    pub takeovers: u64,
     /// Refusals by [`Refusal`] kind.
     refused: [u64; Refusal::ALL.len()],
 }

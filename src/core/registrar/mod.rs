@@ -1,5 +1,7 @@
-//! The registrar's protocol state machine (sans-I/O): ASAP towards pool elements and pool users,
-//! and the part of ENRP that answers other registrars' and tools' (hsdump) queries.
+//! The registrar's protocol state machine (sans-I/O): ASAP towards pool elements and pool users
+//! (`asap_service.rs`, `supervision.rs`), ENRP towards other registrars and tools
+//! (`enrp_service.rs` in, the peer table in `peers.rs`, synchronisation in `sync.rs`,
+//! takeover in `takeover.rs`).
 //!
 //! Input: connections coming up and going down, received messages, the passing of time — each
 //! with `now`. Output: [`Output`]s (messages to send, connections to close, announces, log
@@ -26,10 +28,16 @@ mod asap_service;
 mod enrp_service;
 mod invariants;
 mod limits;
+mod peers;
 mod supervision;
+mod sync;
+mod takeover;
 
+use asap_service::{element_size, to_wire_element};
 pub use limits::{AddressPrefix, Counters, Refusal, REFUSAL_LOG_INTERVAL};
 use limits::{Host, Rate, RefusalLog};
+use peers::{Dial, Peer, Startup};
+pub use peers::{EnrpSettings, PeerInfo, MAX_PEERS};
 
 /// Identifies a connection / association (assigned by the transport layer).
 pub type ConnId = u64;
@@ -143,6 +151,14 @@ pub struct RegistrarConfig {
     pub enrp_allow: Vec<AddressPrefix>,
     /// Configured ENRP peers' addresses: they may always speak ENRP.
     pub peers: Vec<IpAddr>,
+    /// Configured ENRP peers' endpoints (`-peer=`), dialled at start and whenever the
+    /// connection is lost.
+    pub static_peers: Vec<SocketAddr>,
+    /// ENRP timers and paging.
+    pub enrp: EnrpSettings,
+    /// Send Presence by multicast every heartbeat ([`Output::EnrpAnnounce`]) and dial the
+    /// registrars heard there ([`Registrar::receive_announce`]).
+    pub enrp_announce: bool,
     /// A gap this long between two calls means the process did not run (SIGSTOP, a paused
     /// VM): the registrar then gives every PE one keep-alive round before it removes any
     /// (see [`Registrar::recovering`]). `None` = never (tests with a jumping clock).
@@ -170,6 +186,9 @@ impl RegistrarConfig {
             idle_timeout: 300_000_000,
             enrp_allow: AddressPrefix::loopback(),
             peers: Vec::new(),
+            static_peers: Vec::new(),
+            enrp: EnrpSettings::default(),
+            enrp_announce: false,
             stall_gap: Some(DEFAULT_STALL_GAP),
         }
     }
@@ -192,8 +211,14 @@ pub enum Output {
     },
     /// Close (TCP) / abort (SCTP) a connection; [`Registrar::connection_down`] need not be called.
     Close { conn: ConnId },
+    /// Open an ENRP connection to a peer's endpoint; report the result with
+    /// [`Registrar::connected`] / [`Registrar::connect_failed`] (TCP), or let the association
+    /// come up as usual (SCTP, [`Registrar::connection_up`]).
+    Connect { to: SocketAddr },
     /// Send one ASAP Server Announce by UDP multicast.
     Announce { data: Vec<u8> },
+    /// Send one ENRP Presence by UDP multicast (`-enrpannounce=`).
+    EnrpAnnounce { data: Vec<u8> },
     /// A log line.
     Log { level: u8, text: String },
 }
@@ -210,6 +235,12 @@ struct Conn {
     enrp_peer: Option<RegistrarId>,
     /// When it last sent a message (or came up).
     last_activity: Micros,
+    /// We opened it (to a peer).
+    dialled: bool,
+    /// The ENRP endpoint it reaches, if it is one of our dials.
+    dial: Option<SocketAddr>,
+    /// Where the next Handle Table Response to this connection continues (own-only flag).
+    ht_cursor: Option<(bool, handlespace::WalkCursor)>,
 }
 
 /// Keep-alive supervision of one PE this registrar is home for.
@@ -258,6 +289,15 @@ pub struct Registrar {
     next_sweep: Micros,
     counters: Counters,
     refusal_log: RefusalLog,
+    /// ENRP peers by id.
+    peers: BTreeMap<RegistrarId, Peer>,
+    /// ENRP endpoints to keep a connection to.
+    dials: BTreeMap<SocketAddr, Dial>,
+    /// Joining: hunting for a mentor, or fetching its table.
+    startup: Option<Startup>,
+    next_heartbeat: Micros,
+    /// Handle resolutions waiting for the mentor's table.
+    deferred: Vec<(ConnId, PoolHandle, Option<u32>)>,
 }
 
 impl Registrar {
@@ -266,7 +306,7 @@ impl Registrar {
         let mut hs_cfg = handlespace::Config::registrar();
         hs_cfg.max_bad_pe_reports = cfg.max_bad_pe_reports;
         let next_announce = cfg.announce_cycle.map(|_| now);
-        Registrar {
+        let mut r = Registrar {
             hs: Handlespace::with_seed(hs_cfg, seed),
             cfg,
             conns: HashMap::new(),
@@ -282,7 +322,14 @@ impl Registrar {
             next_sweep: now + SWEEP_INTERVAL,
             counters: Counters::default(),
             refusal_log: RefusalLog::default(),
-        }
+            peers: BTreeMap::new(),
+            dials: BTreeMap::new(),
+            startup: None,
+            next_heartbeat: now,
+            deferred: Vec::new(),
+        };
+        r.init_peers(now);
+        r
     }
 
     pub fn id(&self) -> RegistrarId {
@@ -355,8 +402,23 @@ impl Registrar {
                 pes: BTreeSet::new(),
                 enrp_peer: None,
                 last_activity: now,
+                dialled: false,
+                dial: None,
+                ht_cursor: None,
             },
         );
+        // An SCTP association to an endpoint we dial (whoever started it) serves that dial.
+        if protocol == TransportProtocol::Sctp {
+            let dial = self
+                .conns
+                .get(&conn)
+                .and_then(|c| c.peer.iter().find(|a| self.dials.contains_key(a)).copied());
+            if let Some(addr) = dial {
+                if self.dials.get(&addr).is_some_and(|d| d.conn.is_none()) {
+                    self.bind_dial(now, addr, conn, out);
+                }
+            }
+        }
     }
 
     /// A connection went down: every PE registered over it is removed at once (while the
@@ -370,6 +432,8 @@ impl Registrar {
             h.conns = h.conns.saturating_sub(1);
             h.pes = h.pes.saturating_sub(c.pes.len() as u32);
         }
+        self.enrp_connection_down(now, &c, conn);
+        self.deferred.retain(|d| d.0 != conn);
         let keep_until = self.recovering_until.filter(|&t| now < t);
         for key in c.pes {
             if let Some(deadline) = keep_until {
@@ -388,7 +452,8 @@ impl Registrar {
                 continue;
             }
             self.pe_gone(&key);
-            if self.hs.deregister(&key.0, key.1).is_some() {
+            if let Some(pe) = self.hs.deregister(&key.0, key.1) {
+                self.publish_removal(&key.0, &pe, out);
                 out.push(log(
                     LOG_ACTION,
                     format!(
@@ -413,6 +478,7 @@ impl Registrar {
             self.next_announce,
             Some(self.next_sweep),
             self.last_seen.map(|t| t + TICK),
+            self.next_peer_wakeup(),
         ]
         .into_iter()
         .flatten()
@@ -434,6 +500,7 @@ impl Registrar {
                 };
                 let key = (ph, pe.id());
                 self.pe_gone(&key);
+                self.publish_removal(&key.0, &pe, out);
                 self.counters.expired += 1;
                 out.push(log(
                     LOG_ACTION,
@@ -441,6 +508,7 @@ impl Registrar {
                 ));
             }
         }
+        self.run_peer_timers(now, out);
         if now >= self.next_sweep {
             self.sweep(now, out);
             self.next_sweep = now + SWEEP_INTERVAL;
@@ -573,3 +641,6 @@ fn push_send(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod enrp_tests;

@@ -146,11 +146,12 @@ impl Registrar {
             .collect();
         for key in due {
             self.pe_gone(&key);
-            if self.hs.deregister(&key.0, key.1).is_some() {
+            if let Some(pe) = self.hs.deregister(&key.0, key.1) {
+                self.publish_removal(&key.0, &pe, out);
                 out.push(log(
                     LOG_ACTION,
                     format!(
-                        "removed PE {} of pool \"{}\": it did not register again after the stall",
+                        "removed PE {} of pool \"{}\": it did not register again in time",
                         key.1, key.0
                     ),
                 ));

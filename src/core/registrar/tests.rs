@@ -423,9 +423,19 @@ fn enrp_query(r: &mut Registrar, conn: ConnId) -> Vec<Output> {
         },
     );
     r.receive(0, conn, PPID_ENRP, &presence.to_bytes().unwrap(), &mut out);
-    let htr = EnrpMessage::new(tool, r.id(), EnrpBody::HandleTableRequest);
-    r.receive(0, conn, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
-    out
+    // One page per request; the next request continues while M is set.
+    loop {
+        let htr = EnrpMessage::new(tool, r.id(), EnrpBody::HandleTableRequest);
+        let mut page = Vec::new();
+        r.receive(0, conn, PPID_ENRP, &htr.to_bytes().unwrap(), &mut page);
+        let more = enrp_sent(&page).iter().any(|m| {
+            matches!(m.body, EnrpBody::HandleTableResponse { .. }) && m.flags & enrp::FLAG_MORE != 0
+        });
+        out.extend(page);
+        if !more {
+            return out;
+        }
+    }
 }
 
 /// The ENRP messages among `out`.
@@ -475,10 +485,12 @@ fn hsdump_style_enrp_queries_are_answered() {
     let mut r = registrar();
     register(&mut r, 0, 0xe001, PolicyType::RoundRobin);
     let replies = hsdump_queries(&mut r);
+    // Like rsplib: a Presence to the new "peer" and a List Request, then the table.
     assert!(matches!(replies[0].body, EnrpBody::Presence { .. }));
-    match &replies[1].body {
+    assert!(matches!(replies[1].body, EnrpBody::ListRequest));
+    match &replies[2].body {
         EnrpBody::HandleTableResponse { pools } => {
-            assert_eq!(replies[1].flags, 0);
+            assert_eq!(replies[2].flags, 0);
             assert_eq!(pools[0].elements[0].id, PeId(0xe001));
             assert!(pools[0].elements[0].asap_transport.is_some());
         }

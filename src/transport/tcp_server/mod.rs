@@ -328,6 +328,32 @@ impl TcpServer {
         self.conns.get(&Token(conn as usize)).map(TcpConn::buffered)
     }
 
+    /// Starts a connection to `to`; messages sent before it is established wait in its output.
+    /// A refusal is reported later as `Down` (the socket turns readable with an error).
+    pub(super) fn connect(&mut self, registry: &Registry, to: SocketAddr) -> io::Result<ConnId> {
+        let mut stream = MioTcpStream::connect(to)?;
+        let token = next_token();
+        let _ = stream.set_nodelay(true);
+        registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        self.conns.insert(
+            token,
+            TcpConn {
+                stream,
+                peer: to,
+                deframer: Deframer::new(),
+                output: VecDeque::new(),
+                want_write: true,
+                readable: false,
+                queued: false,
+                batch: 0,
+                partial_since: None,
+                over_since: None,
+                watched: false,
+            },
+        );
+        Ok(token.0 as ConnId)
+    }
+
     pub(super) fn close(&mut self, registry: &Registry, conn: ConnId) {
         if let Some(mut c) = self.conns.remove(&Token(conn as usize)) {
             let _ = registry.deregister(&mut c.stream);

@@ -1,0 +1,419 @@
+//! ENRP figures, in process (the registrar state machines wired together; every message is
+//! encoded and decoded as on the wire, no sockets): handle table transfer of 10⁵ PEs to a
+//! joining registrar, Handle Update propagation (registration at one registrar until the peer
+//! has applied it), takeover of 10⁴ PEs, and the memory of 10⁶ PEs owned by a peer.
+//!
+//! Plus one figure over real sockets: the `rspregistrar` binary on loopback TCP, this bench as
+//! its ENRP peer and as a PE: the time from sending a Registration until the registrar's
+//! Handle Update for it arrives at the peer (median and p99 of 2 000).
+//!
+//! `cargo bench --bench enrp` (medians of 5 runs).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rsplib::core::handlespace::Micros;
+use rsplib::core::registrar::{
+    AddressScope, ConnId, EnrpSettings, Output, Registrar, RegistrarConfig,
+};
+use rsplib::core::types::{
+    PeId, PolicyInfo, PolicyType, RegistrarId, TransportAddress, TransportProtocol,
+    TRANSPORT_USE_DATA_ONLY,
+};
+use rsplib::core::wire::{
+    enrp, AsapBody, AsapMessage, EnrpBody, EnrpMessage, PoolElement, ServerInformation, PPID_ASAP,
+    PPID_ENRP,
+};
+
+const SEC: Micros = 1_000_000;
+
+fn addr(i: usize) -> SocketAddr {
+    format!("127.0.0.{}:9901", i + 1).parse().unwrap()
+}
+
+fn config(i: usize, n: usize) -> RegistrarConfig {
+    let mut c = RegistrarConfig::new(RegistrarId(0x100 + i as u32));
+    c.min_address_scope = AddressScope::Loopback;
+    c.announce_cycle = None;
+    c.stall_gap = None;
+    c.keepalive_interval = 3600 * SEC;
+    c.keepalive_timeout = 3600 * SEC;
+    c.enrp = EnrpSettings {
+        heartbeat_cycle: SEC,
+        max_time_last_heard: SEC,
+        max_time_no_response: SEC,
+        mentor_hunt_interval: SEC / 10,
+        mentor_discovery_timeout: 600 * SEC,
+        takeover_expiry: 10 * SEC,
+        ht_max_pes: 128,
+    };
+    c.static_peers = (0..n).filter(|&j| j != i).map(addr).collect();
+    c.peers = c.static_peers.iter().map(|a| a.ip()).collect();
+    c
+}
+
+/// Registrars linked pairwise; PEs on one client connection per registrar.
+struct Net {
+    r: Vec<Option<Registrar>>,
+    links: std::collections::HashMap<(usize, ConnId), (usize, ConnId)>,
+    queue: VecDeque<(usize, Output)>,
+    next: ConnId,
+    now: Micros,
+    logs: Vec<String>,
+}
+
+impl Net {
+    fn new(n: usize, start: &[usize]) -> Net {
+        let mut net = Net {
+            r: (0..n).map(|_| None).collect(),
+            links: Default::default(),
+            queue: VecDeque::new(),
+            next: 100,
+            now: 0,
+            logs: Vec::new(),
+        };
+        for &i in start {
+            net.r[i] = Some(Registrar::new(config(i, n), i as u64, 0));
+        }
+        net
+    }
+
+    fn start(&mut self, i: usize) {
+        let n = self.r.len();
+        self.r[i] = Some(Registrar::new(config(i, n), 9, self.now));
+    }
+
+    fn deliver(&mut self) {
+        while let Some((i, o)) = self.queue.pop_front() {
+            let now = self.now;
+            let mut out = Vec::new();
+            match o {
+                Output::Send { conn, ppid, data } => {
+                    if let Some(&(j, c)) = self.links.get(&(i, conn)) {
+                        if let Some(r) = self.r[j].as_mut() {
+                            r.receive(now, c, ppid, &data, &mut out);
+                            self.queue.extend(out.drain(..).map(|o| (j, o)));
+                        }
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some((j, c)) = self.links.remove(&(i, conn)) {
+                        self.links.remove(&(j, c));
+                        if let Some(r) = self.r[j].as_mut() {
+                            r.connection_down(now, c, &mut out);
+                            self.queue.extend(out.drain(..).map(|o| (j, o)));
+                        }
+                    }
+                }
+                Output::Connect { to } => {
+                    let j = (0..self.r.len()).find(|&j| addr(j) == to);
+                    let Some(j) = j.filter(|&j| self.r[j].is_some()) else {
+                        if let Some(r) = self.r[i].as_mut() {
+                            r.connect_failed(now, to, &mut out);
+                        }
+                        self.queue.extend(out.drain(..).map(|o| (i, o)));
+                        continue;
+                    };
+                    self.next += 2;
+                    let (a, b) = (self.next, self.next + 1);
+                    self.links.insert((i, a), (j, b));
+                    self.links.insert((j, b), (i, a));
+                    let from: SocketAddr = SocketAddr::new(addr(i).ip(), 40000 + a as u16);
+                    let rj = self.r[j].as_mut().unwrap();
+                    rj.connection_up(now, b, TransportProtocol::Tcp, vec![from], &mut out);
+                    self.queue.extend(out.drain(..).map(|o| (j, o)));
+                    let ri = self.r[i].as_mut().unwrap();
+                    ri.connected(now, a, TransportProtocol::Tcp, to, &mut out);
+                    self.queue.extend(out.drain(..).map(|o| (i, o)));
+                }
+                Output::Log { text, .. } => self.logs.push(text),
+                Output::Announce { .. } | Output::EnrpAnnounce { .. } => {}
+            }
+        }
+    }
+
+    fn run(&mut self, d: Micros) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += SEC / 10;
+            for i in 0..self.r.len() {
+                if let Some(r) = self.r[i].as_mut() {
+                    let mut out = Vec::new();
+                    r.poll(self.now, &mut out);
+                    self.queue.extend(out.into_iter().map(|o| (i, o)));
+                }
+            }
+            self.deliver();
+        }
+    }
+
+    /// A client connection at registrar `i` (PEs come from 127.0.1.1).
+    fn client(&mut self, i: usize) -> ConnId {
+        self.next += 1;
+        let c = self.next;
+        let mut out = Vec::new();
+        self.r[i].as_mut().unwrap().connection_up(
+            self.now,
+            c,
+            TransportProtocol::Tcp,
+            vec!["127.0.1.1:50000".parse().unwrap()],
+            &mut out,
+        );
+        c
+    }
+
+    /// Registers PE `k` at registrar `i` over `conn`; the peers' updates are delivered.
+    fn register(&mut self, i: usize, conn: ConnId, k: u32) {
+        let e = element(k, "127.0.1.1");
+        let bytes = AsapMessage::new(AsapBody::Registration {
+            pool_handle: format!("pool{}", k % 100).as_str().into(),
+            element: e,
+        })
+        .to_bytes()
+        .unwrap();
+        let mut out = Vec::new();
+        self.r[i]
+            .as_mut()
+            .unwrap()
+            .receive(self.now, conn, PPID_ASAP, &bytes, &mut out);
+        // Answers to the PE go nowhere (no link); updates go to the peers.
+        self.queue.extend(out.into_iter().map(|o| (i, o)));
+        self.deliver();
+    }
+}
+
+/// PE `k` of a round-robin pool at `ip`:7000, registered for an hour.
+fn element(k: u32, ip: &str) -> PoolElement {
+    let mut t = TransportAddress::new(TransportProtocol::Tcp, 7000, vec![ip.parse().unwrap()]);
+    t.transport_use = TRANSPORT_USE_DATA_ONLY;
+    let mut e = PoolElement::new(PeId(k), t, PolicyInfo::new(PolicyType::RoundRobin));
+    e.registration_life = 3_600_000;
+    e
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0)
+}
+
+/// Loopback TCP: one registration at the real registrar until its Handle Update reaches us.
+fn propagation_over_tcp() {
+    use rsplib::transport::framing::Deframer;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Command, Stdio};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_addr = listener.local_addr().unwrap();
+    let asap_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rspregistrar"))
+        .args([
+            &format!("-asap=127.0.0.1:{asap_port}"),
+            "-enrp=127.0.0.1:0",
+            "-asapannounce=off",
+            "-enrpannounce=off",
+            "-transport=tcp",
+            "-minaddressscope=loopback",
+            "-endpointkeepalivetransmissioninterval=3600000",
+            "-maxpesperhost=-1",
+            "-loglevel=0",
+            "-quiet",
+            &format!("-peer={peer_addr}"),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The registrar dials us; we answer its Presence so that it takes us for a peer.
+    let (mut enrp_conn, _) = listener.accept().unwrap();
+    enrp_conn.set_nodelay(true).unwrap();
+    let me = RegistrarId(0x0bec0bec);
+    let mut deframer = Deframer::new();
+    let mut buf = vec![0u8; 65536];
+    let mut next = |s: &mut TcpStream, d: &mut Deframer| -> EnrpMessage {
+        loop {
+            if let Some(m) = d.next_message().unwrap() {
+                return EnrpMessage::decode(&m).unwrap().message;
+            }
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "registrar closed the ENRP connection");
+            d.push(&buf[..n]);
+        }
+    };
+    let first = next(&mut enrp_conn, &mut deframer);
+    let presence = EnrpMessage::new(
+        me,
+        first.sender,
+        EnrpBody::Presence {
+            checksum: 0xffff,
+            server_info: ServerInformation::new(me, vec![]),
+        },
+    );
+    enrp_conn.write_all(&presence.to_bytes().unwrap()).unwrap();
+    let mut pe = loop {
+        match TcpStream::connect(("127.0.0.1", asap_port)) {
+            Ok(s) => break s,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
+    pe.set_nodelay(true).unwrap();
+    let mut lat = Vec::new();
+    for k in 1..=2000u32 {
+        let e = element(k, "127.0.0.1");
+        let reg = AsapMessage::new(AsapBody::Registration {
+            pool_handle: "pool".into(),
+            element: e,
+        })
+        .to_bytes()
+        .unwrap();
+        let start = Instant::now();
+        pe.write_all(&reg).unwrap();
+        loop {
+            let m = next(&mut enrp_conn, &mut deframer);
+            if let EnrpBody::HandleUpdate { element, .. } = m.body {
+                if element.id == PeId(k) {
+                    break;
+                }
+            }
+        }
+        lat.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "handle update propagation over loopback TCP (registration in, update out): median \
+         {:.0} µs, p99 {:.0} µs (2000 registrations)",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+}
+
+fn main() {
+    propagation_over_tcp();
+    // Handle table transfer: registrar 0 holds 10^5 PEs; registrar 1 joins.
+    let mut secs = Vec::new();
+    for _ in 0..5 {
+        let mut net = Net::new(2, &[0]);
+        let c = net.client(0);
+        for k in 1..=100_000 {
+            net.register(0, c, k);
+        }
+        net.start(1);
+        let t = Instant::now();
+        while net.r[1].as_ref().unwrap().joining() {
+            net.run(SEC / 10);
+        }
+        secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(net.r[1].as_ref().unwrap().handlespace().len(), 100_000);
+    }
+    let s = median(secs);
+    println!(
+        "handle table transfer, 10^5 PEs: {s:.2} s, {:.0} PEs/s (median of 5)",
+        1e5 / s
+    );
+
+    // Update propagation: one registration at registrar 0 until registrar 1 applied it.
+    let mut net = Net::new(2, &[0, 1]);
+    net.run(SEC);
+    let c = net.client(0);
+    let mut lat = Vec::new();
+    for k in 1..=20_000u32 {
+        let t = Instant::now();
+        net.register(0, c, k);
+        lat.push(t.elapsed().as_nanos() as f64 / 1000.0);
+    }
+    assert_eq!(net.r[1].as_ref().unwrap().handlespace().len(), 20_000);
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "handle update propagation (in process, encode+decode+apply): median {:.1} µs, p99 {:.1} µs",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+
+    // Takeover of 10^4 PEs: registrar 1 dies; time from the death being declared (the last
+    // poll before the takeover) until registrar 0 is home for all of them.
+    let mut secs = Vec::new();
+    for _ in 0..5 {
+        let mut net = Net::new(3, &[0, 1, 2]);
+        net.run(SEC);
+        let c = net.client(1);
+        for k in 1..=10_000 {
+            net.register(1, c, k);
+        }
+        // Registrar 1 dies silently; the others notice after 2 s.
+        net.r[1] = None;
+        net.links.retain(|&(i, _), &mut (j, _)| i != 1 && j != 1);
+        net.run(19 * SEC / 10);
+        let t = Instant::now();
+        while net.r[0].as_ref().unwrap().counters().takeovers == 0 {
+            net.run(SEC / 10);
+        }
+        secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(
+            net.r[2]
+                .as_ref()
+                .unwrap()
+                .handlespace()
+                .owned_count(RegistrarId(0x100)),
+            10_000
+        );
+    }
+    println!(
+        "takeover of 10^4 PEs (ack round + re-homing at both survivors): {:.1} ms (median of 5)",
+        median(secs) * 1000.0
+    );
+
+    // Memory: 10^6 PEs owned by a peer, applied from Handle Updates by a registrar alone
+    // (the "peer" is this bench speaking ENRP on one connection).
+    let mut r = Registrar::new(config(1, 2), 1, 0);
+    let mut out = Vec::new();
+    let peer_id = RegistrarId(0x100);
+    r.connection_up(0, 1, TransportProtocol::Tcp, vec![addr(0)], &mut out);
+    let presence = EnrpMessage::new(
+        peer_id,
+        RegistrarId(0),
+        EnrpBody::Presence {
+            checksum: 0xffff,
+            server_info: ServerInformation::new(peer_id, vec![]),
+        },
+    );
+    r.receive(0, 1, PPID_ENRP, &presence.to_bytes().unwrap(), &mut out);
+    let before = rss_kib();
+    for k in 1..=1_000_000u32 {
+        let mut e = element(k, "127.0.1.1");
+        e.home_registrar = peer_id;
+        let update = EnrpMessage::new(
+            peer_id,
+            RegistrarId(0x101),
+            EnrpBody::HandleUpdate {
+                action: enrp::UPDATE_ADD_PE,
+                reserved: 0,
+                pool_handle: format!("pool{}", k % 100).as_str().into(),
+                element: e,
+            },
+        );
+        out.clear();
+        r.receive(1, 1, PPID_ENRP, &update.to_bytes().unwrap(), &mut out);
+    }
+    let after = rss_kib();
+    assert_eq!(r.handlespace().owned_count(peer_id), 1_000_000);
+    println!(
+        "memory of 10^6 PEs owned by a peer: {} MiB RSS growth, {} B per PE",
+        after.saturating_sub(before) / 1024,
+        after.saturating_sub(before) * 1024 / 1_000_000
+    );
+}
