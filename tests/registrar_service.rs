@@ -415,3 +415,75 @@ fn debians_cspmonitor_lists_the_registrar() {
         .collect();
     assert!(seen(&text), "cspmonitor's screen:\n{tail}");
 }
+
+/// A free TCP port on loopback (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two peered registrars: each one's metrics count the other as peer and its CSP reports list
+/// it as an ENRP association, as rsplib's do.
+#[test]
+fn peers_show_in_metrics_and_csp_reports() {
+    let dir = common::temp_dir("peers-metrics");
+    let (e1, e2) = (free_port(), free_port());
+    let monitor = UdpSocket::bind("127.0.0.1:0").unwrap();
+    monitor
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut r1 = Registrar::start(
+        REGISTRAR,
+        &dir.join("log1"),
+        &[
+            &format!("-enrp=127.0.0.1:{e1}"),
+            &format!("-peer=127.0.0.1:{e2}"),
+            "-identifier=0x1001",
+            "-metrics=127.0.0.1:0",
+            &format!("-cspserver={}", monitor.local_addr().unwrap()),
+            "-cspinterval=100",
+            "-peerheartbeatcycle=1000",
+        ],
+    );
+    let _r2 = Registrar::start(
+        REGISTRAR,
+        &dir.join("log2"),
+        &[
+            &format!("-enrp=127.0.0.1:{e2}"),
+            &format!("-peer=127.0.0.1:{e1}"),
+            "-identifier=0x1002",
+            "-peerheartbeatcycle=1000",
+        ],
+    );
+    let url = metrics_url(&mut r1);
+    wait_until(
+        "r1's metrics count one peer",
+        Duration::from_secs(15),
+        || {
+            let page = ureq::get(&url)
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .unwrap_or_default();
+            page.lines().any(|l| l == "rsplib_registrar_peers 1")
+        },
+    );
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no CSP report with the peer");
+        let n = monitor.recv(&mut buf).expect("a CSP report");
+        let associations = u16::from_be_bytes([buf[286], buf[287]]);
+        if associations == 1 && n == 288 + 24 {
+            // Receiver: registrar group | 0x1002; SCTP; PPID 12 (ENRP).
+            assert_eq!(&buf[288..296], &0x0100_0000_0000_1002u64.to_be_bytes());
+            assert_eq!(&buf[306..312], &[0, 132, 0, 0, 0, 12]);
+            let status = String::from_utf8_lossy(&buf[156..284]).to_string();
+            assert!(status.contains(", 1 Peer"), "{status}");
+            break;
+        }
+    }
+}

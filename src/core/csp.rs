@@ -105,12 +105,16 @@ impl StatusReport {
     /// since the reporter started, `component_address` as the location; `workload` 0..1, or
     /// `None` for unknown.
     pub fn emit_v3(&self, workload: Option<f64>) -> Vec<u8> {
-        let n = self.associations.len().min(usize::from(u16::MAX));
+        // As many entries as fit into one UDP datagram.
+        let n = self
+            .associations
+            .len()
+            .min((65_507 - CSP3_HEADER_SIZE) / ENTRY_SIZE);
         let len = CSP3_HEADER_SIZE + ENTRY_SIZE * n;
         let mut out = Vec::with_capacity(len);
         out.push(CSPHT_STATUS as u8);
         out.push(0);
-        out.extend_from_slice(&(len.min(usize::from(u16::MAX)) as u16).to_be_bytes());
+        out.extend_from_slice(&(len as u16).to_be_bytes());
         out.extend_from_slice(&CSP3_VERSION.to_be_bytes());
         out.extend_from_slice(&self.sender_id.to_be_bytes());
         out.extend_from_slice(&self.sender_timestamp.to_be_bytes());

@@ -28,17 +28,6 @@ const MAX_REQUEST: usize = 8192;
 const TOKEN_BASE: usize = usize::MAX / 2;
 const TOKEN_END: usize = TOKEN_BASE + (1 << 32);
 
-/// Every kind of refusal the core counts (the `cause` label of `refusals_total`).
-const REFUSALS: [Refusal; 7] = [
-    Refusal::Connection,
-    Refusal::ResolutionRate,
-    Refusal::UnreachableRate,
-    Refusal::PesPerHost,
-    Refusal::PesPerPool,
-    Refusal::Ownership,
-    Refusal::EnrpAccess,
-];
-
 struct Client {
     stream: TcpStream,
     request: Vec<u8>,
@@ -318,7 +307,7 @@ pub fn render(
         family(&mut out, name, "gauge", help, &[("", v)]);
     }
     let c = registrar.counters();
-    let counters: [(&str, &str, u64); 9] = [
+    let counters: [(&str, &str, u64); 10] = [
         (
             "registrations_total",
             "New PE registrations accepted.",
@@ -360,6 +349,11 @@ pub fn render(
             c.expired,
         ),
         (
+            "takeovers_total",
+            "Takeovers of dead ENRP peers carried out.",
+            c.takeovers,
+        ),
+        (
             "keepalives_sent_total",
             "Endpoint Keep-Alives sent.",
             counts.keepalives_sent,
@@ -368,13 +362,13 @@ pub fn render(
     for (name, help, v) in counters {
         family(&mut out, name, "counter", help, &[("", v)]);
     }
-    let labels: Vec<String> = REFUSALS
+    let labels: Vec<String> = Refusal::ALL
         .iter()
         .map(|r| format!("{{cause=\"{}\"}}", r.name()))
         .collect();
     let samples: Vec<(&str, u64)> = labels
         .iter()
-        .zip(REFUSALS)
+        .zip(Refusal::ALL)
         .map(|(l, r)| (l.as_str(), c.refused(r)))
         .collect();
     family(

@@ -40,9 +40,9 @@ impl Figures {
     }
 }
 
-/// ENRP peers known to the registrar. No ENRP peering yet: none.
-pub fn peers(_registrar: &Registrar) -> usize {
-    0
+/// ENRP peers known to the registrar.
+pub fn peers(registrar: &Registrar) -> usize {
+    registrar.peers().len()
 }
 
 /// Counts of messages the core's counters do not keep (rsplib's statistics columns).
@@ -261,7 +261,7 @@ impl Reports {
                 sender_timestamp: now.saturating_duration_since(c.started).as_micros() as u64,
                 status_text: status_text(&f).into_bytes(),
                 component_address: c.location.clone().into_bytes(),
-                associations: Vec::new(),
+                associations: peer_associations(registrar),
             };
             // rsplib 3.x's layout: what Debian's cspmonitor reads.
             if let Err(e) = c.socket.send_to(&report.emit_v3(None), c.to) {
@@ -344,6 +344,22 @@ fn location(addrs: &[IpAddr], port: u16) -> String {
         .unwrap_or_default();
     let text = format!("{host} [{}]:{port}", csp::address_list(addrs));
     text.chars().take(csp::TEXT_SIZE - 1).collect()
+}
+
+/// The connected ENRP peers as CSP associations, as rsplib's registrar reports them.
+fn peer_associations(registrar: &Registrar) -> Vec<csp::AssociationEntry> {
+    registrar
+        .peers()
+        .into_iter()
+        .filter(|p| p.connected)
+        .map(|p| csp::AssociationEntry {
+            receiver_id: csp::cid_compound(csp::CID_GROUP_REGISTRAR, u64::from(p.id.0)),
+            duration: u64::MAX,
+            flags: 0,
+            protocol_id: libc::IPPROTO_SCTP as u16,
+            ppid: PPID_ENRP,
+        })
+        .collect()
 }
 
 /// rsplib's CSP status text: "PEs[owned] in pools, peers".
