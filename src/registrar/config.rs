@@ -98,7 +98,8 @@ pub struct Extras {
     pub log_color: bool,
     /// Serve Prometheus metrics over HTTP here (`-metrics=addr:port`).
     pub metrics: Option<SocketAddr>,
-    /// Options accepted but without effect here: one warning line each at start-up.
+    /// One warning line each at start-up: options accepted without effect here, and old
+    /// option names.
     pub ignored: Vec<String>,
 }
 
