@@ -2,9 +2,13 @@
 #
 #   make                      build the library (librsplib.so/.a), headers and programs
 #   make test                 everything CI runs: cargo tests, clippy, fmt, header check, C tests
-#   make install PREFIX=/usr/local DESTDIR=/tmp/pkg
+#   make install PREFIX=/usr/local DESTDIR=/tmp/pkg   only copies (stripped; STRIP=: keeps
+#                             the debug information), so `sudo make install` works after `make`
+#   make install-strip        the same (the GNU name)
 #   make uninstall PREFIX=/usr/local DESTDIR=/tmp/pkg
 #   make demo                 the main job (see README)
+#   make deb                  Debian packages into build/deb (librsplib0, librsplib-rs-dev,
+#                             rsplib-rs-registrar); make deb-check also lints and checks them
 #   make headers              regenerate include/ from src/ffi/ (commit the result)
 
 PREFIX     ?= /usr/local
@@ -14,6 +18,12 @@ INCLUDEDIR ?= $(PREFIX)/include
 BINDIR     ?= $(PREFIX)/bin
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 EXAMPLESDIR  ?= $(PREFIX)/share/rsplib/examples
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/rsplib
+# systemd looks for units in /usr/local/lib/systemd/system too; /usr puts them into /usr/lib.
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+STRIP      ?= strip
 
 VERSION    := 0.8.0
 SOMAJOR    := 0
@@ -34,6 +44,14 @@ TARGETDIR  ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 OUT        := $(TARGETDIR)/$(PROFILE)
 PROGRAMS   := rspregistrar rspdecode rsptool
 HEADERS    := $(wildcard include/*.h)
+MANPAGES   := $(wildcard man/*.[138])
+# rsplib(3) documents these functions: `man rspRegister` finds it.
+MAN3_LINKS := rspInitialize rspCleanUp rspAddStaticRegistrar rspGetErrorDescription rspRegister \
+              rspDeregister rspHandleResolution rspFreeEndpointAddressArray rspReportFailure \
+              rspCreatePoolElement rspDeletePoolElement rspAcceptSession rspCreateSession \
+              rspDeleteSession rspSessionRead rspSessionWrite
+# What `make` builds and `make install` copies.
+CARGO_BUILT := $(OUT)/librsplib.so $(OUT)/librsplib.a $(addprefix $(OUT)/,$(PROGRAMS))
 CXX        ?= c++
 CPPTHREAD_OUT := $(TARGETDIR)/cppthread
 
@@ -45,7 +63,8 @@ STAGE_PKG  := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig PKG_CONFIG_S
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build cppthread headers install uninstall stage test cargo-test clippy fmt-check \
+.PHONY: deb deb-check all build cppthread headers install install-strip uninstall stage test \
+        cargo-test clippy fmt-check \
         header-check c-tests install-check examples test-sctp bench-work demo check-tools \
         clean
 
@@ -72,6 +91,24 @@ check-tools:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 >/dev/null 2>&1 || \
 	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-16 >/dev/null 2>&1; } || \
 	    echo "make: clang-16 not installable here; the C23 header check will be skipped"; \
+	fi
+	@# Optional: debhelper and lintian for `make deb-check` (skipped without them).
+	@if ! command -v dh >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing debhelper and lintian (make deb-check builds and lints the packages)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpkg-dev debhelper lintian >/dev/null 2>&1 || \
+	    echo "make: debhelper/lintian not installable here; deb-check will be skipped"; \
+	fi
+	@# Optional: Debian's rsplib 3.4 cspmonitor, which a test has list our registrar's reports.
+	@if ! command -v cspmonitor >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's rsplib-tools (cspmonitor reads the registrar's CSP reports)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsplib-tools >/dev/null 2>&1 || \
+	    echo "make: rsplib-tools not installable here; the cspmonitor test will be skipped"; \
+	fi
+	@# Optional: mandoc lints the manual pages (tests/manual_pages.rs; `man --warnings` otherwise).
+	@if ! command -v mandoc >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing mandoc (lints the manual pages)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mandoc >/dev/null 2>&1 || \
+	    echo "make: mandoc not installable here; the manual pages are checked with man --warnings"; \
 	fi
 	@for c in clippy rustfmt; do \
 	  sub=$$c; [ $$c = rustfmt ] && sub=fmt; \
@@ -102,17 +139,27 @@ headers:
 	RSPLIB_HEADERS_DIR=$(CURDIR)/include $(CARGO) build --lib
 
 # ---------------------------------------------------------------------------------- install
-install: build
+# `install` needs the build's files, not cargo: when they are there (after `make`) it only
+# copies, so `sudo make install` works with cargo only on the user's PATH. Files are stripped
+# as they are installed (STRIP=: keeps debug information, as Debian's dh_strip wants).
+$(CARGO_BUILT):
+	$(CARGO) build --release --lib --bins
+
+install: $(CARGO_BUILT) $(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME) $(CPPTHREAD_OUT)/libcppthread.a
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/rsplib $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
 	install -m 0755 $(OUT)/librsplib.so $(DESTDIR)$(LIBDIR)/$(REALNAME)
+	$(STRIP) --strip-unneeded $(DESTDIR)$(LIBDIR)/$(REALNAME)
 	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
 	for n in $(COMPAT_SONAMES); do ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$$n; done
 	install -m 0644 $(OUT)/librsplib.a $(DESTDIR)$(LIBDIR)/librsplib.a
+	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/librsplib.a
 	install -m 0755 $(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME) $(DESTDIR)$(LIBDIR)/$(CPPTHREAD_REALNAME)
+	$(STRIP) --strip-unneeded $(DESTDIR)$(LIBDIR)/$(CPPTHREAD_REALNAME)
 	ln -sf $(CPPTHREAD_REALNAME) $(DESTDIR)$(LIBDIR)/$(CPPTHREAD_SONAME)
 	ln -sf $(CPPTHREAD_SONAME) $(DESTDIR)$(LIBDIR)/libcppthread.so
 	install -m 0644 $(CPPTHREAD_OUT)/libcppthread.a $(DESTDIR)$(LIBDIR)/libcppthread.a
+	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/libcppthread.a
 	install -m 0644 $(HEADERS) $(CPPTHREAD_HEADERS) $(DESTDIR)$(INCLUDEDIR)/rsplib/
 	@# The classic package's include directory: programs whose build files name
 	@# include/rserpool find the same headers there (links; pkg-config names include/rsplib).
@@ -124,9 +171,25 @@ install: build
 	      pkgconfig/$$pc.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc && \
 	  chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc || exit 1; \
 	done
-	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p; done
+	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p && $(STRIP) $(DESTDIR)$(BINDIR)/$$p; done
 	install -d $(DESTDIR)$(EXAMPLESDIR)
-	install -m 0644 c-examples/*.c c-examples/*.cc $(DESTDIR)$(EXAMPLESDIR)/
+	install -m 0644 c-examples/*.c c-examples/*.cc c-examples/Makefile $(DESTDIR)$(EXAMPLESDIR)/
+	for m in $(MANPAGES); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	for f in $(MAN3_LINKS); do ln -sf rsplib.3 $(DESTDIR)$(MANDIR)/man3/$$f.3; done
+	install -d $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/default
+	install -m 0644 LICENSE README.md $(DESTDIR)$(DOCDIR)/
+	sed -e 's|/usr/bin/rspregistrar|$(BINDIR)/rspregistrar|' -e 's|/etc/default/|$(SYSCONFDIR)/default/|' \
+	    systemd/rspregistrar.service > $(DESTDIR)$(UNITDIR)/rspregistrar.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/rspregistrar.service
+	@# The options file is the administrator's once installed: never overwritten.
+	test -e $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar || \
+	  install -m 0644 systemd/rspregistrar.default $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar
+	@if [ -z "$(DESTDIR)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then ldconfig; \
+	  else echo "make: run 'ldconfig' as root so that programs find $(SONAME) in $(LIBDIR)"; fi; \
+	fi
+
+install-strip: install
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
@@ -138,15 +201,62 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rserpool/,$(notdir $(HEADERS) $(CPPTHREAD_HEADERS)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib $(DESTDIR)$(INCLUDEDIR)/rserpool 2>/dev/null
 	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
-	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c c-examples/*.cc)))
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c c-examples/*.cc)) Makefile)
 	-rmdir -p $(DESTDIR)$(EXAMPLESDIR) 2>/dev/null
+	rm -f $(foreach f,$(MAN3_LINKS),$(DESTDIR)$(MANDIR)/man3/$(f).3)
+	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; rmdir -p $(DESTDIR)$(MANDIR)/man$$s 2>/dev/null; done; true
+	rm -f $(DESTDIR)$(DOCDIR)/LICENSE $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(UNITDIR)/rspregistrar.service
+	-rmdir -p $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) 2>/dev/null
+	@# The options file stays if the administrator changed it.
+	if [ -e $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar ] && cmp -s systemd/rspregistrar.default $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar; then \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/default/rspregistrar; rmdir -p $(DESTDIR)$(SYSCONFDIR)/default 2>/dev/null; fi; true
 
-stage:
+stage: build
 	rm -rf $(STAGE)
 	$(MAKE) --no-print-directory install PREFIX=$(STAGE_PREFIX) DESTDIR=$(STAGE)
 
+# ---------------------------------------------------------------------------------- packages
+# Debian packages, built by dpkg-buildpackage from a copy of the tree (its results land in the
+# copy's parent, build/deb) with the release build made here: debian/rules only installs.
+DEB_DIR := $(CURDIR)/build/deb
+deb: build
+	@command -v dpkg-buildpackage >/dev/null 2>&1 && command -v dh >/dev/null 2>&1 || { \
+	  echo "make: deb needs dpkg-dev and debhelper (apt-get install dpkg-dev debhelper)"; exit 1; }
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
+	tar -cf - --exclude=./target --exclude=./build --exclude=./.git --exclude=./fuzz/target . \
+	  | tar -xf - -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && RSPLIB_TARGETDIR=$(TARGETDIR) dpkg-buildpackage -b -d -us -uc \
+	  > $(DEB_DIR)/build.log 2>&1 || { tail -40 $(DEB_DIR)/build.log; exit 1; }
+	rm -rf $(DEB_DIR)/src
+	ls -l $(DEB_DIR)/*.deb
+
+# The packages' file lists against tests/data/deb/*.list, lintian (no errors), and an
+# install into a scratch root: pkg-config finds the library there and the examples build
+# with their installed Makefile and run.
+deb-check: deb
+	sh debian/check-packages.sh $(DEB_DIR)
+
 # ---------------------------------------------------------------------------------- tests
-test: check-tools cargo-test clippy fmt-check header-check c-tests install-check
+# Every stage runs (a failed one does not stop the others) under a heading; the last line is
+# the count of stages passed and failed. deb-check is skipped (and says so) without
+# dpkg-buildpackage and debhelper.
+TEST_STAGES := cargo-test clippy fmt-check header-check c-tests install-check deb-check
+test: check-tools
+	@passed=0; failed=0; skipped=0; failures=""; \
+	for s in $(TEST_STAGES); do \
+	  echo; echo "======================================== make test: $$s"; \
+	  if [ $$s = deb-check ] && ! { command -v dpkg-buildpackage && command -v dh; } >/dev/null 2>&1; then \
+	    echo "SKIPPED: dpkg-buildpackage or debhelper missing (apt-get install dpkg-dev debhelper lintian)"; \
+	    skipped=$$((skipped + 1)); continue; fi; \
+	  start=$$(date +%s); \
+	  if $(MAKE) --no-print-directory $$s; then passed=$$((passed + 1)); r=passed; \
+	  else failed=$$((failed + 1)); failures="$$failures $$s"; r=FAILED; fi; \
+	  echo "---------------------------------------- $$s: $$r in $$(( $$(date +%s) - start )) s"; \
+	done; \
+	echo; echo "======================================== make test: summary"; \
+	if [ -n "$$failures" ]; then echo "failed stages:$$failures"; fi; \
+	echo "stages: $$passed passed, $$failed failed, $$skipped skipped"; \
+	[ $$failed = 0 ]
 
 # Unit, integration and doc tests; then every benchmark once with tiny sizes (a smoke run:
 # they must not break; their figures mean nothing here — `cargo bench` measures).
@@ -201,12 +311,11 @@ bench-work:
 # our registrar, two echo-pe pool elements, one echo-pu; one PE is killed half way and the PU
 # carries on with the other.
 EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe
+# Built with the installed examples' own Makefile, as a user of the installed package would.
 examples: stage
-	mkdir -p build/examples
-	for e in $(EXAMPLES); do \
-	  $(STAGE_PKG) sh -c 'cc -Wall -Wextra -Werror c-examples/'$$e'.c $$(pkg-config --cflags --libs rsplib) -o build/examples/'$$e || exit 1; \
-	done
-	$(STAGE_PKG) sh -c '$(CXX) -Wall -Wextra -Werror c-examples/cppthread-pe.cc $$(pkg-config --cflags --libs rsplib cppthread) -o build/examples/cppthread-pe'
+	rm -rf build/examples && mkdir -p build && cp -r $(STAGE)$(STAGE_PREFIX)/share/rsplib/examples build/examples
+	$(STAGE_PKG) $(MAKE) --no-print-directory -C build/examples CFLAGS="-Wall -Wextra -Werror" \
+	  CXXFLAGS="-Wall -Wextra -Werror" $(EXAMPLES) cppthread-pe
 
 demo: examples
 	@echo "=== c-examples/demo.sh: registrar, two echo-pe, one echo-pu, built with pkg-config against build/stage"

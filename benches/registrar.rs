@@ -148,9 +148,7 @@ fn concurrent(
 fn log_time(log: &std::path::Path, text: &str, from: u64) -> Option<u64> {
     let content = std::fs::read_to_string(log).ok()?;
     content.lines().find_map(|l| {
-        let ts = l.strip_prefix('[')?.split(']').next()?;
-        let (s, us) = ts.split_once('.')?;
-        let t = s.parse::<u64>().ok()? * 1_000_000 + us.parse::<u64>().ok()?;
+        let t = rsplib::logging::line_time(l)?;
         (t >= from && l.contains(text)).then_some(t)
     })
 }
@@ -296,7 +294,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(5));
         };
         kill_to_removal.push((removed - before) as f64);
-        if let Some(down) = log_time(&reg.log, "down: Closed", before) {
+        if let Some(down) = log_time(&reg.log, "closed by the peer", before) {
             down_to_removal.push(removed.saturating_sub(down) as f64);
         }
     }

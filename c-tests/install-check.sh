@@ -11,7 +11,8 @@ check() { # description, test...
    d=$1; shift
    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL install: $d"; fi
 }
-make --no-print-directory -s install PREFIX=$PREFIX DESTDIR="$DEST" > "$DEST.log" 2>&1 || { cat "$DEST.log"; exit 1; }
+# Only copies: with the build there, install runs no cargo (CARGO=false would fail it).
+make --no-print-directory -s install CARGO=false PREFIX=$PREFIX DESTDIR="$DEST" > "$DEST.log" 2>&1 || { cat "$DEST.log"; exit 1; }
 L=$DEST$PREFIX/lib
 check "real library file" test -f "$L/librsplib.so.0.8.0"
 check "soname link" test "$(readlink "$L/librsplib.so.0")" = librsplib.so.0.8.0
@@ -50,7 +51,19 @@ done
 check "example cppthread-pe.cc" test -f "$DEST$PREFIX/share/rsplib/examples/cppthread-pe.cc"
 for p in rspregistrar rspdecode rsptool; do
    check "program $p" test -x "$DEST$PREFIX/bin/$p"
+   check "program $p stripped" sh -c "! readelf -S '$DEST$PREFIX/bin/$p' | grep -q -e '\.debug_info' -e '\.symtab'"
 done
+check "library stripped" sh -c "! readelf -S '$L/librsplib.so.0.8.0' | grep -q -e '\.debug_info' -e '\.symtab'"
+check "static library without debug information" sh -c "! readelf -S '$L/librsplib.a' 2>/dev/null | grep -q '\.debug_info'"
+M=$DEST$PREFIX/share/man
+for m in man8/rspregistrar.8 man1/rsptool.1 man1/rspdecode.1 man3/rsplib.3; do
+   check "manual page $m" test -f "$M/$m"
+done
+check "rspRegister(3) finds rsplib(3)" test "$(readlink "$M/man3/rspRegister.3")" = rsplib.3
+check "systemd unit" grep -q "^ExecStart=$PREFIX/bin/rspregistrar " "$DEST$PREFIX/lib/systemd/system/rspregistrar.service"
+check "options file" test -f "$DEST/etc/default/rspregistrar"
+check "license" test -f "$DEST$PREFIX/share/doc/rsplib/LICENSE"
+check "examples Makefile" test -f "$DEST$PREFIX/share/rsplib/examples/Makefile"
 make --no-print-directory -s uninstall PREFIX=$PREFIX DESTDIR="$DEST" > "$DEST.log" 2>&1
 left=$(find "$DEST" -type f -o -type l | wc -l)
 check "uninstall removes every file ($left left)" test "$left" = 0

@@ -1,21 +1,31 @@
 //! One small process-wide logger used by the registrar and the library: a level (rsplib's 0–9:
-//! 0 quiet, 1 errors, 2 warnings, 3 actions, 5 verbose, 9 everything), and a target (stderr or a
-//! file, truncated or appended). Each line starts with a wall-clock timestamp in microseconds,
-//! so lines of different processes can be compared.
+//! 0 quiet, 1 errors, 2 warnings, 3 notices — the registrar's default, registrations and
+//! removals — 4 actions, 5–9 verbose), and a target (stderr or a file, truncated or appended;
+//! [`reopen`] opens the file again after logrotate moved it).
+//!
+//! A line reads `2026-12-02 13:17:15.123456 NOTICE registrar: text`: local date and time with
+//! microseconds (the C library's `localtime_r`, so the system's time zone), the level's name,
+//! the component, the text. Under systemd (stderr is the journal stream named by
+//! `$JOURNAL_STREAM`) a line is `<5>registrar: text` instead: the journal stamps it itself and
+//! reads the syslog priority from the prefix. `-logcolor=on` colours lines by level.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
 static LEVEL: AtomicU32 = AtomicU32::new(2);
-static TARGET: Mutex<Option<File>> = Mutex::new(None);
+static COLOR: AtomicBool = AtomicBool::new(false);
+static TARGET: Mutex<Option<(File, PathBuf)>> = Mutex::new(None);
+static COMPONENT: Mutex<&'static str> = Mutex::new("rsplib");
 
 pub const ERROR: u32 = 1;
 pub const WARNING: u32 = 2;
+/// rsplib's "note" level (3): what an operator wants by default.
 pub const ACTION: u32 = 3;
 pub const VERBOSE: u32 = 5;
 
@@ -34,20 +44,42 @@ pub fn enabled(level: u32) -> bool {
     level != 0 && level <= self::level()
 }
 
+/// ANSI colours by level on or off.
+pub fn set_color(on: bool) {
+    COLOR.store(on, Ordering::Relaxed);
+}
+
+/// The component named in lines logged with [`log`] ("rsplib" unless a program says else).
+pub fn set_component(name: &'static str) {
+    *COMPONENT.lock() = name;
+}
+
 /// Logs to `path` from now on (appending or truncating); `None` = stderr.
 pub fn set_file(path: Option<(&Path, bool)>) -> io::Result<()> {
     let file = match path {
         None => None,
-        Some((p, append)) => Some(
-            OpenOptions::new()
-                .create(true)
-                .write(true)
-                .append(append)
-                .truncate(!append)
-                .open(p)?,
-        ),
+        Some((p, append)) => Some((open(p, append)?, p.to_path_buf())),
     };
     *TARGET.lock() = file;
+    Ok(())
+}
+
+fn open(p: &Path, append: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(p)
+}
+
+/// Opens the log file again under its name, appending (SIGHUP after logrotate). Nothing to do
+/// when logging goes to stderr.
+pub fn reopen() -> io::Result<()> {
+    let mut target = TARGET.lock();
+    if let Some((file, path)) = target.as_mut() {
+        *file = open(path, true)?;
+    }
     Ok(())
 }
 
@@ -59,17 +91,160 @@ pub fn wall_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes one line if `level` is enabled.
+/// The name printed for a level.
+pub fn level_name(level: u32) -> &'static str {
+    match level {
+        0 | 1 => "ERROR",
+        2 => "WARNING",
+        3 => "NOTICE",
+        4 => "ACTION",
+        _ => "VERBOSE",
+    }
+}
+
+/// The syslog priority of a level (the journal's `<N>` prefix).
+pub fn syslog_priority(level: u32) -> u8 {
+    match level {
+        0 | 1 => 3,
+        2 => 4,
+        3 => 5,
+        4 => 6,
+        _ => 7,
+    }
+}
+
+fn color_of(level: u32) -> &'static str {
+    match level {
+        0 | 1 => "\x1b[1;31m",
+        2 => "\x1b[33m",
+        3 => "\x1b[32m",
+        4 => "\x1b[36m",
+        _ => "\x1b[2m",
+    }
+}
+
+/// `micros` since the epoch as local `YYYY-MM-DD hh:mm:ss.uuuuuu`.
+pub fn local_time(micros: u64) -> String {
+    let secs = (micros / 1_000_000) as libc::time_t;
+    // SAFETY: localtime_r fills the zeroed struct from a valid time_t (glibc reads the time
+    // zone on first use).
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return format!("@{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+        }
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        micros % 1_000_000
+    )
+}
+
+/// The time stamp at the start of a log line (as [`format_line`] writes it, local time) as
+/// microseconds since the epoch; `None` for a line without one.
+pub fn line_time(line: &str) -> Option<u64> {
+    let stamp = line.get(..26)?;
+    let b = stamp.as_bytes();
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[19] != b'.' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| stamp.get(r)?.parse::<i32>().ok();
+    // SAFETY: mktime reads and normalizes a zeroed, filled-in struct.
+    let secs = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        tm.tm_year = n(0..4)? - 1900;
+        tm.tm_mon = n(5..7)? - 1;
+        tm.tm_mday = n(8..10)?;
+        tm.tm_hour = n(11..13)?;
+        tm.tm_min = n(14..16)?;
+        tm.tm_sec = n(17..19)?;
+        tm.tm_isdst = -1;
+        libc::mktime(&mut tm)
+    };
+    let micros = u64::try_from(n(20..26)?).ok()?;
+    Some(u64::try_from(secs).ok()? * 1_000_000 + micros)
+}
+
+/// Whether stderr is the journal's stream (systemd sets `JOURNAL_STREAM=dev:inode` of it).
+fn stderr_is_journal() -> bool {
+    static JOURNAL: OnceLock<bool> = OnceLock::new();
+    *JOURNAL.get_or_init(|| {
+        let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+            return false;
+        };
+        let v = v.to_string_lossy();
+        let Some((dev, ino)) = v.split_once(':') else {
+            return false;
+        };
+        // SAFETY: fstat on descriptor 2 into a zeroed struct.
+        let st = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(2, &mut st) != 0 {
+                return false;
+            }
+            st
+        };
+        dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
+    })
+}
+
+/// One line as written: `journal` = for the journal (priority prefix, no stamp).
+pub fn format_line(
+    micros: u64,
+    level: u32,
+    component: &str,
+    text: &str,
+    journal: bool,
+    color: bool,
+) -> String {
+    if journal {
+        return format!("<{}>{component}: {text}\n", syslog_priority(level));
+    }
+    let line = format!(
+        "{} {:<7} {component}: {text}",
+        local_time(micros),
+        level_name(level)
+    );
+    if color {
+        format!("{}{line}\x1b[0m\n", color_of(level))
+    } else {
+        format!("{line}\n")
+    }
+}
+
+/// Writes one line of the process's component if `level` is enabled.
 pub fn log(level: u32, text: &str) {
     if !enabled(level) {
         return;
     }
-    let t = wall_micros();
-    let line = format!("[{}.{:06}] {text}\n", t / 1_000_000, t % 1_000_000);
+    let component = *COMPONENT.lock();
+    log_from(component, level, text);
+}
+
+/// Writes one line of `component` if `level` is enabled.
+pub fn log_from(component: &str, level: u32, text: &str) {
+    if !enabled(level) {
+        return;
+    }
+    let color = COLOR.load(Ordering::Relaxed);
     let mut target = TARGET.lock();
     let result = match target.as_mut() {
-        Some(f) => f.write_all(line.as_bytes()).and_then(|_| f.flush()),
-        None => io::stderr().write_all(line.as_bytes()),
+        Some((f, _)) => {
+            let line = format_line(wall_micros(), level, component, text, false, color);
+            f.write_all(line.as_bytes()).and_then(|_| f.flush())
+        }
+        None => {
+            let journal = stderr_is_journal();
+            let line = format_line(wall_micros(), level, component, text, journal, color);
+            io::stderr().write_all(line.as_bytes())
+        }
     };
     // A log line that cannot be written is dropped: logging must never fail the caller.
     drop(result);
@@ -80,15 +255,46 @@ pub fn file_len() -> Option<u64> {
     TARGET
         .lock()
         .as_ref()
-        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        .map(|(f, _)| f.metadata().map(|m| m.len()).unwrap_or(0))
 }
 
 /// Writes `text` as is (no timestamp, whatever the level) to the log target.
 pub fn write_raw(text: &str) {
     let mut target = TARGET.lock();
     let result = match target.as_mut() {
-        Some(f) => f.write_all(text.as_bytes()).and_then(|_| f.flush()),
+        Some((f, _)) => f.write_all(text.as_bytes()).and_then(|_| f.flush()),
         None => io::stderr().write_all(text.as_bytes()),
     };
     drop(result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_carry_local_time_level_and_component() {
+        let line = format_line(1_796_204_355_003_114, 3, "registrar", "hello", false, false);
+        // 2026-12-01 or -02 depending on the time zone; the layout is fixed.
+        let (stamp, rest) = line.split_at(26);
+        assert!(stamp.starts_with("2026-1"), "{line}");
+        assert_eq!(&stamp[10..11], " ");
+        assert!(stamp.ends_with(".003114"), "{line}");
+        assert_eq!(rest, " NOTICE  registrar: hello\n");
+        assert_eq!(line_time(&line), Some(1_796_204_355_003_114), "read back");
+        assert_eq!(line_time("[1.2] old style"), None);
+        assert_eq!(
+            format_line(0, 2, "registrar", "w", true, false),
+            "<4>registrar: w\n"
+        );
+        let colored = format_line(0, 1, "x", "e", false, true);
+        assert!(colored.starts_with("\x1b[1;31m") && colored.ends_with("\x1b[0m\n"));
+    }
+
+    #[test]
+    fn levels_map_to_syslog_priorities() {
+        let p: Vec<u8> = (1..=9).map(syslog_priority).collect();
+        assert_eq!(p, [3, 4, 5, 6, 7, 7, 7, 7, 7]);
+        assert_eq!(level_name(9), "VERBOSE");
+    }
 }

@@ -48,8 +48,9 @@ echo "== resolve at 3"
 {tool} resolve -registrar=127.0.0.1:3863 -poolhandle=McastPool
 echo "== hsdump 2"
 {tool} hsdump 127.0.0.1:9912
-echo "== log 1"
-cat $DIR/r1.log
+# Whichever registrar heard another's Presence first dialled it: all logs, not only r1's.
+echo "== logs"
+cat $DIR/r1.log $DIR/r2.log $DIR/r3.log
 "#,
         reg = REGISTRAR,
         tool = TOOL

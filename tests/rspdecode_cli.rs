@@ -79,3 +79,36 @@ fn hex_input_and_exit_codes() {
     assert_eq!(String::from_utf8(bad.stdout).unwrap().lines().count(), 1);
     assert!(String::from_utf8(bad.stderr).unwrap().contains("line 2"));
 }
+
+#[test]
+fn help_version_and_usage_errors() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rspdecode"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let help = run(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        text.contains("Usage: rspdecode") && text.contains("--hex"),
+        "{text}"
+    );
+    let version = run(&["--version"]);
+    assert_eq!(version.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap().trim(),
+        format!("rspdecode {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(run(&["--bogus"]).status.code(), Some(2));
+    assert_eq!(run(&[]).status.code(), Some(2), "neither a file nor --hex");
+    assert_eq!(run(&["--asap", "--enrp", "-"]).status.code(), Some(2));
+    assert_eq!(run(&["/nonexistent.pcap"]).status.code(), Some(2));
+    let completion = run(&["--completions", "bash"]);
+    assert!(completion.status.success());
+    assert!(String::from_utf8(completion.stdout)
+        .unwrap()
+        .contains("rspdecode"));
+}

@@ -1,88 +1,85 @@
-//! rspdecode: prints ASAP/ENRP messages as JSON lines.
+//! rspdecode: prints ASAP/ENRP messages as JSON lines (rspdecode(1)).
 //!
 //! ```text
 //! rspdecode CAPTURE.pcapng            # SCTP PPID 11/12, UDP and TCP ports 3863/9901
 //! rspdecode [--asap|--enrp] --hex     # or "-": one hex-encoded message per stdin line
 //! ```
-//! One JSON object per message, in capture order; errors go to stderr with the frame (or line)
-//! number. Exit code 0 if every message decoded, 1 otherwise, 2 on usage or I/O errors.
-//!
-//! JSON is written by hand (a 20-line escaper) rather than pulling serde into the crate.
+//! One JSON object per message, in capture order (serde_json, keys in a fixed order); errors go
+//! to stderr with the frame (or line) number. Exit code 0 if every message decoded, 1
+//! otherwise, 2 on usage or I/O errors.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, Write as _};
 use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use serde_json::{json, Map, Number, Value};
 
 use rsplib::core::pcap::{extract_messages, Carrier};
 use rsplib::core::types::{PolicyInfo, PolicyValue, TransportAddress, TransportProtocol};
 use rsplib::core::wire::*;
 
-/// A JSON string literal.
-fn js(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
+#[derive(Parser)]
+#[command(
+    name = "rspdecode",
+    version,
+    about = "Prints the ASAP/ENRP messages of a capture, or of hex lines on stdin, as JSON lines",
+    after_help = "Exit codes: 0 every message decoded, 1 some did not, 2 usage or I/O error."
+)]
+struct Cli {
+    /// A pcap or pcapng capture (SCTP PPID 11/12, UDP and TCP ports 3863/9901); "-" reads hex
+    /// lines from stdin.
+    file: Option<String>,
+    /// Read one hex-encoded message per line from stdin ('#' starts a comment line).
+    #[arg(long)]
+    hex: bool,
+    /// Hex input is ASAP (the default).
+    #[arg(long, conflicts_with = "enrp")]
+    asap: bool,
+    /// Hex input is ENRP.
+    #[arg(long)]
+    enrp: bool,
+    /// Print a shell completion script and exit.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
+/// A capture time stamp as a JSON number with all nine decimals.
+fn time(sec: u64, nsec: u32) -> Value {
+    format!("{sec}.{nsec:09}")
+        .parse::<Number>()
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
-fn id32(v: u32) -> String {
-    js(&format!("0x{v:08x}"))
+fn id32(v: u32) -> Value {
+    Value::String(format!("0x{v:08x}"))
 }
 
-/// A JSON object under construction.
+/// A JSON object under construction, keys in insertion order.
 #[derive(Default)]
-struct Obj(Vec<(String, String)>);
+struct Obj(Map<String, Value>);
 
 impl Obj {
-    fn raw(mut self, k: &str, v: impl Into<String>) -> Self {
-        self.0.push((k.to_string(), v.into()));
+    fn raw(mut self, k: &str, v: impl Into<Value>) -> Self {
+        self.0.insert(k.to_string(), v.into());
         self
     }
     fn str(self, k: &str, v: &str) -> Self {
-        self.raw(k, js(v))
+        self.raw(k, v)
     }
-    fn num(self, k: &str, v: impl std::fmt::Display) -> Self {
-        self.raw(k, v.to_string())
+    fn num(self, k: &str, v: impl Into<Number>) -> Self {
+        self.raw(k, Value::Number(v.into()))
     }
-    fn done(self) -> String {
-        let mut s = String::from("{");
-        for (i, (k, v)) in self.0.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            let _ = write!(s, "{}:{}", js(k), v);
-        }
-        s.push('}');
-        s
+    fn done(self) -> Value {
+        Value::Object(self.0)
     }
 }
 
-fn arr(items: impl IntoIterator<Item = String>) -> String {
-    format!("[{}]", items.into_iter().collect::<Vec<_>>().join(","))
+fn arr(items: impl IntoIterator<Item = Value>) -> Value {
+    Value::Array(items.into_iter().collect())
 }
 
-fn transport(t: &TransportAddress) -> String {
+fn transport(t: &TransportAddress) -> Value {
     let mut o = Obj::default()
         .str("protocol", t.protocol.name())
         .num("port", t.port);
@@ -106,12 +103,12 @@ fn transport(t: &TransportAddress) -> String {
     };
     o.raw(
         "addresses",
-        arr(t.addresses.iter().map(|a| js(&a.to_string()))),
+        arr(t.addresses.iter().map(|a| Value::String(a.to_string()))),
     )
     .done()
 }
 
-fn policy(p: &PolicyInfo) -> String {
+fn policy(p: &PolicyInfo) -> Value {
     let mut o = Obj::default()
         .str("name", p.policy.name())
         .raw("code", id32(p.policy.wire_code()));
@@ -138,15 +135,15 @@ fn skipped(o: Obj, s: &[SkippedParam]) -> Obj {
         "unknown_parameters",
         arr(s.iter().map(|s| {
             Obj::default()
-                .raw("type", js(&format!("0x{:04x}", s.param.param_type())))
-                .num("position", s.position)
-                .str("value", &hex(s.param.value()))
+                .str("type", &format!("0x{:04x}", s.param.param_type()))
+                .num("position", s.position as u64)
+                .str("value", &hex::encode(s.param.value()))
                 .done()
         })),
     )
 }
 
-fn element(e: &PoolElement) -> String {
+fn element(e: &PoolElement) -> Value {
     let mut o = Obj::default()
         .raw("pe_id", id32(e.id.0))
         .raw("home_registrar", id32(e.home_registrar.0))
@@ -159,22 +156,22 @@ fn element(e: &PoolElement) -> String {
     skipped(o, &e.skipped).done()
 }
 
-fn op_error(e: &OperationError) -> String {
+fn op_error(e: &OperationError) -> Value {
     Obj::default()
         .raw(
             "causes",
             arr(e.causes.iter().map(|c| {
                 Obj::default()
-                    .raw("code", js(&format!("0x{:04x}", c.code)))
+                    .str("code", &format!("0x{:04x}", c.code))
                     .str("name", cause::name(c.code))
-                    .str("info", &hex(&c.info))
+                    .str("info", &hex::encode(&c.info))
                     .done()
             })),
         )
         .done()
 }
 
-fn server(s: &ServerInformation) -> String {
+fn server(s: &ServerInformation) -> Value {
     skipped(
         Obj::default()
             .raw("server_id", id32(s.server_id.0))
@@ -188,7 +185,7 @@ fn ph(o: Obj, p: &rsplib::core::types::PoolHandle) -> Obj {
     o.str("pool_handle", &p.to_string())
 }
 
-fn opt<T>(o: Obj, k: &str, v: &Option<T>, f: impl Fn(&T) -> String) -> Obj {
+fn opt<T>(o: Obj, k: &str, v: &Option<T>, f: impl Fn(&T) -> Value) -> Obj {
     match v {
         Some(v) => o.raw(k, f(v)),
         None => o,
@@ -223,9 +220,7 @@ fn asap_fields(mut o: Obj, m: &AsapMessage) -> Obj {
             op_error,
         ),
         HandleResolution { pool_handle, items } => {
-            opt(ph(o, pool_handle), "hr_option_items", items, |n| {
-                n.to_string()
-            })
+            opt(ph(o, pool_handle), "hr_option_items", items, |n| json!(n))
         }
         HandleResolutionResponse {
             pool_handle,
@@ -253,7 +248,7 @@ fn asap_fields(mut o: Obj, m: &AsapMessage) -> Obj {
         } => o
             .raw("server_id", id32(server_id.0))
             .raw("transports", arr(transports.iter().map(transport))),
-        Cookie { cookie } | CookieEcho { cookie } => o.str("cookie", &hex(cookie)),
+        Cookie { cookie } | CookieEcho { cookie } => o.str("cookie", &hex::encode(cookie)),
         BusinessCard {
             pool_handle,
             policy: p,
@@ -275,7 +270,7 @@ fn enrp_fields(o: Obj, m: &EnrpMessage) -> Obj {
             checksum,
             server_info,
         } => o
-            .raw("pe_checksum", js(&format!("0x{checksum:04x}")))
+            .str("pe_checksum", &format!("0x{checksum:04x}"))
             .raw("server_information", server(server_info)),
         HandleTableRequest | ListRequest => o,
         HandleTableResponse { pools } => o.raw(
@@ -292,7 +287,7 @@ fn enrp_fields(o: Obj, m: &EnrpMessage) -> Obj {
             pool_handle,
             element: e,
         } => ph(
-            o.num("update_action", action)
+            o.num("update_action", *action)
                 .str(
                     "update_action_name",
                     match *action {
@@ -301,7 +296,7 @@ fn enrp_fields(o: Obj, m: &EnrpMessage) -> Obj {
                         _ => "unknown",
                     },
                 )
-                .num("reserved", reserved),
+                .num("reserved", *reserved),
             pool_handle,
         )
         .raw("pool_element", element(e)),
@@ -322,7 +317,7 @@ fn render(context: Obj, bytes: &[u8], d: &Decoded<Message>) -> String {
         .num("type", m.msg_type())
         .str("name", m.name())
         .num("flags", m.flags())
-        .num("length", bytes.len());
+        .num("length", bytes.len() as u64);
     o = match m {
         Message::Asap(a) => asap_fields(o, a),
         Message::Enrp(e) => enrp_fields(o, e),
@@ -330,42 +325,42 @@ fn render(context: Obj, bytes: &[u8], d: &Decoded<Message>) -> String {
     if !d.unrecognized.is_empty() {
         o = o.raw(
             "to_report",
-            arr(d.unrecognized.iter().map(|p| js(&hex(p.bytes())))),
+            arr(d
+                .unrecognized
+                .iter()
+                .map(|p| Value::String(hex::encode(p.bytes())))),
         );
     }
-    o.done()
+    o.done().to_string()
 }
 
 fn parse_hex(line: &str) -> Result<Vec<u8>, String> {
     let s: String = line.chars().filter(|c| !c.is_whitespace()).collect();
     let s = s.strip_prefix("0x").unwrap_or(&s);
-    if s.len() % 2 != 0 {
-        return Err("odd number of hex digits".into());
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
-        .collect()
-}
-
-fn usage() -> ExitCode {
-    eprintln!("usage: rspdecode FILE.pcap[ng] | rspdecode [--asap|--enrp] (--hex | -)");
-    ExitCode::from(2)
+    hex::decode(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
-    let mut protocol = Protocol::Asap;
-    let mut hex_in = false;
-    let mut file = None;
-    for a in std::env::args().skip(1) {
-        match a.as_str() {
-            "--asap" => protocol = Protocol::Asap,
-            "--enrp" => protocol = Protocol::Enrp,
-            "--hex" | "-" => hex_in = true,
-            "-h" | "--help" => return usage(),
-            f if !f.starts_with('-') && file.is_none() => file = Some(f.to_string()),
-            _ => return usage(),
-        }
+    let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "rspdecode",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let protocol = if cli.enrp {
+        Protocol::Enrp
+    } else {
+        Protocol::Asap
+    };
+    let hex_in = cli.hex || cli.file.as_deref() == Some("-");
+    let file = cli.file.filter(|f| f != "-");
+    if hex_in == file.is_some() {
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -389,7 +384,8 @@ fn main() -> ExitCode {
             });
             match result {
                 Ok((b, d)) => {
-                    let _ = writeln!(out, "{}", render(Obj::default().num("line", n + 1), &b, &d));
+                    let ctx = Obj::default().num("line", n as u64 + 1);
+                    let _ = writeln!(out, "{}", render(ctx, &b, &d));
                 }
                 Err(e) => {
                     eprintln!("line {}: {e}", n + 1);
@@ -398,7 +394,9 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        let Some(path) = file else { return usage() };
+        let Some(path) = file else {
+            return ExitCode::from(2);
+        };
         let data = match std::fs::read(&path) {
             Ok(d) => d,
             Err(e) => {
@@ -418,8 +416,8 @@ fn main() -> ExitCode {
         }
         for m in &ex.messages {
             let mut ctx = Obj::default()
-                .num("frame", m.frame)
-                .raw("time", format!("{}.{:09}", m.ts_sec, m.ts_nsec))
+                .num("frame", m.frame as u64)
+                .raw("time", time(m.ts_sec, m.ts_nsec))
                 .str(
                     "carrier",
                     match m.carrier {
@@ -442,7 +440,7 @@ fn main() -> ExitCode {
                         "frame {}: {} error: {e} ({})",
                         m.frame,
                         m.protocol.name(),
-                        hex(&m.bytes)
+                        hex::encode(&m.bytes)
                     );
                     failed = true;
                 }

@@ -1,80 +1,254 @@
-//! rsptool: a small ASAP client built on the core codec and transport, for trying a registrar
-//! out and for the registrar's tests.
+//! rsptool: a small ASAP pool element and pool user built on the core codec and transport, for
+//! trying a registrar out and for the registrar's tests. `rsptool --help` and
+//! `rsptool help SUBCOMMAND` describe it; rsptool(1) is its manual page.
 //!
-//!   rsptool pe -registrar=ADDR:PORT -poolhandle=NAME [-identifier=0x..] [-port=N]
-//!              [-policy=roundrobin|wrr:W|lu:LOAD] [-life=MS] [-transport=tcp|sctp]
-//!              [-ignore-keepalives] [-reregister=MS]
-//!       registers a pool element and keeps it alive (answers keep-alives) until SIGTERM/SIGINT,
-//!       then deregisters. Prints one line per event on stdout.
-//!   rsptool resolve -registrar=ADDR:PORT -poolhandle=NAME [-items=N] [-transport=tcp|sctp]
-//!       one handle resolution: prints one line per PE ("PE 0x... ADDR:PORT"), exit 2 if none.
-//!   rsptool announces [-group=239.0.0.50:3863] [-count=N] [-timeout=S]
-//!       joins the ASAP announce group and prints each Server Announce received.
-//!   rsptool lib-resolve -poolhandle=NAME [-registrar=ADDR:PORT]... [-transport=tcp|sctp]
-//!       resolves through the library (as rspHandleResolution does): without -registrar it
-//!       finds a registrar by its announces.
-//!   rsptool hsdump ADDR[:PORT] [-transport=tcp|sctp] [-timeout=S]
-//!       a registrar's peers and handlespace (pools, PEs, home registrar, policy, addresses),
-//!       asked over ENRP (port 9901 unless given).
+//! Subcommands are one clap enum ([`Cmd`]): a new one is a variant, its argument struct and a
+//! line in `main`.
 
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::process::exit;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use rsplib::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, TransportAddress, TransportProtocol,
     TRANSPORT_USE_DATA_ONLY,
 };
-use rsplib::core::wire::{AsapBody, AsapMessage, PoolElement};
+use rsplib::core::wire::{cause, AsapBody, AsapMessage, OperationError, PoolElement};
 use rsplib::transport::{Association, Protocol, PPID_ASAP};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+#[derive(Parser)]
+#[command(
+    name = "rsptool",
+    version,
+    about = "A small RSerPool pool element and pool user, for trying a registrar out",
+    after_help = "Options may also be written rsplib-style with one dash (-registrar=ADDR).\n\
+                  Addresses are host:port with names or numbers (localhost:3863, [::1]:3863)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
 }
 
-struct Options {
-    registrar: Vec<SocketAddr>,
-    pool: PoolHandle,
-    id: u32,
+#[derive(Subcommand)]
+enum Cmd {
+    /// Register a pool element and keep it registered (answering keep-alives) until SIGINT or
+    /// SIGTERM, then deregister it; one line per event on stdout.
+    Pe(PeArgs),
+    /// One handle resolution: one line per pool element ("PE 0x... ADDR:PORT ..."); exit
+    /// code 2 if the pool is empty or unknown.
+    Resolve(ResolveArgs),
+    /// Join the ASAP announce group and print each Server Announce received; exit code 2 if
+    /// none arrived.
+    Announces(AnnouncesArgs),
+    /// Resolve through the library, as rspHandleResolution() does (cache, registrar hunt;
+    /// without --registrar the registrar is found by its announces).
+    LibResolve(LibResolveArgs),
+    /// Register a PE through the library, as classic PEs do: it re-registers every interval
+    /// and hunts for another registrar among those given when its registrar is gone.
+    LibPe(LibPeArgs),
+    /// A registrar's peers and handlespace (pools, PEs, home registrar, policy, addresses),
+    /// asked over ENRP.
+    Hsdump(HsdumpArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Transport {
+    Tcp,
+    Sctp,
+}
+
+impl From<Transport> for Protocol {
+    fn from(t: Transport) -> Protocol {
+        match t {
+            Transport::Tcp => Protocol::Tcp,
+            Transport::Sctp => Protocol::Sctp,
+        }
+    }
+}
+
+/// Where the registrar is and how to reach it.
+#[derive(Args)]
+struct RegistrarArgs {
+    /// The registrar: host:port[,host:port...] (all addresses of one multihomed endpoint).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoints)]
+    registrar: Endpoints,
+    /// The pool handle.
+    #[arg(long, value_name = "NAME")]
+    poolhandle: String,
+    /// Transport to the registrar.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
+}
+
+#[derive(Args)]
+struct PeArgs {
+    #[command(flatten)]
+    target: RegistrarArgs,
+    /// PE identifier (hexadecimal 0x... or decimal; default: from the process id).
+    #[arg(long, value_parser = parse_u32, default_value = "0")]
+    identifier: u32,
+    /// The PE's (pretended) service port.
+    #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Policy: roundrobin, random, wrr:WEIGHT, wrand:WEIGHT, lu[:LOAD].
+    #[arg(long, value_parser = parse_policy, default_value = "roundrobin")]
     policy: PolicyInfo,
-    life_ms: u32,
-    protocol: Protocol,
+    /// Registration life in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    life: u32,
+    /// Register again every this many milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    reregister: u64,
+    /// Do not answer keep-alives (the registrar then removes the PE).
+    #[arg(long)]
     ignore_keepalives: bool,
-    reregister_ms: u64,
+}
+
+#[derive(Args)]
+struct ResolveArgs {
+    #[command(flatten)]
+    target: RegistrarArgs,
+    /// PEs wanted (the Handle Resolution option); default: the registrar's choice.
+    #[arg(long)]
     items: Option<u32>,
 }
 
-fn fail(msg: &str) -> ! {
-    let _ = writeln!(io::stderr(), "rsptool: {msg}");
-    exit(1)
+#[derive(Args)]
+struct AnnouncesArgs {
+    /// The announce group.
+    #[arg(long, default_value = "239.0.0.50:3863")]
+    group: SocketAddr,
+    /// Stop after this many announces.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+#[derive(Args)]
+struct LibResolveArgs {
+    /// The pool handle.
+    #[arg(long, value_name = "NAME")]
+    poolhandle: String,
+    /// A static registrar (host:port); repeatable, hunted in order; without it, announces.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint)]
+    registrar: Vec<SocketAddr>,
+    /// Transport to the registrar.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
+}
+
+#[derive(Args)]
+struct LibPeArgs {
+    /// The pool handle.
+    #[arg(long, value_name = "NAME")]
+    poolhandle: String,
+    /// PE identifier (hexadecimal 0x... or decimal; 0: the library draws one).
+    #[arg(long, value_parser = parse_u32, default_value = "0")]
+    identifier: u32,
+    /// A static registrar (host:port); repeatable, hunted in order.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint)]
+    registrar: Vec<SocketAddr>,
+    /// The PE's (pretended) service port on 127.0.0.1.
+    #[arg(long, default_value_t = 7000)]
+    port: u16,
+    /// Register again every this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    reregister: u64,
+}
+
+#[derive(Args)]
+struct HsdumpArgs {
+    /// The registrar's ENRP endpoint, host[:port] (port 9901 unless given).
+    #[arg(value_name = "HOST[:PORT]", value_parser = parse_enrp_endpoint)]
+    registrar: SocketAddr,
+    /// Transport to the registrar.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+/// The addresses of one registrar endpoint.
+#[derive(Clone, Debug)]
+struct Endpoints(Vec<SocketAddr>);
+
+/// `host:port` with a name or a number; without a port, ASAP's 3863.
+fn parse_endpoint(s: &str) -> Result<SocketAddr, String> {
+    endpoint(s, 3863)
+}
+
+/// `host[:port]` with a name or a number; without a port, ENRP's 9901.
+fn parse_enrp_endpoint(s: &str) -> Result<SocketAddr, String> {
+    endpoint(s, 9901)
+}
+
+fn endpoint(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    let with_port = if s.contains(':') {
+        s.to_string()
+    } else {
+        format!("{s}:{default_port}")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s} has no address"))
+}
+
+fn parse_endpoints(s: &str) -> Result<Endpoints, String> {
+    s.split(',')
+        .map(parse_endpoint)
+        .collect::<Result<_, _>>()
+        .map(Endpoints)
 }
 
 fn parse_number(v: &str) -> Option<u64> {
-    match v.strip_prefix("0x") {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(h) => u64::from_str_radix(h, 16).ok(),
         None => v.parse().ok(),
     }
 }
 
-fn parse_policy(v: &str) -> Option<PolicyInfo> {
+fn parse_u32(v: &str) -> Result<u32, String> {
+    parse_number(v)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("not a 32-bit number: {v}"))
+}
+
+fn parse_policy(v: &str) -> Result<PolicyInfo, String> {
     let (name, arg) = v.split_once(':').unwrap_or((v, ""));
     let value = || parse_number(arg).map(|n| n as u32);
+    let bad = || format!("bad policy {v} (roundrobin, random, wrr:W, wrand:W, lu[:LOAD])");
     let p = match name.to_ascii_lowercase().as_str() {
         "roundrobin" | "rr" => PolicyInfo::new(PolicyType::RoundRobin),
         "random" => PolicyInfo::new(PolicyType::Random),
         "weightedroundrobin" | "wrr" => {
             let mut p = PolicyInfo::new(PolicyType::WeightedRoundRobin);
-            p.weight = value()?;
+            p.weight = value().ok_or_else(bad)?;
             p
         }
         "weightedrandom" | "wrand" => {
             let mut p = PolicyInfo::new(PolicyType::WeightedRandom);
-            p.weight = value()?;
+            p.weight = value().ok_or_else(bad)?;
             p
         }
         "leastused" | "lu" => {
@@ -82,64 +256,49 @@ fn parse_policy(v: &str) -> Option<PolicyInfo> {
             p.load = value().unwrap_or(0);
             p
         }
-        _ => return None,
+        _ => return Err(bad()),
     };
-    Some(p)
+    Ok(p)
 }
 
-fn parse(args: &[String]) -> Options {
-    let mut o = Options {
-        registrar: Vec::new(),
-        pool: PoolHandle::default(),
-        id: 0,
-        port: 0,
-        policy: PolicyInfo::new(PolicyType::RoundRobin),
-        life_ms: 30_000,
-        protocol: Protocol::Tcp,
-        ignore_keepalives: false,
-        reregister_ms: 10_000,
-        items: None,
-    };
-    for a in args {
-        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
-        let num = || parse_number(v).unwrap_or_else(|| fail(&format!("bad value in {a}")));
-        match k {
-            "-registrar" => {
-                o.registrar = v
-                    .split(',')
-                    .map(|s| {
-                        s.parse()
-                            .unwrap_or_else(|_| fail(&format!("bad address {s}")))
-                    })
-                    .collect()
-            }
-            "-poolhandle" => o.pool = PoolHandle::new(v.as_bytes()),
-            "-identifier" => o.id = num() as u32,
-            "-port" => o.port = num() as u16,
-            "-policy" => {
-                o.policy = parse_policy(v).unwrap_or_else(|| fail(&format!("bad policy {v}")))
-            }
-            "-life" => o.life_ms = num() as u32,
-            "-reregister" => o.reregister_ms = num(),
-            "-items" => o.items = Some(num() as u32),
-            "-transport" => {
-                o.protocol = match v {
-                    "tcp" => Protocol::Tcp,
-                    "sctp" => Protocol::Sctp,
-                    _ => fail("-transport must be tcp or sctp"),
-                }
-            }
-            "-ignore-keepalives" => o.ignore_keepalives = true,
-            _ => fail(&format!("unknown option {a}")),
+/// "0x0005 policy inconsistent": the cause codes of an Operation Error with their names.
+fn causes(e: &OperationError) -> String {
+    let list: Vec<String> = e
+        .causes
+        .iter()
+        .map(|c| format!("0x{:04x} {}", c.code, cause::name(c.code).to_lowercase()))
+        .collect();
+    if list.is_empty() {
+        format!(
+            "0x{:04x} {}",
+            e.code(),
+            cause::name(e.code()).to_lowercase()
+        )
+    } else {
+        list.join(", ")
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    let _ = writeln!(io::stderr(), "rsptool: {msg}");
+    exit(1)
+}
+
+/// The options of one PE or PU run.
+struct Options {
+    registrar: Vec<SocketAddr>,
+    pool: PoolHandle,
+    protocol: Protocol,
+}
+
+impl From<&RegistrarArgs> for Options {
+    fn from(a: &RegistrarArgs) -> Options {
+        Options {
+            registrar: a.registrar.0.clone(),
+            pool: PoolHandle::new(a.poolhandle.as_bytes()),
+            protocol: a.transport.into(),
         }
     }
-    if o.registrar.is_empty() {
-        fail("-registrar=ADDR:PORT is required");
-    }
-    if o.pool.is_empty() {
-        fail("-poolhandle=NAME is required");
-    }
-    o
 }
 
 fn connect(o: &Options) -> Association {
@@ -184,33 +343,34 @@ fn local_ip(o: &Options) -> IpAddr {
         .unwrap_or(o.registrar[0].ip())
 }
 
-fn pe(o: Options) {
-    let id = if o.id != 0 {
-        o.id
+fn pe(a: PeArgs) {
+    let o = Options::from(&a.target);
+    let id = if a.identifier != 0 {
+        a.identifier
     } else {
         (std::process::id() ^ 0x5a5a_0000) | 1
     };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .unwrap_or_else(|e| fail(&format!("cannot handle signals: {e}")));
+    }
     let mut assoc = connect(&o);
-    let mut user = TransportAddress::new(TransportProtocol::Tcp, o.port.max(1), vec![local_ip(&o)]);
+    let mut user = TransportAddress::new(TransportProtocol::Tcp, a.port.max(1), vec![local_ip(&o)]);
     user.transport_use = TRANSPORT_USE_DATA_ONLY;
-    let mut element = PoolElement::new(PeId(id), user, o.policy);
-    element.registration_life = o.life_ms;
+    let mut element = PoolElement::new(PeId(id), user, a.policy);
+    element.registration_life = a.life;
     let registration = AsapBody::Registration {
         pool_handle: o.pool.clone(),
         element,
     };
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-    }
     send(&mut assoc, registration.clone());
-    let mut next_rereg = Instant::now() + Duration::from_millis(o.reregister_ms);
+    let mut next_rereg = Instant::now() + Duration::from_millis(a.reregister);
     let mut registered = false;
-    while !STOP.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         if registered && Instant::now() >= next_rereg {
             send(&mut assoc, registration.clone());
-            next_rereg = Instant::now() + Duration::from_millis(o.reregister_ms);
+            next_rereg = Instant::now() + Duration::from_millis(a.reregister);
         }
         let Some(m) = receive(&mut assoc, Duration::from_millis(100)) else {
             continue;
@@ -219,9 +379,9 @@ fn pe(o: Options) {
             AsapBody::RegistrationResponse { pe_id, error, .. } => {
                 if let Some(e) = error {
                     println!(
-                        "registration of PE 0x{:08x} rejected: cause 0x{:04x}",
+                        "registration of PE 0x{:08x} rejected: cause {}",
                         pe_id.0,
-                        e.code()
+                        causes(&e)
                     );
                     exit(4);
                 }
@@ -235,7 +395,7 @@ fn pe(o: Options) {
                 pool_handle,
                 ..
             } => {
-                if o.ignore_keepalives {
+                if a.ignore_keepalives {
                     println!("keep-alive from registrar {server_id} ignored");
                 } else {
                     send(
@@ -266,7 +426,7 @@ fn pe(o: Options) {
         {
             match error {
                 None => println!("deregistered PE 0x{id:08x}"),
-                Some(e) => println!("deregistration failed: cause 0x{:04x}", e.code()),
+                Some(e) => println!("deregistration failed: cause {}", causes(&e)),
             }
             return;
         }
@@ -274,13 +434,14 @@ fn pe(o: Options) {
     println!("no deregistration response");
 }
 
-fn resolve(o: Options) {
+fn resolve(a: ResolveArgs) {
+    let o = Options::from(&a.target);
     let mut assoc = connect(&o);
     send(
         &mut assoc,
         AsapBody::HandleResolution {
             pool_handle: o.pool.clone(),
-            items: o.items,
+            items: a.items,
         },
     );
     match receive(&mut assoc, Duration::from_secs(5)).map(|m| m.body) {
@@ -288,7 +449,7 @@ fn resolve(o: Options) {
             elements, error, ..
         }) => {
             if let Some(e) = error {
-                println!("pool \"{}\": not found (cause 0x{:04x})", o.pool, e.code());
+                println!("pool \"{}\": not found (cause {})", o.pool, causes(&e));
                 exit(2);
             }
             for e in &elements {
@@ -313,28 +474,12 @@ fn resolve(o: Options) {
 }
 
 /// Prints the Server Announces arriving on the ASAP announce group.
-fn announces(args: &[String]) {
-    let mut group: SocketAddr = "239.0.0.50:3863".parse().unwrap();
-    let mut count = u64::MAX;
-    let mut timeout = Duration::from_secs(10);
-    for a in args {
-        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
-        match k {
-            "-group" => {
-                group = v
-                    .parse()
-                    .unwrap_or_else(|_| fail(&format!("bad group {v}")))
-            }
-            "-count" => count = parse_number(v).unwrap_or_else(|| fail("bad -count")),
-            "-timeout" => {
-                timeout =
-                    Duration::from_secs(parse_number(v).unwrap_or_else(|| fail("bad -timeout")))
-            }
-            _ => fail(&format!("unknown option {a}")),
-        }
-    }
+fn announces(a: AnnouncesArgs) {
+    let group = a.group;
+    let count = a.count.unwrap_or(u64::MAX);
+    let timeout = Duration::from_secs(a.timeout);
     let IpAddr::V4(ip) = group.ip() else {
-        fail("-group must be IPv4")
+        fail("--group must be IPv4")
     };
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
         .unwrap_or_else(|e| fail(&format!("socket: {e}")));
@@ -375,29 +520,13 @@ fn announces(args: &[String]) {
 }
 
 /// One resolution through the library (cache, registrar hunt, announces).
-fn lib_resolve(args: &[String]) {
-    let mut pool = PoolHandle::default();
-    let mut cfg = rsplib::library::LibraryConfig::default();
-    let mut registrars = Vec::new();
-    for a in args {
-        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
-        match k {
-            "-poolhandle" => pool = PoolHandle::new(v.as_bytes()),
-            // Repeatable: the library hunts among them in order.
-            "-registrar" => registrars.push(
-                v.parse::<SocketAddr>()
-                    .unwrap_or_else(|_| fail("bad -registrar")),
-            ),
-            "-transport" => {
-                cfg.transport = match v {
-                    "tcp" => Protocol::Tcp,
-                    "sctp" => Protocol::Sctp,
-                    _ => fail("-transport must be tcp or sctp"),
-                }
-            }
-            _ => fail(&format!("unknown option {a}")),
-        }
-    }
+fn lib_resolve(a: LibResolveArgs) {
+    let pool = PoolHandle::new(a.poolhandle.as_bytes());
+    let cfg = rsplib::library::LibraryConfig {
+        transport: a.transport.into(),
+        ..Default::default()
+    };
+    let registrars = a.registrar;
     let lib = rsplib::library::Library::start(cfg)
         .unwrap_or_else(|e| fail(&format!("cannot start: {e}")));
     for r in registrars {
@@ -428,50 +557,35 @@ fn lib_resolve(args: &[String]) {
     lib.shutdown();
 }
 
-/// `rsptool lib-pe -poolhandle=NAME -identifier=ID -registrar=ADDR:PORT... [-reregister=MS]`:
-/// a PE registered through the library, as classic PEs are: it re-registers every interval,
+/// A PE registered through the library, as classic PEs are: it re-registers every interval,
 /// and when its registrar is gone the library hunts for another among those given.
-fn lib_pe(args: &[String]) {
-    let mut pool = PoolHandle::default();
-    let mut id = 0u32;
-    let mut port = 7000u16;
-    let mut every = Duration::from_millis(1000);
+fn lib_pe(a: LibPeArgs) {
+    let pool = PoolHandle::new(a.poolhandle.as_bytes());
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .unwrap_or_else(|e| fail(&format!("cannot handle signals: {e}")));
+    }
     let lib = rsplib::library::Library::start(rsplib::library::LibraryConfig::default())
         .unwrap_or_else(|e| fail(&format!("cannot start: {e}")));
-    for a in args {
-        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
-        match k {
-            "-poolhandle" => pool = PoolHandle::new(v.as_bytes()),
-            "-identifier" => {
-                id = parse_number(v)
-                    .and_then(|n| u32::try_from(n).ok())
-                    .unwrap_or_else(|| fail("bad -identifier"))
-            }
-            "-port" => port = v.parse().unwrap_or_else(|_| fail("bad -port")),
-            "-reregister" => {
-                every = Duration::from_millis(v.parse().unwrap_or_else(|_| fail("bad -reregister")))
-            }
-            "-registrar" => lib.add_static_registrar(vec![v
-                .parse::<SocketAddr>()
-                .unwrap_or_else(|_| fail("bad -registrar"))]),
-            _ => fail(&format!("unknown option {a}")),
-        }
-    }
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    for r in a.registrar {
+        lib.add_static_registrar(vec![r]);
     }
     let mut user = TransportAddress::new(
         TransportProtocol::Tcp,
-        port,
+        a.port,
         vec!["127.0.0.1".parse().expect("address")],
     );
     user.transport_use = TRANSPORT_USE_DATA_ONLY;
-    let mut element = PoolElement::new(PeId(id), user, PolicyInfo::new(PolicyType::RoundRobin));
+    let mut element = PoolElement::new(
+        PeId(a.identifier),
+        user,
+        PolicyInfo::new(PolicyType::RoundRobin),
+    );
     element.registration_life = 30_000;
+    let every = Duration::from_millis(a.reregister);
     let mut registered = false;
-    while !STOP.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         match lib.register(pool.clone(), element.clone()) {
             Ok(pe) if !registered => {
                 println!("registered PE 0x{:08x} in pool \"{pool}\"", pe.0);
@@ -485,57 +599,49 @@ fn lib_pe(args: &[String]) {
         }
         let _ = io::stdout().flush();
         let until = Instant::now() + every;
-        while Instant::now() < until && !STOP.load(Ordering::Relaxed) {
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     lib.shutdown();
 }
 
-/// `rsptool hsdump ADDR[:PORT] [-transport=tcp|sctp] [-timeout=S]`: a registrar's peers and
-/// handlespace, asked over ENRP (port 9901 unless given).
-fn hsdump(args: &[String]) {
-    let mut addr = None;
-    let mut protocol = Protocol::Tcp;
-    let mut timeout = Duration::from_secs(10);
-    for a in args {
-        match a.split_once('=') {
-            Some(("-transport", "tcp")) => protocol = Protocol::Tcp,
-            Some(("-transport", "sctp")) => protocol = Protocol::Sctp,
-            Some(("-timeout", v)) => {
-                timeout = Duration::from_secs(v.parse().unwrap_or_else(|_| fail("bad -timeout")))
-            }
-            None if addr.is_none() => {
-                addr = Some(
-                    rsplib::registrar::config::parse_address(a, 9901)
-                        .unwrap_or_else(|| fail(&format!("bad address \"{a}\""))),
-                )
-            }
-            _ => fail(&format!("unknown hsdump option \"{a}\"")),
-        }
-    }
-    let addr =
-        addr.unwrap_or_else(|| fail("usage: rsptool hsdump ADDR[:PORT] [-transport=tcp|sctp]"));
-    match rsplib::registrar::hsdump::query(addr, protocol, timeout) {
+/// A registrar's peers and handlespace, asked over ENRP.
+fn hsdump(a: HsdumpArgs) {
+    match rsplib::registrar::hsdump::query(
+        a.registrar,
+        a.transport.into(),
+        Duration::from_secs(a.timeout),
+    ) {
         Ok(dump) => print!("{}", rsplib::registrar::hsdump::format(&dump)),
         Err(e) => fail(&e),
     }
 }
 
+/// rsplib-style `-option=value` (one dash, a long name) as clap's `--option=value`.
+fn double_dash(arg: String) -> String {
+    let long = arg.len() > 2
+        && arg.starts_with('-')
+        && !arg.starts_with("--")
+        && arg.as_bytes()[1].is_ascii_alphabetic();
+    if long {
+        format!("-{arg}")
+    } else {
+        arg
+    }
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("pe") => pe(parse(&args[1..])),
-        Some("resolve") => resolve(parse(&args[1..])),
-        Some("announces") => announces(&args[1..]),
-        Some("lib-resolve") => lib_resolve(&args[1..]),
-        Some("hsdump") => hsdump(&args[1..]),
-        Some("lib-pe") => lib_pe(&args[1..]),
-        _ => {
-            eprintln!(
-                "usage: rsptool pe|resolve|announces|lib-resolve|hsdump [options] (see the source's head)"
-            );
-            exit(1)
+    let cli = Cli::parse_from(std::env::args().map(double_dash));
+    match cli.command {
+        Cmd::Pe(a) => pe(a),
+        Cmd::Resolve(a) => resolve(a),
+        Cmd::Announces(a) => announces(a),
+        Cmd::LibResolve(a) => lib_resolve(a),
+        Cmd::LibPe(a) => lib_pe(a),
+        Cmd::Hsdump(a) => hsdump(a),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rsptool", &mut io::stdout())
         }
     }
 }

@@ -87,6 +87,59 @@ impl StatusReport {
     }
 }
 
+/// rsplib 3.x's status report (version 0x0200), the one Debian's `cspmonitor` reads. All
+/// integers big-endian:
+///
+/// ```text
+/// @0 Type u8 (1 = report)  @1 Flags u8  @2 Length u16 (288 + 24·n)  @4 Version u32 (0x0200)
+/// @8 SenderID u64   @16 SenderTimeStamp u64 (µs since the reporter started)
+/// @24 ReportInterval u32 (µs)   @28 Location[128]   @156 Status[128]
+/// @284 Workload u16 (0xffff = unknown)   @286 Associations u16   @288 n × entry (as above)
+/// ```
+pub const CSP3_VERSION: u32 = 0x0200;
+/// Size of the fixed part of a version 0x0200 report.
+pub const CSP3_HEADER_SIZE: usize = 288;
+
+impl StatusReport {
+    /// The report in rsplib 3.x's layout (version 0x0200): `sender_timestamp` is taken as µs
+    /// since the reporter started, `component_address` as the location; `workload` 0..1, or
+    /// `None` for unknown.
+    pub fn emit_v3(&self, workload: Option<f64>) -> Vec<u8> {
+        // As many entries as fit into one UDP datagram.
+        let n = self
+            .associations
+            .len()
+            .min((65_507 - CSP3_HEADER_SIZE) / ENTRY_SIZE);
+        let len = CSP3_HEADER_SIZE + ENTRY_SIZE * n;
+        let mut out = Vec::with_capacity(len);
+        out.push(CSPHT_STATUS as u8);
+        out.push(0);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        out.extend_from_slice(&CSP3_VERSION.to_be_bytes());
+        out.extend_from_slice(&self.sender_id.to_be_bytes());
+        out.extend_from_slice(&self.sender_timestamp.to_be_bytes());
+        out.extend_from_slice(
+            &(self.report_interval.min(u64::from(u32::MAX)) as u32).to_be_bytes(),
+        );
+        put_text(&mut out, &self.component_address);
+        put_text(&mut out, &self.status_text);
+        let w = match workload {
+            Some(w) => (w.clamp(0.0, 1.0) * f64::from(0xfffe_u16)).round() as u16,
+            None => 0xffff,
+        };
+        out.extend_from_slice(&w.to_be_bytes());
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+        for a in &self.associations[..n] {
+            out.extend_from_slice(&a.receiver_id.to_be_bytes());
+            out.extend_from_slice(&a.duration.to_be_bytes());
+            out.extend_from_slice(&a.flags.to_be_bytes());
+            out.extend_from_slice(&a.protocol_id.to_be_bytes());
+            out.extend_from_slice(&a.ppid.to_be_bytes());
+        }
+        out
+    }
+}
+
 /// The component address text: the addresses separated by ", ", as many as fit into a text
 /// field; "(local only)" when there are none.
 pub fn address_list(addrs: &[IpAddr]) -> String {
@@ -137,6 +190,27 @@ mod tests {
         assert_eq!(b[160 + 127], 0);
         assert_eq!(&b[288..296], &[0, 0, 0, 1, 0, 0, 0, 0]);
         assert_eq!(&b[296 + 16..296 + 24], &[0, 2, 0, 132, 0, 0, 0, 11]);
+    }
+
+    #[test]
+    fn emits_rsplib3s_layout() {
+        let r = StatusReport {
+            sender_id: cid_compound(CID_GROUP_REGISTRAR, 0x77),
+            report_interval: 250_000,
+            sender_timestamp: 9,
+            status_text: b"1[1] PEs".to_vec(),
+            component_address: b"127.0.0.1".to_vec(),
+            associations: vec![AssociationEntry::default()],
+        };
+        let b = r.emit_v3(None);
+        assert_eq!(b.len(), 312);
+        assert_eq!(&b[0..8], &[1, 0, 1, 56, 0, 0, 2, 0]);
+        assert_eq!(&b[8..16], &0x0100_0000_0000_0077u64.to_be_bytes());
+        assert_eq!(&b[24..28], &250_000u32.to_be_bytes());
+        assert_eq!(&b[28..38], b"127.0.0.1\0");
+        assert_eq!(&b[156..165], b"1[1] PEs\0");
+        assert_eq!(&b[284..288], &[0xff, 0xff, 0, 1]);
+        assert_eq!(&r.emit_v3(Some(1.0))[284..286], &[0xff, 0xfe]);
     }
 
     #[test]

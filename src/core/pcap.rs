@@ -1,10 +1,11 @@
-//! A small capture-file reader for tests and tools: pcapng (SHB/IDB/EPB/SPB) and classic pcap,
-//! link types null/loop, Ethernet, raw IP and Linux cooked (SLL/SLL2), IPv4/IPv6, and the
-//! ASAP/ENRP payloads of SCTP DATA chunks (PPID 11/12), of UDP (ports 3863/9901) and of TCP
+//! A small capture-file reader for tests and tools: pcapng (SHB/IDB/EPB/SPB) and classic pcap
+//! files (their blocks and records read by the pcap-file crate), link types null/loop,
+//! Ethernet, raw IP and Linux cooked (SLL/SLL2), IPv4/IPv6, and the ASAP/ENRP payloads of SCTP DATA chunks (PPID 11/12), of UDP (ports 3863/9901) and of TCP
 //! streams on ports 3863/9901 (our unframed TCP mapping, reassembled in order per direction).
 //!
 //! It only parses bytes; reading the file is the caller's business.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -30,7 +31,7 @@ pub struct Packet<'a> {
     pub ts_sec: u64,
     pub ts_nsec: u32,
     pub link_type: u32,
-    pub data: &'a [u8],
+    pub data: Cow<'a, [u8]>,
 }
 
 /// How a message was carried.
@@ -90,154 +91,111 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
     u32_at(b, at, false)
 }
 
-/// Splits a capture file into frames.
+/// Splits a capture file into frames (the file formats are pcap-file's).
 pub fn packets(file: &[u8]) -> Result<Vec<Packet<'_>>, PcapError> {
     match file.get(0..4) {
         Some([0x0a, 0x0d, 0x0d, 0x0a]) => pcapng_packets(file),
-        Some(m) => {
-            let m = [m[0], m[1], m[2], m[3]];
-            let (le, nanos) = match (u32::from_le_bytes(m), u32::from_be_bytes(m)) {
-                (0xa1b2_c3d4, _) => (true, false),
-                (0xa1b2_3c4d, _) => (true, true),
-                (_, 0xa1b2_c3d4) => (false, false),
-                (_, 0xa1b2_3c4d) => (false, true),
-                _ => return Err(PcapError::BadMagic),
-            };
-            pcap_packets(file, le, nanos)
-        }
+        Some(_) => pcap_packets(file),
         None => Err(PcapError::BadMagic),
     }
 }
 
-fn pcap_packets(file: &[u8], le: bool, nanos: bool) -> Result<Vec<Packet<'_>>, PcapError> {
-    let link_type = u32_at(file, 20, le).ok_or(PcapError::Truncated(20))?;
+/// A pcap-file error at `rest` (the unparsed tail of `file`) as ours.
+fn error_at(file: &[u8], rest: &[u8], e: pcap_file::PcapError) -> PcapError {
+    let at = file.len() - rest.len();
+    match e {
+        pcap_file::PcapError::IncompleteBuffer => PcapError::Truncated(at),
+        _ => PcapError::BadBlock {
+            at,
+            len: rest.len(),
+        },
+    }
+}
+
+fn pcap_packets(file: &[u8]) -> Result<Vec<Packet<'_>>, PcapError> {
+    let (mut rest, parser) =
+        pcap_file::pcap::PcapParser::new(file).map_err(|_| PcapError::BadMagic)?;
+    let link_type = u32::from(parser.header().datalink);
     let mut out = Vec::new();
-    let mut at = 24;
-    while at < file.len() {
-        let hdr = file.get(at..at + 16).ok_or(PcapError::Truncated(at))?;
-        let ts_sec = u32_at(hdr, 0, le).unwrap_or(0) as u64;
-        let frac = u32_at(hdr, 4, le).unwrap_or(0);
-        let incl = u32_at(hdr, 8, le).unwrap_or(0) as usize;
-        let data = file
-            .get(at + 16..at + 16 + incl)
-            .ok_or(PcapError::Truncated(at))?;
+    while !rest.is_empty() {
+        let (next, p) = parser
+            .next_packet(rest)
+            .map_err(|e| error_at(file, rest, e))?;
         out.push(Packet {
             frame: out.len() + 1,
-            ts_sec,
-            ts_nsec: if nanos {
-                frac
-            } else {
-                frac.saturating_mul(1000)
-            },
+            ts_sec: p.timestamp.as_secs(),
+            ts_nsec: p.timestamp.subsec_nanos(),
             link_type,
-            data,
+            data: p.data,
         });
-        at += 16 + incl;
+        rest = next;
     }
     Ok(out)
 }
 
-/// pcapng block types.
-const SHB: u32 = 0x0a0d_0d0a;
-const IDB: u32 = 0x0000_0001;
-const SPB: u32 = 0x0000_0003;
-const EPB: u32 = 0x0000_0006;
-/// IDB option if_tsresol.
-const OPT_IF_TSRESOL: u16 = 9;
-
 struct Interface {
     link_type: u32,
-    /// Timestamp units per second.
+    /// Timestamp units per second (the if_tsresol option; microseconds without it).
     units: u64,
 }
 
 fn pcapng_packets(file: &[u8]) -> Result<Vec<Packet<'_>>, PcapError> {
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    use pcap_file::pcapng::{Block, PcapNgParser};
+    let (mut rest, mut parser) = PcapNgParser::new(file).map_err(|_| PcapError::BadMagic)?;
     let mut out = Vec::new();
     let mut ifaces: Vec<Interface> = Vec::new();
-    let mut le = true;
-    let mut at = 0;
-    while at < file.len() {
-        let hdr = file.get(at..at + 12).ok_or(PcapError::Truncated(at))?;
-        if u32_at(hdr, 0, true) == Some(SHB) {
-            le = match u32_at(hdr, 8, true) {
-                Some(0x1a2b_3c4d) => true,
-                Some(0x4d3c_2b1a) => false,
-                _ => return Err(PcapError::BadMagic),
-            };
-            ifaces.clear();
-        }
-        let block_type = u32_at(hdr, 0, le).unwrap_or(0);
-        let len = u32_at(hdr, 4, le).unwrap_or(0) as usize;
-        if len < 12 || len % 4 != 0 {
-            return Err(PcapError::BadBlock { at, len });
-        }
-        let block = file.get(at..at + len).ok_or(PcapError::Truncated(at))?;
-        let body = &block[8..len - 4];
-        match block_type {
-            IDB => {
-                let link_type = u16_at(body, 0, le).unwrap_or(0) as u32;
-                let mut units = 1_000_000u64;
-                let mut o = 8;
-                while let (Some(code), Some(olen)) = (u16_at(body, o, le), u16_at(body, o + 2, le))
-                {
-                    if code == 0 {
-                        break;
-                    }
-                    let olen = olen as usize;
-                    if code == OPT_IF_TSRESOL && olen >= 1 {
-                        if let Some(&r) = body.get(o + 4) {
-                            let exp = (r & 0x7f) as u32;
-                            units = if r & 0x80 != 0 {
-                                1u64.checked_shl(exp).unwrap_or(1)
-                            } else {
-                                10u64.checked_pow(exp).unwrap_or(1)
-                            };
+    while !rest.is_empty() {
+        let (next, block) = parser
+            .next_block(rest)
+            .map_err(|e| error_at(file, rest, e))?;
+        rest = next;
+        let (iface, raw_ts, data) = match block {
+            Block::SectionHeader(_) => {
+                ifaces.clear();
+                continue;
+            }
+            Block::InterfaceDescription(idb) => {
+                let units = idb
+                    .options
+                    .iter()
+                    .find_map(|o| match o {
+                        InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                        _ => None,
+                    })
+                    .map_or(1_000_000, |r| {
+                        let exp = u32::from(r & 0x7f);
+                        if r & 0x80 != 0 {
+                            1u64.checked_shl(exp).unwrap_or(1)
+                        } else {
+                            10u64.checked_pow(exp).unwrap_or(1)
                         }
-                    }
-                    o += 4 + ((olen + 3) & !3);
-                }
+                    });
                 ifaces.push(Interface {
-                    link_type,
-                    units: units.max(1),
+                    link_type: u32::from(idb.linktype),
+                    units,
                 });
+                continue;
             }
-            EPB => {
-                let iface = u32_at(body, 0, le).unwrap_or(0) as usize;
-                let ts = ((u32_at(body, 4, le).unwrap_or(0) as u64) << 32)
-                    | u32_at(body, 8, le).unwrap_or(0) as u64;
-                let cap = u32_at(body, 12, le).unwrap_or(0) as usize;
-                let data = body
-                    .get(20..20usize.saturating_add(cap))
-                    .ok_or(PcapError::BadBlock { at, len })?;
-                let (link_type, units) = ifaces
-                    .get(iface)
-                    .map_or((1, 1_000_000), |i| (i.link_type, i.units));
-                let ts_sec = ts / units;
-                let ts_nsec = ((ts % units) as u128 * 1_000_000_000 / units as u128) as u32;
-                out.push(Packet {
-                    frame: out.len() + 1,
-                    ts_sec,
-                    ts_nsec,
-                    link_type,
-                    data,
-                });
-            }
-            SPB => {
-                let orig = u32_at(body, 0, le).unwrap_or(0) as usize;
-                let data = &body[4.min(body.len())..];
-                let data = &data[..orig.min(data.len())];
-                let link_type = ifaces.first().map_or(1, |i| i.link_type);
-                out.push(Packet {
-                    frame: out.len() + 1,
-                    ts_sec: 0,
-                    ts_nsec: 0,
-                    link_type,
-                    data,
-                });
-            }
-            _ => {}
-        }
-        at += len;
+            // pcap-file hands the raw timestamp over as nanoseconds; its unit is the
+            // interface's.
+            Block::EnhancedPacket(epb) => (
+                ifaces.get(epb.interface_id as usize),
+                epb.timestamp.as_nanos() as u64,
+                epb.data,
+            ),
+            Block::SimplePacket(spb) => (ifaces.first(), 0, spb.data),
+            _ => continue,
+        };
+        let (link_type, units) = iface.map_or((1, 1_000_000), |i| (i.link_type, i.units));
+        let units = units.max(1);
+        out.push(Packet {
+            frame: out.len() + 1,
+            ts_sec: raw_ts / units,
+            ts_nsec: ((u128::from(raw_ts % units) * 1_000_000_000) / u128::from(units)) as u32,
+            link_type,
+            data,
+        });
     }
     Ok(out)
 }
@@ -327,7 +285,7 @@ pub fn extract_messages(file: &[u8]) -> Result<Extracted, PcapError> {
     // SCTP fragments: (flow, stream id) -> (ppid, bytes so far).
     let mut frags: HashMap<(Flow, u16), (u32, Vec<u8>)> = HashMap::new();
     for p in packets(file)? {
-        let Some(ip) = ip_payload(p.link_type, p.data) else {
+        let Some(ip) = ip_payload(p.link_type, &p.data) else {
             continue;
         };
         let Some((src, dst, proto, seg)) = transport_payload(ip) else {

@@ -106,6 +106,7 @@ pub unsafe extern "C" fn initLogging(parameter: *const c_char) -> bool {
             }
             Some(LogOption::Color(c)) => {
                 COLOR.store(c, Ordering::Relaxed);
+                logging::set_color(c);
                 true
             }
             None => false,

@@ -65,6 +65,67 @@ pub struct Config {
     pub enrp_allow: Vec<AddressPrefix>,
     /// ENRP timing and paging (rsplib 3.4's `-peer…`, `-mentor…`, `-takeover…` options).
     pub enrp_timing: EnrpTiming,
+    /// Everything else of rsplib 3.4's command line: reports, statistics, daemon, failure test.
+    pub extras: Extras,
+}
+
+/// rsplib 3.4's options around the protocol: Component Status reports, statistics files,
+/// logging style, multicast TTL, failure test mode, and our `-metrics=`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Extras {
+    /// Component Status reports to this monitor every this many ms (`-cspserver=`,
+    /// `-cspinterval=`, or the environment's `CSP_SERVER`/`CSP_INTERVAL`).
+    pub csp: Option<(SocketAddr, u64)>,
+    /// rsplib's statistics table (`-statsfile=`), one line every `stats_interval_ms`.
+    pub stats_file: Option<PathBuf>,
+    /// `-statsinterval=` (10 ms … 1 h); without it, 1000 ms.
+    pub stats_interval_ms: u64,
+    /// rsplib's action log (`-actionlogfile=`): one line per ASAP/ENRP message.
+    pub action_log: Option<PathBuf>,
+    /// At the end, the totals and averages as OMNeT++ scalars into this file (`-scalar=`) …
+    pub scalar_file: Option<PathBuf>,
+    /// … under this object name (`-object=`, "registrar").
+    pub object_name: String,
+    /// `-disable-ipv6`: IPv4 endpoints only (IPv6 addresses are refused).
+    pub disable_ipv6: bool,
+    /// TTL of the multicast announces (`-announcettl=`, 1 … 255, 30).
+    pub announce_ttl: u32,
+    /// Failure test mode: run for an exponentially distributed time of this mean (s) …
+    pub uptime_s: f64,
+    /// … then stay down for one of this mean (s), and start again (`-uptime=`, `-downtime=`).
+    pub downtime_s: f64,
+    /// ANSI colours by level in the log (`-logcolor=on`).
+    pub log_color: bool,
+    /// Serve Prometheus metrics over HTTP here (`-metrics=addr:port`).
+    pub metrics: Option<SocketAddr>,
+    /// One warning line each at start-up: options accepted without effect here, and old
+    /// option names.
+    pub ignored: Vec<String>,
+}
+
+/// rsplib's default CSP monitor (`cspmonitor`'s port).
+pub const CSP_DEFAULT_SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2960);
+/// rsplib's CSP interval when only a server is given.
+pub const CSP_DEFAULT_INTERVAL_MS: u64 = 250;
+
+impl Default for Extras {
+    fn default() -> Self {
+        Extras {
+            csp: None,
+            stats_file: None,
+            stats_interval_ms: 1000,
+            action_log: None,
+            scalar_file: None,
+            object_name: "registrar".into(),
+            disable_ipv6: false,
+            announce_ttl: 30,
+            uptime_s: 0.0,
+            downtime_s: 0.0,
+            log_color: false,
+            metrics: None,
+            ignored: Vec::new(),
+        }
+    }
 }
 
 /// ENRP timers (milliseconds, rsplib 3.4's defaults and bounds) and handle-table paging.
@@ -135,6 +196,7 @@ impl Default for Config {
             stall_timeout_ms: 10_000,
             enrp_allow: AddressPrefix::loopback(),
             enrp_timing: EnrpTiming::default(),
+            extras: Extras::default(),
         }
     }
 }
@@ -207,9 +269,30 @@ fn number<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, ConfigError> {
     parsed.ok_or_else(|| ConfigError(format!("invalid value \"{v}\" for option {opt}")))
 }
 
-/// Parses the command line (without the program name).
+/// Parses the command line (without the program name), with `CSP_SERVER`/`CSP_INTERVAL` from
+/// the environment as rsplib reads them.
 pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
+    parse_with_env(args, |k| std::env::var(k).ok())
+}
+
+/// [`parse`] with the environment given as a lookup function.
+pub fn parse_with_env(
+    args: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Command, ConfigError> {
     let mut c = Config::default();
+    // rsplib: CSP_INTERVAL (ms, at least 250) turns reports on, CSP_SERVER says where to.
+    let mut csp_server = match env("CSP_SERVER") {
+        Some(v) => Some(
+            parse_address(&v, CSP_DEFAULT_SERVER.port())
+                .ok_or_else(|| ConfigError(format!("invalid CSP_SERVER \"{v}\"")))?,
+        ),
+        None => None,
+    };
+    let mut csp_interval = match env("CSP_INTERVAL") {
+        Some(v) => Some(number::<u64>("CSP_INTERVAL", &v)?.max(CSP_DEFAULT_INTERVAL_MS)),
+        None => None,
+    };
     for arg in args {
         if matches!(arg.as_str(), "--help" | "-help" | "-h") {
             return Ok(Command::Help);
@@ -244,14 +327,14 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
             }
             "-asapannounce" => {
                 c.asap_announce = match need()? {
-                    "off" => None,
+                    "off" | "none" => None,
                     "auto" | "on" => Some(ASAP_ANNOUNCE_DEFAULT),
                     v => Some(parse_address(v, 3863).ok_or_else(|| bad("address"))?),
                 }
             }
             "-enrpannounce" => {
                 c.enrp_announce = match need()? {
-                    "off" => None,
+                    "off" | "none" => None,
                     "auto" | "on" => Some(ENRP_ANNOUNCE_DEFAULT),
                     v => Some(parse_address(v, 9901).ok_or_else(|| bad("address"))?),
                 }
@@ -293,8 +376,55 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
             "-logfile" => c.log_file = Some((PathBuf::from(need()?), false)),
             "-logappend" => c.log_file = Some((PathBuf::from(need()?), true)),
             "-logquiet" => c.log_level = 0,
-            "-logcolor" => {}
+            // rsplib: "off" turns colours off, any other value on.
+            "-logcolor" => c.extras.log_color = need()? != "off",
             "-quiet" => c.quiet = true,
+            "-enrpmulticast" => {
+                c.extras
+                    .ignored
+                    .push("-enrpmulticast= is deprecated, use -enrpannounce=".into());
+                c.enrp_announce = match need()? {
+                    "off" | "none" => None,
+                    "auto" | "on" => Some(ENRP_ANNOUNCE_DEFAULT),
+                    v => Some(parse_address(v, 9901).ok_or_else(|| bad("address"))?),
+                }
+            }
+            "-cspserver" => {
+                csp_server = Some(parse_address(need()?, 2960).ok_or_else(|| bad("address"))?);
+                csp_interval.get_or_insert(CSP_DEFAULT_INTERVAL_MS);
+            }
+            "-cspinterval" => csp_interval = Some(number(opt, need()?)?),
+            "-statsfile" => c.extras.stats_file = Some(PathBuf::from(need()?)),
+            "-statsinterval" => {
+                c.extras.stats_interval_ms = number::<u64>(opt, need()?)?.clamp(10, 3_600_000)
+            }
+            "-actionlogfile" => c.extras.action_log = Some(PathBuf::from(need()?)),
+            "-scalar" => c.extras.scalar_file = Some(PathBuf::from(need()?)),
+            "-object" => c.extras.object_name = need()?.to_string(),
+            "-disable-ipv6" => c.extras.disable_ipv6 = true,
+            "-announcettl" => c.extras.announce_ttl = number::<u32>(opt, need()?)?.clamp(1, 255),
+            "-uptime" => c.extras.uptime_s = seconds(opt, need()?)?,
+            "-downtime" => c.extras.downtime_s = seconds(opt, need()?)?,
+            "-maxincrement" => {
+                let n: u32 = number(opt, need()?)?;
+                if n != 0 {
+                    c.extras.ignored.push(format!(
+                        "-maxincrement={n} is ignored: the registrar's MaxIncrement stays 0 \
+                         (selection counters of the round-robin policies advance by one)"
+                    ));
+                }
+            }
+            "-distancestep" => {
+                let _: u32 = number(opt, need()?)?;
+                c.extras.ignored.push(
+                    "-distancestep= is ignored: no distance-sensitive policy measures \
+                     distances here"
+                        .into(),
+                );
+            }
+            "-metrics" => {
+                c.extras.metrics = Some(parse_address(need()?, 9100).ok_or_else(|| bad("address"))?)
+            }
             "-daemonpidfile" => c.pid_file = Some(PathBuf::from(need()?)),
             "-maxpesperhost" => c.max_pes_per_host = rate(opt, need()?)?,
             "-maxpesperpool" => c.max_pes_per_pool = rate(opt, need()?)?,
@@ -345,7 +475,35 @@ pub fn parse(args: &[String]) -> Result<Command, ConfigError> {
             }
         }
     }
+    if let Some(ms) = csp_interval.filter(|&ms| ms > 0) {
+        c.extras.csp = Some((csp_server.unwrap_or(CSP_DEFAULT_SERVER), ms));
+    }
+    if c.extras.disable_ipv6 {
+        let v6 = c
+            .asap
+            .iter()
+            .chain(&c.enrp)
+            .chain(&c.peers)
+            .chain(c.asap_announce.iter())
+            .chain(c.enrp_announce.iter())
+            .find(|a| a.is_ipv6());
+        if let Some(a) = v6 {
+            return Err(ConfigError(format!(
+                "-disable-ipv6 is given, but {a} is an IPv6 address"
+            )));
+        }
+    }
     Ok(Command::Run(Box::new(c)))
+}
+
+/// A duration in seconds (rsplib's `-uptime=`/`-downtime=`), fractional, not negative.
+fn seconds(opt: &str, v: &str) -> Result<f64, ConfigError> {
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(ConfigError(format!(
+            "invalid value \"{v}\" for option {opt}"
+        ))),
+    }
 }
 
 fn positive(opt: &str, v: &str) -> Result<u64, ConfigError> {
@@ -377,6 +535,12 @@ fn list(addrs: &[SocketAddr]) -> String {
         .map(|a| a.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn path_or_off(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "off".into())
 }
 
 impl Config {
@@ -414,7 +578,12 @@ impl Config {
              Mentor hunt interval / discovery timeout:  {} ms / {} ms\n\
              Takeover expiry interval:                  {} ms\n\
              Max elements per handle table response:    {}\n\
-             Takeover suggestion:                       {}\n",
+             Takeover suggestion:                       {}\n\
+             Announce TTL:                              {}\n\
+             CSP reports:                               {}\n\
+             Statistics file:                           {}\n\
+             Action log file:                           {}\n\
+             Metrics (Prometheus, HTTP):                {}\n",
             list(&self.asap),
             opt(&self.asap_announce),
             list(&self.enrp),
@@ -459,6 +628,17 @@ impl Config {
             } else {
                 "off"
             },
+            self.extras.announce_ttl,
+            match self.extras.csp {
+                Some((to, ms)) => format!("to {to} every {ms} ms"),
+                None => "off".into(),
+            },
+            match &self.extras.stats_file {
+                Some(p) => format!("{} every {} ms", p.display(), self.extras.stats_interval_ms),
+                None => "off".into(),
+            },
+            path_or_off(&self.extras.action_log),
+            opt(&self.extras.metrics),
         )
     }
 }

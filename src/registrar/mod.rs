@@ -1,19 +1,22 @@
 //! The registrar (pool registrar, PR): the I/O loop around [`crate::core::registrar`].
 //!
 //! One thread, one mio poll (epoll): the ASAP and ENRP endpoints over each transport (kernel
-//! SCTP where available, TCP), the ASAP announce socket, and a self-pipe for SIGINT/SIGTERM.
-//! Every event becomes a call into the sans-I/O core; every [`Output`] of the core becomes a
-//! socket operation here.
+//! SCTP where available, TCP), the ASAP announce socket, signals (`service`), the metrics
+//! endpoint (`metrics`). Every event becomes a call into the sans-I/O core; every [`Output`] of
+//! the core becomes a socket operation here; `reports` writes rsplib's statistics and sends
+//! Component Status reports.
 
 pub mod config;
 pub mod hsdump;
+pub mod metrics;
 mod presence;
+pub mod reports;
+pub mod service;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -22,8 +25,13 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use crate::core::registrar::{ConnId, EnrpSettings, Output, Registrar, RegistrarConfig};
 use crate::core::types::{RegistrarId, TransportAddress, TransportProtocol};
 use crate::logging;
-use crate::transport::{self, sctp, Event, Limits, Protocol, Server, PPID_ASAP, PPID_ENRP};
+use crate::transport::{
+    self, sctp, DownReason, Event, Limits, Protocol, Server, PPID_ASAP, PPID_ENRP,
+};
 use config::{Command, Config};
+use metrics::Metrics;
+use reports::Reports;
+use service::{SignalAction, SignalWatch};
 
 /// Usage text printed by `rspregistrar --help`.
 pub const USAGE: &str = "\
@@ -58,13 +66,26 @@ Usage: rspregistrar [options]
   -maxelementsperhtrequest=N       PEs per Handle Table Response (128)
   -supporttakeoversuggestion       honour Handle Update takeover suggestions
   -transport=sctp|tcp|both         transports (both: SCTP where the kernel has it, and TCP)
-  -loglevel=0-9  -logfile=FILE  -logappend=FILE  -logquiet  -quiet
-  -daemonpidfile=FILE              write the process id to FILE
+  -announcettl=N                   TTL of multicast announces (30)
+  -disable-ipv6                    IPv4 only (IPv6 addresses are refused)
+  -maxincrement=N  -distancestep=MS  accepted; without effect here (a warning says so)
+  -enrpmulticast=addr:port|off     old name of -enrpannounce
+  -cspserver=addr:port             send Component Status reports there (CSP_SERVER)
+  -cspinterval=MS                  … this often (CSP_INTERVAL; 250 with -cspserver)
+  -statsfile=FILE                  rsplib's statistics table, one line per interval
+  -statsinterval=MS                statistics interval (1000, 10 … 3600000)
+  -actionlogfile=FILE              rsplib's action log: one line per ASAP/ENRP message
+  -scalar=FILE  -object=NAME       totals and averages as scalars at the end (registrar)
+  -uptime=S  -downtime=S           failure test: run for exp(S) s, stop for exp(S) s, again
+  -metrics=addr:port               Prometheus metrics over HTTP at /metrics
+  -loglevel=0-9  -logfile=FILE  -logappend=FILE  -logquiet  -logcolor=on|off  -quiet
+  -daemonpidfile=FILE              fork; the parent writes the child's pid to FILE and exits
   --help                           this text
 ";
 
 /// Entry point of the `rspregistrar` binary. Returns the process exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
+    logging::set_component("registrar");
     let config = match config::parse(args) {
         Ok(Command::Help) => {
             print!("{USAGE}");
@@ -76,43 +97,51 @@ pub fn main_with_args(args: &[String]) -> i32 {
             return 1;
         }
     };
-    match run(&config) {
-        Ok(()) => 0,
-        Err(e) => {
-            let _ = writeln!(io::stderr(), "rspregistrar: {e}");
-            1
+    // rsplib's failure test mode: run for an exponentially distributed time, stop, wait for
+    // one, start again; without -uptime= one run until a signal.
+    let mut run_no = 1;
+    loop {
+        let uptime = draw_exponential(config.extras.uptime_s);
+        let end = uptime.map(|t| {
+            println!(
+                "Run #{run_no}: running registrar for {:.3}s ...",
+                t.as_secs_f64()
+            );
+            Instant::now() + t
+        });
+        match run(&config, end, run_no > 1) {
+            Ok(Stopped::BySignal) => return 0,
+            Ok(Stopped::ByTimer) => {
+                let down =
+                    draw_exponential(config.extras.downtime_s.max(0.000_001)).unwrap_or_default();
+                println!("Waiting for {:.3}s ...", down.as_secs_f64());
+                std::thread::sleep(down);
+                run_no += 1;
+            }
+            Err(e) => {
+                let _ = writeln!(io::stderr(), "rspregistrar: {e}");
+                return 1;
+            }
         }
     }
 }
 
-static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let b = 1u8;
-        // SAFETY: write(2) is async-signal-safe; the result does not matter.
-        unsafe {
-            libc::write(fd, (&b as *const u8).cast(), 1);
-        }
+/// An exponentially distributed duration of mean `mean_s` seconds; `None` for a mean of 0.
+fn draw_exponential(mean_s: f64) -> Option<Duration> {
+    if mean_s < 0.000_001 {
+        return None;
     }
+    let u = ((random_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    Some(Duration::from_secs_f64(-mean_s * u.ln()))
 }
 
-/// A pipe whose read end becomes readable when SIGINT or SIGTERM arrives.
-fn signal_pipe() -> io::Result<OwnedFd> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
-    // SAFETY: installing a handler that only writes to a pipe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        Ok(OwnedFd::from_raw_fd(fds[0]))
-    }
+/// Why [`run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGINT or SIGTERM.
+    BySignal,
+    /// The failure test mode's uptime ran out.
+    ByTimer,
 }
 
 /// Raises the soft descriptor limit to the hard one: a registrar holds one TCP connection per
@@ -140,7 +169,8 @@ fn raise_fd_limit() -> Option<u64> {
 }
 
 /// Descriptors the registrar uses besides its connections (standard streams, epoll, the
-/// listeners and their reserves, the signal pipe, the announce and log files), rounded up.
+/// listeners and their reserves, the signal pipe, the announce, CSP, metrics and log files),
+/// rounded up.
 const FIXED_DESCRIPTORS: u64 = 16;
 
 fn random_u64() -> u64 {
@@ -162,10 +192,10 @@ struct Announcer {
 }
 
 impl Announcer {
-    fn new(group: SocketAddr, source_port: u16) -> io::Result<Announcer> {
+    fn new(group: SocketAddr, source_port: u16, ttl: u32) -> io::Result<Announcer> {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
         s.set_reuse_address(true)?;
-        s.set_multicast_ttl_v4(30)?;
+        s.set_multicast_ttl_v4(ttl)?;
         s.set_multicast_loop_v4(true)?;
         let bind = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), source_port);
         if s.bind(&bind.into()).is_err() {
@@ -238,12 +268,30 @@ fn transport_protocol(p: Protocol) -> TransportProtocol {
     }
 }
 
-/// Runs the registrar until SIGINT/SIGTERM.
-pub fn run(config: &Config) -> Result<(), String> {
+/// Words for why a connection went down.
+fn down_reason(r: DownReason) -> &'static str {
+    match r {
+        DownReason::Closed => "closed by the peer",
+        DownReason::Lost => "lost (reset, abort or I/O error)",
+        DownReason::ProtocolError => "closed: the peer's bytes are no ASAP/ENRP messages",
+        DownReason::TooSlow => "closed: the peer did not read its answers",
+        DownReason::Stalled => "closed: the peer left a message incomplete",
+    }
+}
+
+/// Runs the registrar until SIGINT/SIGTERM, or until `end` (failure test mode). `again`: a
+/// later run of the failure test mode (files are appended to).
+pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped, String> {
     logging::set_level(config.log_level);
+    logging::set_color(config.extras.log_color);
     if let Some((path, append)) = &config.log_file {
-        logging::set_file(Some((path, *append)))
+        logging::set_file(Some((path, *append || again)))
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    }
+    if !again {
+        for warning in &config.extras.ignored {
+            logging::log(logging::WARNING, warning);
+        }
     }
     let (protocols, choice) = config.transport.resolve(sctp::available())?;
     let id = config.identifier.unwrap_or_else(|| loop {
@@ -267,15 +315,6 @@ pub fn run(config: &Config) -> Result<(), String> {
     }
     let mut poll = Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
     let mut servers = bind_endpoints(config, &protocols, &poll)?;
-    let signals = signal_pipe().map_err(|e| format!("cannot set up signal handling: {e}"))?;
-    let signal_token = Token(usize::MAX - 1);
-    poll.registry()
-        .register(
-            &mut SourceFd(&signals.as_raw_fd()),
-            signal_token,
-            Interest::READABLE,
-        )
-        .map_err(|e| format!("cannot watch signals: {e}"))?;
     let asap_port = servers[0]
         .0
         .local_addrs()
@@ -284,34 +323,38 @@ pub fn run(config: &Config) -> Result<(), String> {
         .unwrap_or(3863);
     let announcer = match config.asap_announce {
         Some(group) => Some(
-            Announcer::new(group, asap_port)
+            Announcer::new(group, asap_port, config.extras.announce_ttl)
                 .map_err(|e| format!("cannot create the announce socket for {group}: {e}"))?,
         ),
         None => None,
     };
-    if let Some(path) = &config.pid_file {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
-    }
+    let metrics = match config.extras.metrics {
+        Some(addr) => Some(
+            Metrics::bind(addr, poll.registry())
+                .map_err(|e| format!("cannot bind the metrics endpoint {addr}: {e}"))?,
+        ),
+        None => None,
+    };
 
     let enrp_port = servers
         .iter()
         .find(|(_, ppid)| *ppid == PPID_ENRP)
         .and_then(|(s, _)| s.local_addrs().first().map(|a| a.port()))
         .unwrap_or(9901);
-    let (enrp_announcer, presence_socket) =
-        match config.enrp_announce {
-            Some(group) => (
-                Some(Announcer::new(group, enrp_port).map_err(|e| {
+    let (enrp_announcer, presence_socket) = match config.enrp_announce {
+        Some(group) => (
+            Some(
+                Announcer::new(group, enrp_port, config.extras.announce_ttl).map_err(|e| {
                     format!("cannot create the ENRP announce socket for {group}: {e}")
-                })?),
-                Some(
-                    presence::listen(group)
-                        .map_err(|e| format!("cannot listen for ENRP Presence on {group}: {e}"))?,
-                ),
+                })?,
             ),
-            None => (None, None),
-        };
+            Some(
+                presence::listen(group)
+                    .map_err(|e| format!("cannot listen for ENRP Presence on {group}: {e}"))?,
+            ),
+        ),
+        None => (None, None),
+    };
     let enrp_transport = servers
         .iter()
         .find(|(s, ppid)| *ppid == PPID_ENRP && s.protocol() == protocols[0])
@@ -372,15 +415,31 @@ pub fn run(config: &Config) -> Result<(), String> {
                 addrs.join(", ")
             ));
         }
+        if let Some(m) = &metrics {
+            text.push_str(&format!("Metrics: http://{}/metrics\n", m.local_addr()));
+        }
         let mut stdout = io::stdout().lock();
         let _ = stdout
             .write_all(text.as_bytes())
             .and_then(|_| stdout.flush());
     }
+    // rsplib's daemon mode forks here, once the sockets are bound; no thread runs yet.
+    if let Some(path) = &config.pid_file {
+        service::daemonize(path)?;
+    }
+    let signal_token = Token(usize::MAX / 2 - 1);
+    let mut signals = SignalWatch::new(poll.registry(), signal_token)
+        .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    let asap_addrs = servers[0].0.local_addrs();
+    let reports = Reports::new(config, id, &asap_addrs, again)?;
     logging::log(
         logging::ACTION,
         &format!("registrar 0x{id:08x} started; transport: {choice}"),
     );
+    service::notify(&format!(
+        "READY=1\nMAINPID={}\nSTATUS=registrar 0x{id:08x} serving",
+        std::process::id()
+    ));
 
     let limits = Limits {
         stall_timeout: Duration::from_millis(config.stall_timeout_ms),
@@ -402,6 +461,8 @@ pub fn run(config: &Config) -> Result<(), String> {
         presence_socket,
         start,
         outputs: Vec::new(),
+        reports,
+        metrics,
     };
     let presence_token = Token(usize::MAX - 2);
     if let Some(s) = &sockets.presence_socket {
@@ -416,17 +477,41 @@ pub fn run(config: &Config) -> Result<(), String> {
     let mut events = Events::with_capacity(1024);
     let mut transport_events = Vec::new();
     loop {
-        let timeout = sockets.timeout(&registrar);
+        let mut timeout = sockets.timeout(&registrar);
+        if let Some(end) = end {
+            let left = end.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(format!("event loop failed: {e}"));
         }
-        let mut stop = false;
+        let mut stop = None;
         for ev in events.iter() {
             if ev.token() == signal_token {
-                stop = true;
+                for action in signals.pending() {
+                    match action {
+                        SignalAction::Stop => stop = Some(Stopped::BySignal),
+                        SignalAction::ReopenLog => match logging::reopen() {
+                            Ok(()) => logging::log(logging::ACTION, "SIGHUP: log file reopened"),
+                            Err(e) => logging::log(
+                                logging::ERROR,
+                                &format!("SIGHUP: cannot reopen the log file: {e}"),
+                            ),
+                        },
+                    }
+                }
+                continue;
+            }
+            if let Some(m) = sockets.metrics.as_mut().filter(|m| m.owns(ev.token())) {
+                m.ready(
+                    &sockets.registry,
+                    ev.token(),
+                    &registrar,
+                    &sockets.reports.counts(),
+                );
                 continue;
             }
             if ev.token() == presence_token {
@@ -465,7 +550,18 @@ pub fn run(config: &Config) -> Result<(), String> {
         registrar.poll(sockets.now(), &mut outputs);
         sockets.dispatch(&mut registrar, &mut outputs);
         sockets.outputs = outputs;
-        if stop {
+        let now = Instant::now();
+        sockets.reports.tick(now, &registrar);
+        if let Some(m) = sockets.metrics.as_mut() {
+            m.sweep(&sockets.registry, now);
+        }
+        if end.is_some_and(|end| now >= end) {
+            println!("Shutdown by timer!");
+            stop = Some(Stopped::ByTimer);
+        }
+        if let Some(stopped) = stop {
+            service::notify("STOPPING=1");
+            sockets.reports.finish(&registrar);
             logging::log(
                 logging::ACTION,
                 &format!(
@@ -478,7 +574,7 @@ pub fn run(config: &Config) -> Result<(), String> {
             if let Some(path) = &config.pid_file {
                 let _ = std::fs::remove_file(path);
             }
-            return Ok(());
+            return Ok(stopped);
         }
     }
 }
@@ -496,6 +592,10 @@ struct Sockets {
     start: Instant,
     /// Reused output buffer of the core.
     outputs: Vec<Output>,
+    /// CSP reports, statistics, action log.
+    reports: Reports,
+    /// The `-metrics=` endpoint.
+    metrics: Option<Metrics>,
 }
 
 impl Sockets {
@@ -519,6 +619,8 @@ impl Sockets {
             .servers
             .iter()
             .filter_map(|(s, _)| s.next_deadline())
+            .chain(self.reports.next_deadline())
+            .chain(self.metrics.as_ref().and_then(Metrics::next_deadline))
             .min()
             .map(|at| at.saturating_duration_since(wall));
         match (core, servers) {
@@ -535,20 +637,26 @@ impl Sockets {
             Event::Up { conn, peer } => {
                 self.conn_server.insert(conn, idx);
                 let p = transport_protocol(self.servers[idx].0.protocol());
+                let from: Vec<String> = peer.iter().map(|a| a.to_string()).collect();
                 logging::log(
                     logging::VERBOSE,
-                    &format!("connection {conn} up from {peer:?} over {p:?}"),
+                    &format!(
+                        "connection {conn} from {} over {}",
+                        from.join(", "),
+                        self.servers[idx].0.protocol().name()
+                    ),
                 );
                 registrar.connection_up(now, conn, p, peer, &mut outputs);
             }
             Event::Message { conn, ppid, data } => {
+                self.reports.message(false, ppid, &data);
                 registrar.receive(now, conn, ppid, &data, &mut outputs)
             }
             Event::Down { conn, reason } => {
                 self.conn_server.remove(&conn);
                 logging::log(
                     logging::VERBOSE,
-                    &format!("connection {conn} down: {reason:?}"),
+                    &format!("connection {conn} {}", down_reason(reason)),
                 );
                 registrar.connection_down(now, conn, &mut outputs);
             }
@@ -615,6 +723,7 @@ impl Sockets {
                         let Some(&idx) = self.conn_server.get(&conn) else {
                             continue;
                         };
+                        self.reports.message(true, ppid, &data);
                         let server = &mut self.servers[idx].0;
                         if let Err(e) = server.send(&self.registry, conn, ppid, &data) {
                             logging::log(
@@ -634,6 +743,7 @@ impl Sockets {
                     Output::Connect { to } => self.connect(registrar, to, outputs),
                     Output::Announce { data } => {
                         if let Some(a) = self.announcer.as_mut() {
+                            self.reports.announce(&data);
                             a.send(&data);
                         }
                     }

@@ -116,7 +116,8 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub(super) const ALL: [Refusal; 11] = [
+    /// Every kind, in declaration order (metrics list them all).
+    pub const ALL: [Refusal; 11] = [
         Refusal::Connection,
         Refusal::ResolutionRate,
         Refusal::UnreachableRate,
