@@ -98,6 +98,8 @@ pub struct Extras {
     pub log_color: bool,
     /// Serve Prometheus metrics over HTTP here (`-metrics=addr:port`).
     pub metrics: Option<SocketAddr>,
+    /// rsplib's MaxIncrement of the round-robin policies (`-maxincrement=`, 0 = default).
+    pub max_increment: u32,
     /// One warning line each at start-up: options accepted without effect here, and old
     /// option names.
     pub ignored: Vec<String>,
@@ -123,6 +125,7 @@ impl Default for Extras {
             downtime_s: 0.0,
             log_color: false,
             metrics: None,
+            max_increment: 0,
             ignored: Vec::new(),
         }
     }
@@ -405,15 +408,7 @@ pub fn parse_with_env(
             "-announcettl" => c.extras.announce_ttl = number::<u32>(opt, need()?)?.clamp(1, 255),
             "-uptime" => c.extras.uptime_s = seconds(opt, need()?)?,
             "-downtime" => c.extras.downtime_s = seconds(opt, need()?)?,
-            "-maxincrement" => {
-                let n: u32 = number(opt, need()?)?;
-                if n != 0 {
-                    c.extras.ignored.push(format!(
-                        "-maxincrement={n} is ignored: the registrar's MaxIncrement stays 0 \
-                         (selection counters of the round-robin policies advance by one)"
-                    ));
-                }
-            }
+            "-maxincrement" => c.extras.max_increment = number(opt, need()?)?,
             "-distancestep" => {
                 let _: u32 = number(opt, need()?)?;
                 c.extras.ignored.push(

@@ -68,7 +68,8 @@ Usage: rspregistrar [options]
   -transport=sctp|tcp|both         transports (both: SCTP where the kernel has it, and TCP)
   -announcettl=N                   TTL of multicast announces (30)
   -disable-ipv6                    IPv4 only (IPv6 addresses are refused)
-  -maxincrement=N  -distancestep=MS  accepted; without effect here (a warning says so)
+  -maxincrement=N                  MaxIncrement of the round-robin policies (0 = default)
+  -distancestep=MS                 accepted; without effect here (a warning says so)
   -enrpmulticast=addr:port|off     old name of -enrpannounce
   -cspserver=addr:port             send Component Status reports there (CSP_SERVER)
   -cspinterval=MS                  … this often (CSP_INTERVAL; 250 with -cspserver)
@@ -388,6 +389,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
     core_config.peers = config.peers.iter().map(|a| a.ip()).collect();
     core_config.static_peers = config.peers.clone();
     core_config.enrp_announce = config.enrp_announce.is_some();
+    core_config.max_increment = config.extras.max_increment;
     let t = &config.enrp_timing;
     core_config.enrp = EnrpSettings {
         heartbeat_cycle: t.peer_heartbeat_cycle_ms * 1000,

@@ -351,7 +351,10 @@ impl Registrar {
                     self.counters.deregistrations += 1;
                     out.push(log(
                         LOG_ACTION,
-                        format!("deregistered PE {pe_id} of pool \"{pool_handle}\""),
+                        format!(
+                            "deregistered PE {pe_id} of pool \"{pool_handle}\" at {}",
+                            pe_address(&pe)
+                        ),
                     ));
                 }
                 self.pe_gone(&key);
@@ -413,8 +416,10 @@ impl Registrar {
                 out.push(log(
                     LOG_ACTION,
                     format!(
-                        "removed PE {pe_id} of pool \"{}\" after unreachable reports from {max} hosts",
-                        key.0
+                        "removed PE {pe_id} of pool \"{}\" at {} after unreachable reports from \
+                         {max} hosts",
+                        key.0,
+                        pe_address(&pe)
                     ),
                 ));
             }

@@ -156,6 +156,9 @@ pub struct RegistrarConfig {
     pub static_peers: Vec<SocketAddr>,
     /// ENRP timers and paging.
     pub enrp: EnrpSettings,
+    /// rsplib's MaxIncrement of the round-robin policies (`-maxincrement=`; 0 = the policy's
+    /// default).
+    pub max_increment: u32,
     /// Send Presence by multicast every heartbeat ([`Output::EnrpAnnounce`]) and dial the
     /// registrars heard there ([`Registrar::receive_announce`]).
     pub enrp_announce: bool,
@@ -189,6 +192,7 @@ impl RegistrarConfig {
             static_peers: Vec::new(),
             enrp: EnrpSettings::default(),
             enrp_announce: false,
+            max_increment: 0,
             stall_gap: Some(DEFAULT_STALL_GAP),
         }
     }
@@ -305,6 +309,7 @@ impl Registrar {
     pub fn new(cfg: RegistrarConfig, seed: u64, now: Micros) -> Self {
         let mut hs_cfg = handlespace::Config::registrar();
         hs_cfg.max_bad_pe_reports = cfg.max_bad_pe_reports;
+        hs_cfg.max_increment = cfg.max_increment;
         let next_announce = cfg.announce_cycle.map(|_| now);
         let mut r = Registrar {
             hs: Handlespace::with_seed(hs_cfg, seed),
@@ -457,8 +462,10 @@ impl Registrar {
                 out.push(log(
                     LOG_ACTION,
                     format!(
-                        "removed PE {} of pool \"{}\": its connection went down",
-                        key.1, key.0
+                        "removed PE {} of pool \"{}\" at {}: its connection went down",
+                        key.1,
+                        key.0,
+                        pe_address(&pe)
                     ),
                 ));
             }
@@ -504,7 +511,12 @@ impl Registrar {
                 self.counters.expired += 1;
                 out.push(log(
                     LOG_ACTION,
-                    format!("PE {} of pool \"{}\" expired", key.1, key.0),
+                    format!(
+                        "PE {} of pool \"{}\" at {} expired",
+                        key.1,
+                        key.0,
+                        pe_address(&pe)
+                    ),
                 ));
             }
         }
@@ -617,6 +629,13 @@ fn canonical(a: &IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(*a),
         v4 => *v4,
     }
+}
+
+/// A PE's user transport for log lines: "10.0.0.1:7000/TCP" (several addresses joined by ",").
+fn pe_address(pe: &handlespace::PoolElement) -> String {
+    let t = pe.user_transport();
+    let addrs: Vec<String> = t.addresses.iter().map(|a| a.to_string()).collect();
+    format!("{}:{}/{}", addrs.join(","), t.port, t.protocol.name())
 }
 
 fn log(level: u8, text: String) -> Output {

@@ -151,8 +151,10 @@ impl Registrar {
                 out.push(log(
                     LOG_ACTION,
                     format!(
-                        "removed PE {} of pool \"{}\": it did not register again in time",
-                        key.1, key.0
+                        "removed PE {} of pool \"{}\" at {}: it did not register again in time",
+                        key.1,
+                        key.0,
+                        pe_address(&pe)
                     ),
                 ));
             }
