@@ -39,7 +39,8 @@ for i in 1 2 3; do
 done
 {tool} pe -registrar=127.0.0.1:3861 -poolhandle=McastPool -identifier=0xb001 -port=9999 > $DIR/pe.out &
 for n in $(seq 1 100); do
-  if {tool} resolve -registrar=127.0.0.1:3863 -poolhandle=McastPool 2>/dev/null | grep -q 'PE 0x0000b001'; then
+  if {tool} resolve -registrar=127.0.0.1:3863 -poolhandle=McastPool 2>/dev/null | grep -q 'PE 0x0000b001' \
+     && {tool} hsdump 127.0.0.1:9912 2>/dev/null | grep -q 'home 0x00000001'; then
     break
   fi
   sleep 0.1

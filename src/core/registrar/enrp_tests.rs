@@ -679,3 +679,38 @@ fn a_connected_tool_is_not_asked_to_acknowledge_a_takeover() {
     // Nor is the tool listed to peers as a registrar.
     assert!(net.nodes[2].r.peers().iter().all(|p| p.id != tool_id));
 }
+
+#[test]
+fn a_known_peer_is_answered_on_a_connection_its_presence_has_not_reached() {
+    let mut net = three_with_pes();
+    // A second connection from registrar 1's host to registrar 0, no Presence on it yet.
+    let conn = net.client(0, 800);
+    let htr = EnrpMessage::new(id_of(1), id_of(0), EnrpBody::HandleTableRequest);
+    let mut out = Vec::new();
+    let now = net.now;
+    net.nodes[0]
+        .r
+        .receive(now, conn, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
+    let answer = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { data, .. } => EnrpMessage::decode(data).ok().map(|d| d.message),
+            _ => None,
+        })
+        .expect("an answer");
+    assert_eq!(answer.flags & enrp::FLAG_REJECT, 0);
+    assert!(matches!(answer.body, EnrpBody::HandleTableResponse { .. }));
+    // An unknown sender on such a connection is still refused.
+    let htr = EnrpMessage::new(RegistrarId(0x4242), id_of(0), EnrpBody::HandleTableRequest);
+    let mut out = Vec::new();
+    net.nodes[0]
+        .r
+        .receive(now, conn, PPID_ENRP, &htr.to_bytes().unwrap(), &mut out);
+    let reject = out.iter().any(|o| match o {
+        Output::Send { data, .. } => {
+            EnrpMessage::decode(data).is_ok_and(|d| d.message.flags & enrp::FLAG_REJECT != 0)
+        }
+        _ => false,
+    });
+    assert!(reject);
+}

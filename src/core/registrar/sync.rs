@@ -257,7 +257,10 @@ impl Registrar {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        if c.enrp_peer.is_none() {
+        // Whoever sent a Presence may ask (rsplib: anyone in the peer list); so may a peer we
+        // know whose request came over a connection its Presence has not come over yet (two
+        // registrars that dialled each other at once).
+        if c.enrp_peer.is_none() && !self.peers.contains_key(&sender) {
             let msg = self.enrp_message(
                 enrp::FLAG_REJECT,
                 sender,
