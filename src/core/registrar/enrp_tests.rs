@@ -714,3 +714,29 @@ fn a_known_peer_is_answered_on_a_connection_its_presence_has_not_reached() {
     });
     assert!(reject);
 }
+
+#[test]
+fn no_timer_is_left_due_after_a_poll() {
+    // A dial whose registrar is reached over the connection it dialled (ours was closed as
+    // the duplicate) must not stay due: the I/O loop would wake at once, again and again.
+    let mut net = three_with_pes();
+    net.logs.clear();
+    net.run(5 * SEC);
+    let churn = (0..3)
+        .map(|i| net.log_lines(i, "two connections to peer"))
+        .sum::<usize>();
+    assert_eq!(
+        churn, 0,
+        "registrars dial peers they already reach: {:?}",
+        net.logs
+    );
+    for n in &net.nodes {
+        let next = n.r.next_wakeup().expect("a registrar always has a wakeup");
+        assert!(
+            next > net.now,
+            "registrar {} wants {next} at {}",
+            n.r.id(),
+            net.now
+        );
+    }
+}

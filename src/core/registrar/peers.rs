@@ -388,6 +388,14 @@ impl Registrar {
             let msg = self.enrp_message(flags, id, EnrpBody::HandleTableRequest);
             push_send(out, keep, PPID_ENRP, &msg.to_bytes());
         }
+        // A dial whose connection goes is still that registrar's: it is not dialled again
+        // while the registrar is reached over the other connection.
+        if let Some(addr) = self.conns.get(&drop).and_then(|c| c.dial) {
+            if let Some(d) = self.dials.get_mut(&addr) {
+                d.peer = Some(id);
+                d.attempts = 0;
+            }
+        }
         out.push(log(
             LOG_VERBOSE,
             format!("two connections to peer {id}: keeping {keep}, closing {drop}"),
@@ -483,23 +491,29 @@ impl Registrar {
                 (0, m.body)
             });
         }
-        // Dial what has no connection (and no peer reached another way).
-        let due: Vec<SocketAddr> = self
+        // Dial what has no connection, unless its registrar is reached over another one (it
+        // dialled us); then look again after the retry interval.
+        let due: Vec<(SocketAddr, bool)> = self
             .dials
             .iter()
             .filter(|(_, d)| d.conn.is_none() && d.next_attempt <= now)
-            .filter(|(_, d)| {
-                d.peer
+            .map(|(&a, d)| {
+                let reached = d
+                    .peer
                     .and_then(|id| self.peers.get(&id))
-                    .is_none_or(|p| p.conn.is_none())
+                    .is_some_and(|p| p.conn.is_some());
+                (a, reached)
             })
-            .map(|(&a, _)| a)
             .collect();
         let retry = self.retry_interval();
-        for addr in due {
+        for (addr, reached) in due {
             let Some(d) = self.dials.get_mut(&addr) else {
                 continue;
             };
+            if reached {
+                d.next_attempt = now + retry;
+                continue;
+            }
             if !d.configured && d.attempts >= MAX_LEARNED_ATTEMPTS {
                 out.push(log(
                     LOG_VERBOSE,
