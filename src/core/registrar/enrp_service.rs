@@ -1,8 +1,9 @@
 //! ENRP (RFC 5353) in: who may speak it, decoding, and where each message goes (the peer
 //! table in `peers.rs`, synchronisation in `sync.rs`, takeover in `takeover.rs`).
 //!
-//! Only configured peers (`-peer=`) and hosts allowed by `-enrpallow=` (loopback by default)
-//! may speak ENRP to the registrar; anyone else's connection is closed. Tools get the handle
+//! Only configured peers (`-peer=`), registrars learned from peers' List Responses or from
+//! multicast Presence (the addresses we dial), and hosts allowed by `-enrpallow=` (loopback by
+//! default) may speak ENRP to the registrar; anyone else's connection is closed. Tools get the handle
 //! table without the PEs' registrar-side ports (their ASAP transports carry
 //! [`HIDDEN_ASAP_PORT`]).
 
