@@ -251,8 +251,11 @@ fn unread_answers_stay_bounded_and_attackers_are_dropped_at_the_stall_timeout() 
         }));
     }
     let mut closed_at: Vec<Option<Duration>> = vec![None; attackers.len()];
-    let attack_end = start + stall + Duration::from_secs(3);
-    while Instant::now() < attack_end && !monitor.killed() {
+    let attack_end = start + stall + Duration::from_secs(6);
+    while Instant::now() < attack_end
+        && !monitor.killed()
+        && closed_at.iter().any(|c| c.is_none())
+    {
         c.probe(&mut s.pu, "during the attack");
         for (i, a) in attackers.iter().enumerate() {
             if closed_at[i].is_none() && peer_closed(a) {
@@ -283,12 +286,14 @@ fn unread_answers_stay_bounded_and_attackers_are_dropped_at_the_stall_timeout() 
             s.baseline_kib
         ),
     );
-    let limit = stall + Duration::from_millis(2000);
+    // Slack for a loaded machine (it took 4.7 s with both cores busy): the check is that the
+    // stall timeout closes them, not how promptly.
+    let limit = stall + Duration::from_millis(5000);
     for (i, t) in closed_at.iter().enumerate() {
         c.check(
             t.is_some_and(|t| t <= limit),
             format!(
-                "attacker {i} not disconnected within the stall timeout + 2 s ({limit:?}): {t:?}"
+                "attacker {i} not disconnected within the stall timeout + 5 s ({limit:?}): {t:?}"
             ),
         );
     }
