@@ -252,9 +252,7 @@ fn unread_answers_stay_bounded_and_attackers_are_dropped_at_the_stall_timeout() 
     }
     let mut closed_at: Vec<Option<Duration>> = vec![None; attackers.len()];
     let attack_end = start + stall + Duration::from_secs(6);
-    while Instant::now() < attack_end
-        && !monitor.killed()
-        && closed_at.iter().any(|c| c.is_none())
+    while Instant::now() < attack_end && !monitor.killed() && closed_at.iter().any(|c| c.is_none())
     {
         c.probe(&mut s.pu, "during the attack");
         for (i, a) in attackers.iter().enumerate() {
