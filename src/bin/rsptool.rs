@@ -54,6 +54,10 @@ enum Cmd {
     /// A registrar's peers and handlespace (pools, PEs, home registrar, policy, addresses),
     /// asked over ENRP.
     Hsdump(HsdumpArgs),
+    /// Load generator: PEs register and answer keep-alives while PUs send handle resolutions
+    /// back to back; prints resolutions per second, latency percentiles and (with
+    /// --registrar-pid) the registrar's CPU time per resolution.
+    Bench(BenchArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -179,6 +183,27 @@ struct HsdumpArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    target: RegistrarArgs,
+    /// Pool users (one connection and thread each).
+    #[arg(long, default_value_t = 10)]
+    pus: usize,
+    /// Pool elements (one connection and thread each).
+    #[arg(long, default_value_t = 3)]
+    pes: usize,
+    /// Seconds of resolutions.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// PEs wanted per resolution; default: the registrar's choice.
+    #[arg(long)]
+    items: Option<u32>,
+    /// The registrar's process id: report its CPU time per resolution.
+    #[arg(long)]
+    registrar_pid: Option<u32>,
 }
 
 /// The addresses of one registrar endpoint.
@@ -631,6 +656,28 @@ fn double_dash(arg: String) -> String {
     }
 }
 
+fn bench(a: BenchArgs) {
+    let cfg = rsplib::registrar::loadgen::LoadConfig {
+        registrar: a.target.registrar.0.clone(),
+        protocol: a.target.transport.into(),
+        pool: PoolHandle::new(a.target.poolhandle.as_bytes()),
+        pus: a.pus.max(1),
+        pes: a.pes,
+        duration: Duration::from_secs(a.seconds.max(1)),
+        items: a.items,
+        registrar_pid: a.registrar_pid,
+    };
+    match rsplib::registrar::loadgen::run(&cfg) {
+        Ok(r) => {
+            print!("{}", r.format());
+            if r.resolutions == 0 {
+                exit(2);
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 fn main() {
     let cli = Cli::parse_from(std::env::args().map(double_dash));
     match cli.command {
@@ -640,6 +687,7 @@ fn main() {
         Cmd::LibResolve(a) => lib_resolve(a),
         Cmd::LibPe(a) => lib_pe(a),
         Cmd::Hsdump(a) => hsdump(a),
+        Cmd::Bench(a) => bench(a),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rsptool", &mut io::stdout())
         }

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod hsdump;
+pub mod loadgen;
 pub mod metrics;
 mod presence;
 pub mod reports;

@@ -1,0 +1,326 @@
+//! `rsptool bench`: a load generator for a registrar. Pool elements register and answer
+//! keep-alives while pool users send handle resolutions back to back (one outstanding each),
+//! over TCP or SCTP; it reports resolutions per second (each second and in all), latency
+//! percentiles and, given the registrar's pid, the registrar's CPU time per resolution.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::core::types::{
+    PeId, PolicyInfo, PolicyType, PoolHandle, TransportAddress, TransportProtocol,
+    TRANSPORT_USE_DATA_ONLY,
+};
+use crate::core::wire::{AsapBody, AsapMessage, PoolElement};
+use crate::transport::{Association, Protocol, PPID_ASAP};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    pub registrar: Vec<SocketAddr>,
+    pub protocol: Protocol,
+    pub pool: PoolHandle,
+    /// Pool users, each on its own connection and thread.
+    pub pus: usize,
+    /// Pool elements, each on its own connection and thread.
+    pub pes: usize,
+    pub duration: Duration,
+    /// PEs asked for per resolution (`None`: the registrar's default).
+    pub items: Option<u32>,
+    /// The registrar's process id, for its CPU time (Linux `/proc`).
+    pub registrar_pid: Option<u32>,
+}
+
+/// What was measured.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Resolutions answered with PEs, each second.
+    pub per_second: Vec<u64>,
+    pub resolutions: u64,
+    /// Answers without PEs, errors, lost connections.
+    pub failures: u64,
+    pub elapsed: Duration,
+    /// Latencies in µs (sorted).
+    pub latencies: Vec<u32>,
+    /// Registrar CPU time (user + system) during the measurement.
+    pub registrar_cpu: Option<Duration>,
+    pub pes_registered: usize,
+}
+
+impl LoadReport {
+    /// Resolutions per second over the whole run.
+    pub fn rate(&self) -> f64 {
+        self.resolutions as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The latency at quantile `q` (0..=1) in µs.
+    pub fn percentile(&self, q: f64) -> u32 {
+        if self.latencies.is_empty() {
+            return 0;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * q).round() as usize;
+        self.latencies[i]
+    }
+
+    /// The report as text, one figure per line.
+    pub fn format(&self) -> String {
+        let mut s = String::new();
+        for (i, n) in self.per_second.iter().enumerate() {
+            let _ = writeln!(s, "second {}: {n} resolutions", i + 1);
+        }
+        let _ = writeln!(
+            s,
+            "PEs registered: {}; resolutions: {} in {:.2} s = {:.0}/s; failures: {}",
+            self.pes_registered,
+            self.resolutions,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            self.failures
+        );
+        let _ = writeln!(
+            s,
+            "latency: p50 {} µs, p90 {} µs, p99 {} µs, max {} µs",
+            self.percentile(0.5),
+            self.percentile(0.9),
+            self.percentile(0.99),
+            self.latencies.last().copied().unwrap_or(0)
+        );
+        if let Some(cpu) = self.registrar_cpu {
+            let per = cpu.as_secs_f64() * 1e6 / (self.resolutions.max(1) as f64);
+            let _ = writeln!(
+                s,
+                "registrar CPU: {:.2} s = {per:.2} µs per resolution = {:.0} resolutions per \
+                 CPU-second",
+                cpu.as_secs_f64(),
+                1e6 / per.max(1e-9)
+            );
+        }
+        s
+    }
+}
+
+/// User + system CPU time of a process (`/proc/PID/stat`, clock ticks).
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields follow the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the line, utime 14 and stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_micros((utime + stime) * 1_000_000 / ticks))
+}
+
+fn connect(cfg: &LoadConfig) -> Result<Association, String> {
+    Association::connect(
+        cfg.protocol,
+        &cfg.registrar,
+        Duration::from_secs(5),
+        PPID_ASAP,
+    )
+    .map_err(|e| format!("cannot connect to {:?}: {e}", cfg.registrar))
+}
+
+fn send(a: &mut Association, body: AsapBody) -> Result<(), String> {
+    let bytes = AsapMessage::new(body)
+        .to_bytes()
+        .map_err(|e| e.to_string())?;
+    a.send(PPID_ASAP, &bytes).map_err(|e| e.to_string())
+}
+
+fn receive(a: &mut Association, timeout: Duration) -> Option<AsapBody> {
+    match a.recv(Some(timeout)) {
+        Ok(Some((_, data))) => AsapMessage::decode(&data).ok().map(|d| d.message.body),
+        _ => None,
+    }
+}
+
+/// PE `i`: registers, answers keep-alives until `stop`, deregisters. True if it registered.
+fn run_pe(cfg: &LoadConfig, i: usize, stop: &AtomicBool, ready: &AtomicU64) -> bool {
+    let Ok(mut a) = connect(cfg) else {
+        return false;
+    };
+    let id = PeId(0x4c00_0000 | (std::process::id() & 0xffff) << 8 | (i as u32 & 0xff));
+    let ip = match a.local_addr() {
+        Ok(l) => l.ip(),
+        Err(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let mut user = TransportAddress::new(TransportProtocol::Tcp, 20000 + i as u16, vec![ip]);
+    user.transport_use = TRANSPORT_USE_DATA_ONLY;
+    let mut element = PoolElement::new(id, user, PolicyInfo::new(PolicyType::RoundRobin));
+    element.registration_life = 60_000;
+    let registration = AsapBody::Registration {
+        pool_handle: cfg.pool.clone(),
+        element,
+    };
+    if send(&mut a, registration).is_err() {
+        return false;
+    }
+    let mut registered = false;
+    while !stop.load(Ordering::Relaxed) {
+        match receive(&mut a, Duration::from_millis(100)) {
+            Some(AsapBody::RegistrationResponse { error: None, .. }) if !registered => {
+                registered = true;
+                ready.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(AsapBody::EndpointKeepAlive { pool_handle, .. }) => {
+                let _ = send(
+                    &mut a,
+                    AsapBody::EndpointKeepAliveAck {
+                        pool_handle,
+                        pe_id: id,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    let _ = send(
+        &mut a,
+        AsapBody::Deregistration {
+            pool_handle: cfg.pool.clone(),
+            pe_id: id,
+        },
+    );
+    let _ = receive(&mut a, Duration::from_millis(500));
+    registered
+}
+
+/// One PU: resolutions back to back until `stop`; latencies in µs, failures.
+fn run_pu(cfg: &LoadConfig, stop: &AtomicBool, done: &AtomicU64) -> (Vec<u32>, u64) {
+    let mut lat = Vec::new();
+    let mut failures = 0;
+    let Ok(mut a) = connect(cfg) else {
+        return (lat, 1);
+    };
+    let request = AsapMessage::new(AsapBody::HandleResolution {
+        pool_handle: cfg.pool.clone(),
+        items: cfg.items,
+    })
+    .to_bytes()
+    .unwrap_or_default();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        if a.send(PPID_ASAP, &request).is_err() {
+            failures += 1;
+            break;
+        }
+        match receive(&mut a, Duration::from_secs(5)) {
+            Some(AsapBody::HandleResolutionResponse {
+                elements,
+                error: None,
+                ..
+            }) if !elements.is_empty() => {
+                lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(_) => failures += 1,
+            None => {
+                failures += 1;
+                break;
+            }
+        }
+    }
+    (lat, failures)
+}
+
+/// Runs the load: PEs first (until all registered or 5 s), then the PUs for the duration.
+pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
+    // Fail early and clearly if the registrar cannot be reached at all.
+    drop(connect(cfg)?);
+    let stop_pes = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicU64::new(0));
+    let mut pe_threads = Vec::new();
+    for i in 0..cfg.pes {
+        let (cfg, stop, ready) = (cfg.clone(), stop_pes.clone(), ready.clone());
+        pe_threads.push(std::thread::spawn(move || run_pe(&cfg, i, &stop, &ready)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (ready.load(Ordering::Relaxed) as usize) < cfg.pes && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let cpu_before = cfg.registrar_pid.and_then(process_cpu);
+    let start = Instant::now();
+    let mut pu_threads = Vec::new();
+    for _ in 0..cfg.pus {
+        let (cfg, stop, done, results) = (cfg.clone(), stop.clone(), done.clone(), results.clone());
+        pu_threads.push(std::thread::spawn(move || {
+            let r = run_pu(&cfg, &stop, &done);
+            if let Ok(mut v) = results.lock() {
+                v.push(r);
+            }
+        }));
+    }
+    let mut report = LoadReport {
+        pes_registered: ready.load(Ordering::Relaxed) as usize,
+        ..LoadReport::default()
+    };
+    let mut last = 0;
+    let mut next = start + Duration::from_secs(1);
+    while start.elapsed() < cfg.duration {
+        let now = Instant::now();
+        if now >= next {
+            let n = done.load(Ordering::Relaxed);
+            report.per_second.push(n - last);
+            last = n;
+            next += Duration::from_secs(1);
+        }
+        std::thread::sleep(
+            Duration::from_millis(5).min(cfg.duration.saturating_sub(start.elapsed())),
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    report.elapsed = start.elapsed();
+    let cpu_after = cfg.registrar_pid.and_then(process_cpu);
+    for t in pu_threads {
+        let _ = t.join();
+    }
+    stop_pes.store(true, Ordering::Relaxed);
+    for t in pe_threads {
+        let _ = t.join();
+    }
+    let results = std::mem::take(&mut *results.lock().map_err(|_| "a PU thread failed")?);
+    for (lat, failures) in results {
+        report.resolutions += lat.len() as u64;
+        report.failures += failures;
+        report.latencies.extend(lat);
+    }
+    report.latencies.sort_unstable();
+    report.registrar_cpu = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_own_cpu_time() {
+        let r = LoadReport {
+            latencies: (1..=100).collect(),
+            resolutions: 100,
+            elapsed: Duration::from_secs(2),
+            ..LoadReport::default()
+        };
+        assert_eq!(r.percentile(0.5), 51);
+        assert_eq!(r.percentile(0.99), 99);
+        assert_eq!(r.rate(), 50.0);
+        // Our own process has used some CPU by now; a missing one has none.
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        assert!(process_cpu(std::process::id()).is_some());
+        assert!(process_cpu(u32::MAX).is_none());
+    }
+}

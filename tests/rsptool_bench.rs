@@ -1,0 +1,65 @@
+//! `rsptool bench` against the registrar binary over loopback TCP: its PEs register, its PUs
+//! get answers, and it reports rates, latency percentiles and the registrar's CPU time.
+
+mod common;
+
+use common::*;
+
+const REGISTRAR: &str = env!("CARGO_BIN_EXE_rspregistrar");
+const RSPTOOL: &str = env!("CARGO_BIN_EXE_rsptool");
+
+#[test]
+fn the_load_generator_reports_rates_latencies_and_registrar_cpu() {
+    let dir = temp_dir("rsptool-bench");
+    let reg = Registrar::start(REGISTRAR, &dir.join("registrar.log"), &[]);
+    let out = std::process::Command::new(RSPTOOL)
+        .args([
+            "bench",
+            &format!("--registrar={}", reg.asap),
+            "--poolhandle=BenchPool",
+            "--pus=4",
+            "--pes=3",
+            "--seconds=2",
+            &format!("--registrar-pid={}", reg.proc.pid()),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("PEs registered: 3;"), "{text}");
+    assert!(text.contains("failures: 0"), "{text}");
+    let resolutions: u64 = text
+        .split("resolutions: ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(resolutions > 100, "{text}");
+    assert!(text.contains("second 1: "), "{text}");
+    assert!(text.contains("latency: p50 "), "{text}");
+    assert!(text.contains("µs per resolution"), "{text}");
+    // The PEs deregistered at the end: the pool is gone.
+    let log = reg.log_text();
+    assert_eq!(log.matches(": registered PE 0x4c").count(), 3, "{log}");
+    assert_eq!(log.matches("deregistered PE 0x4c").count(), 3, "{log}");
+}
+
+#[test]
+fn an_unreachable_registrar_is_one_clear_error() {
+    let out = std::process::Command::new(RSPTOOL)
+        .args([
+            "bench",
+            "--registrar=127.0.0.1:1",
+            "--poolhandle=BenchPool",
+            "--seconds=1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect"), "{err}");
+}
