@@ -294,6 +294,12 @@ test-sctp: build examples
 	  $(SCTP_LAB) run env BIN=$(OUT) EXAMPLES=$(CURDIR)/build/examples bash $$s || rc=1; \
 	done; exit $$rc
 
+# Load comparison in the SCTP lab: `rsptool bench` against rsplib 3.4's registrar and ours, in
+# one VM run, alternating (figures, not a test; BENCH_SECONDS, BENCH_PUS, BENCH_ROUNDS).
+.PHONY: bench-sctp
+bench-sctp: build
+	$(SCTP_LAB) run env BIN=$(OUT) bash tests/sctp-lab/bench.sh
+
 # ENRP chaos: 5 registrars, 50 PEs, rounds of SIGKILL and restart (about a minute or three).
 .PHONY: chaos
 chaos:
