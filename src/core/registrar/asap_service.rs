@@ -346,18 +346,15 @@ impl Registrar {
                 Some(OperationError::new(cause::REJECTED_SECURITY, &[]))
             }
             Ok(()) => {
-                if let Some(pe) = self.hs.deregister(&pool_handle, pe_id) {
-                    self.publish_removal(&pool_handle, &pe, out);
-                    self.counters.deregistrations += 1;
-                    out.push(log(
-                        LOG_ACTION,
-                        format!(
-                            "deregistered PE {pe_id} of pool \"{pool_handle}\" at {}",
-                            pe_address(&pe)
-                        ),
-                    ));
+                match self.hs.deregister(&pool_handle, pe_id) {
+                    Some(pe) => {
+                        self.counters.deregistrations += 1;
+                        self.removed(&key, &pe, out, |at| {
+                            format!("deregistered PE {pe_id} of pool \"{pool_handle}\" at {at}")
+                        });
+                    }
+                    None => self.pe_gone(&key),
                 }
-                self.pe_gone(&key);
                 None
             }
         };
@@ -410,18 +407,14 @@ impl Registrar {
         }
         match self.hs.report_unreachable(&key.0, pe_id) {
             UnreachableOutcome::Removed(pe) => {
-                self.pe_gone(&key);
-                self.publish_removal(&key.0, &pe, out);
                 self.counters.removed_unreachable += 1;
-                out.push(log(
-                    LOG_ACTION,
+                self.removed(&key, &pe, out, |at| {
                     format!(
-                        "removed PE {pe_id} of pool \"{}\" at {} after unreachable reports from \
-                         {max} hosts",
-                        key.0,
-                        pe_address(&pe)
-                    ),
-                ));
+                        "removed PE {pe_id} of pool \"{}\" at {at} after unreachable reports \
+                         from {max} hosts",
+                        key.0
+                    )
+                });
             }
             UnreachableOutcome::Counted(n) => out.push(log(
                 LOG_VERBOSE,

@@ -456,18 +456,14 @@ impl Registrar {
                 self.orphans.insert(key, deadline);
                 continue;
             }
-            self.pe_gone(&key);
-            if let Some(pe) = self.hs.deregister(&key.0, key.1) {
-                self.publish_removal(&key.0, &pe, out);
-                out.push(log(
-                    LOG_ACTION,
+            match self.hs.deregister(&key.0, key.1) {
+                Some(pe) => self.removed(&key, &pe, out, |at| {
                     format!(
-                        "removed PE {} of pool \"{}\" at {}: its connection went down",
-                        key.1,
-                        key.0,
-                        pe_address(&pe)
-                    ),
-                ));
+                        "removed PE {} of pool \"{}\" at {at}: its connection went down",
+                        key.1, key.0
+                    )
+                }),
+                None => self.pe_gone(&key),
             }
         }
     }
@@ -506,18 +502,10 @@ impl Registrar {
                     break;
                 };
                 let key = (ph, pe.id());
-                self.pe_gone(&key);
-                self.publish_removal(&key.0, &pe, out);
                 self.counters.expired += 1;
-                out.push(log(
-                    LOG_ACTION,
-                    format!(
-                        "PE {} of pool \"{}\" at {} expired",
-                        key.1,
-                        key.0,
-                        pe_address(&pe)
-                    ),
-                ));
+                self.removed(&key, &pe, out, |at| {
+                    format!("PE {} of pool \"{}\" at {at} expired", key.1, key.0)
+                });
             }
         }
         self.run_peer_timers(now, out);
@@ -575,6 +563,21 @@ impl Registrar {
             }
             self.detach(key, sup.conn);
         }
+    }
+
+    /// What follows the removal of a PE from the handlespace here (not by a peer's update):
+    /// the registrar forgets it, publishes the removal to its peers if the PE was its own,
+    /// and logs `line` (given the PE's address).
+    fn removed(
+        &mut self,
+        key: &(PoolHandle, PeId),
+        pe: &handlespace::PoolElement,
+        out: &mut Vec<Output>,
+        line: impl FnOnce(&str) -> String,
+    ) {
+        self.pe_gone(key);
+        self.publish_removal(&key.0, pe, out);
+        out.push(log(LOG_ACTION, line(&pe_address(pe))));
     }
 
     /// Everything the registrar keeps about a PE that left the handlespace.

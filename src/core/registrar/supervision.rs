@@ -145,18 +145,14 @@ impl Registrar {
             .take(MAX_WORK_PER_POLL)
             .collect();
         for key in due {
-            self.pe_gone(&key);
-            if let Some(pe) = self.hs.deregister(&key.0, key.1) {
-                self.publish_removal(&key.0, &pe, out);
-                out.push(log(
-                    LOG_ACTION,
+            match self.hs.deregister(&key.0, key.1) {
+                Some(pe) => self.removed(&key, &pe, out, |at| {
                     format!(
-                        "removed PE {} of pool \"{}\" at {}: it did not register again in time",
-                        key.1,
-                        key.0,
-                        pe_address(&pe)
-                    ),
-                ));
+                        "removed PE {} of pool \"{}\" at {at}: it did not register again in time",
+                        key.1, key.0
+                    )
+                }),
+                None => self.pe_gone(&key),
             }
         }
     }
