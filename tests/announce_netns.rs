@@ -3,31 +3,20 @@
 //! registrar announces itself on 239.0.0.50:3863; a listener sees the announces; and the
 //! library, given no registrar at all, finds the registrar by its announces and resolves a pool.
 
-use std::process::Command;
+#[path = "common/netns.rs"]
+mod netns;
 
 const REGISTRAR: &str = env!("CARGO_BIN_EXE_rspregistrar");
 const TOOL: &str = env!("CARGO_BIN_EXE_rsptool");
 
-fn netns_available() -> bool {
-    Command::new("unshare")
-        .args(["-rn", "true"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 #[test]
 fn announces_are_sent_received_and_used_for_registrar_discovery() {
-    if !netns_available() {
+    if !netns::available() {
         eprintln!("SKIPPED: `unshare -rn` (user + network namespaces) is not available here");
         return;
     }
     let script = format!(
         r#"
-set -e
-ip link set lo up
-ip link set lo multicast on
-ip route add 224.0.0.0/4 dev lo
 OUT=$(mktemp)
 {reg} -asap=127.0.0.1:0 -enrp=127.0.0.1:0 -enrpannounce=off -transport=tcp \
    -minaddressscope=loopback -identifier=0x0a0a0a0a -serverannouncecycle=200 -loglevel=0 > "$OUT" &
@@ -46,10 +35,7 @@ kill $PE
         reg = REGISTRAR,
         tool = TOOL
     );
-    let out = Command::new("unshare")
-        .args(["-rn", "bash", "-c", &script])
-        .output()
-        .expect("run the namespace script");
+    let out = netns::run(&script);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");

@@ -2,31 +2,20 @@
 //! set to multicast, a 224.0.0.0/4 route on it): three registrars with no `-peer=` at all find
 //! each other by their Presence on 239.0.0.51:9901 and share a PE registered at one of them.
 
-use std::process::Command;
+#[path = "common/netns.rs"]
+mod netns;
 
 const REGISTRAR: &str = env!("CARGO_BIN_EXE_rspregistrar");
 const TOOL: &str = env!("CARGO_BIN_EXE_rsptool");
 
-fn netns_available() -> bool {
-    Command::new("unshare")
-        .args(["-rn", "true"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 #[test]
 fn registrars_find_each_other_by_multicast_presence() {
-    if !netns_available() {
+    if !netns::available() {
         eprintln!("SKIPPED: `unshare -rn` (user + network namespaces) is not available here");
         return;
     }
     let script = format!(
         r#"
-set -e
-ip link set lo up
-ip link set lo multicast on
-ip route add 224.0.0.0/4 dev lo
 DIR=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$DIR"' EXIT
 for i in 1 2 3; do
@@ -56,10 +45,7 @@ cat $DIR/r1.log $DIR/r2.log $DIR/r3.log
         reg = REGISTRAR,
         tool = TOOL
     );
-    let out = Command::new("unshare")
-        .args(["-rn", "bash", "-c", &script])
-        .output()
-        .expect("run the namespace script");
+    let out = netns::run(&script);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
