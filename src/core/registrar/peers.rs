@@ -93,6 +93,23 @@ pub(super) struct Dial {
     pub attempts: u32,
 }
 
+/// A registrar's ENRP endpoint from its Server Information: the first transport's port and
+/// first specified address, else `fallback` (the address the message came from); `None`
+/// without a port or an address.
+pub(super) fn enrp_endpoint(
+    info: &ServerInformation,
+    fallback: Option<IpAddr>,
+) -> Option<SocketAddr> {
+    let t = info.transports.first().filter(|t| t.port != 0)?;
+    let ip = t
+        .addresses
+        .iter()
+        .find(|a| !a.is_unspecified())
+        .copied()
+        .or(fallback)?;
+    Some(SocketAddr::new(ip, t.port))
+}
+
 /// A learned ENRP address that never answers is given up after this many attempts.
 const MAX_LEARNED_ATTEMPTS: u32 = 5;
 
@@ -277,16 +294,8 @@ impl Registrar {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.enrp_peer = Some(sender);
         }
-        // Its ENRP endpoint: the first transport of its Server Information.
-        let addr = info.transports.first().and_then(|t| {
-            let ip = t
-                .addresses
-                .iter()
-                .find(|a| !a.is_unspecified())
-                .copied()
-                .unwrap_or(host);
-            (t.port != 0).then(|| SocketAddr::new(canonical(&ip), t.port))
-        });
+        let addr =
+            enrp_endpoint(info, Some(host)).map(|a| SocketAddr::new(canonical(&a.ip()), a.port()));
         let peer = self.peers.entry(sender).or_insert_with(|| Peer {
             conn: None,
             addr: None,
@@ -594,19 +603,10 @@ impl Registrar {
         if m.sender == self.cfg.id || m.sender.0 == 0 {
             return;
         }
-        let Some(t) = server_info.transports.first() else {
+        let Some(a) = enrp_endpoint(server_info, Some(from.ip())) else {
             return;
         };
-        let ip = t
-            .addresses
-            .iter()
-            .find(|a| !a.is_unspecified())
-            .copied()
-            .unwrap_or(from.ip());
-        if t.port == 0 {
-            return;
-        }
-        let addr = SocketAddr::new(canonical(&ip), t.port);
+        let addr = SocketAddr::new(canonical(&a.ip()), a.port());
         if self.peers.get(&m.sender).is_some_and(|p| p.conn.is_some()) {
             return;
         }

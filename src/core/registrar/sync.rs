@@ -534,14 +534,8 @@ impl Registrar {
     /// A List Response: peers of our peer become ours to dial.
     pub(super) fn receive_list_response(&mut self, now: Micros, servers: Vec<ServerInformation>) {
         for s in servers.into_iter().take(peers::MAX_PEERS) {
-            let Some(t) = s.transports.first() else {
-                continue;
-            };
-            let Some(ip) = t.addresses.iter().find(|a| !a.is_unspecified()) else {
-                continue;
-            };
-            if t.port != 0 && s.server_id.0 != 0 {
-                self.learn_peer_address(now, s.server_id, SocketAddr::new(*ip, t.port));
+            if let Some(addr) = peers::enrp_endpoint(&s, None).filter(|_| s.server_id.0 != 0) {
+                self.learn_peer_address(now, s.server_id, addr);
             }
         }
     }
