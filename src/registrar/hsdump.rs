@@ -55,7 +55,9 @@ pub fn query(addr: SocketAddr, protocol: Protocol, timeout: Duration) -> Result<
     send(&mut assoc, 0, EnrpBody::ListRequest)?;
     send(&mut assoc, 0, EnrpBody::HandleTableRequest)?;
     let mut dump = Dump::default();
-    let (mut listed, mut pages) = (false, 0);
+    // The answers come in any order: done once the List Response and the last table page
+    // (M not set) are both in.
+    let (mut listed, mut table_done, mut pages) = (false, false, 0);
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -87,11 +89,7 @@ pub fn query(addr: SocketAddr, protocol: Protocol, timeout: Duration) -> Result<
                 merge(&mut dump.pools, pools);
                 pages += 1;
                 if m.flags & enrp::FLAG_MORE == 0 {
-                    if listed {
-                        return Ok(dump);
-                    }
-                    // The List Response was sent before; wait for it.
-                    pages = MAX_PAGES;
+                    table_done = true;
                 } else if pages < MAX_PAGES {
                     send(&mut assoc, 0, EnrpBody::HandleTableRequest)?;
                 } else {
@@ -100,7 +98,7 @@ pub fn query(addr: SocketAddr, protocol: Protocol, timeout: Duration) -> Result<
             }
             _ => {}
         }
-        if listed && pages >= MAX_PAGES {
+        if listed && table_done {
             return Ok(dump);
         }
     }
