@@ -338,11 +338,21 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         None => None,
     };
 
-    let enrp_port = servers
+    let enrp_transport = servers
         .iter()
-        .find(|(_, ppid)| *ppid == PPID_ENRP)
-        .and_then(|(s, _)| s.local_addrs().first().map(|a| a.port()))
-        .unwrap_or(9901);
+        .find(|(s, ppid)| *ppid == PPID_ENRP && s.protocol() == protocols[0])
+        .and_then(|(s, _)| {
+            let addrs = s.local_addrs();
+            let port = addrs.first()?.port();
+            Some(TransportAddress::new(
+                transport_protocol(protocols[0]),
+                port,
+                addrs.iter().map(|a| a.ip()).collect(),
+            ))
+        });
+    // Presence by multicast comes from the ENRP endpoint's port, as the ASAP announces come
+    // from the ASAP port.
+    let enrp_port = enrp_transport.as_ref().map_or(9901, |t| t.port);
     let (enrp_announcer, presence_socket) = match config.enrp_announce {
         Some(group) => (
             Some(
@@ -357,18 +367,6 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         ),
         None => (None, None),
     };
-    let enrp_transport = servers
-        .iter()
-        .find(|(s, ppid)| *ppid == PPID_ENRP && s.protocol() == protocols[0])
-        .and_then(|(s, _)| {
-            let addrs = s.local_addrs();
-            let port = addrs.first()?.port();
-            Some(TransportAddress::new(
-                transport_protocol(protocols[0]),
-                port,
-                addrs.iter().map(|a| a.ip()).collect(),
-            ))
-        });
     let mut core_config = RegistrarConfig::new(RegistrarId(id));
     core_config.max_hr_items = config.max_hr_items;
     core_config.max_bad_pe_reports = config.max_bad_pe_reports;
