@@ -841,8 +841,11 @@ fn stalled_and_idle_connections_are_closed() {
         1,
     );
     let during_bound = s.baseline_kib + 300 * 128 + 16 * MIB;
-    // Freed buffers may stay with the allocator; what must not happen is growth from one round
-    // of the attack to the next (nothing is kept of a closed connection).
+    // Freed buffers may stay with the allocator (how much it hands back to the kernel varies
+    // from run to run), so RSS after a close says little. What must not happen is growth from
+    // one round of the attack to the next: had the registrar kept anything of the first round's
+    // 300 connections (about 19 MiB of partial messages), the second round would stack on it and
+    // its peak would pass the first round's.
     let growth_bound = 4 * MIB;
     let monitor = RssMonitor::start(s.reg.proc.pid(), RSS_KILL_KIB);
 
@@ -884,6 +887,7 @@ fn stalled_and_idle_connections_are_closed() {
     let mut second_written = None;
     let mut second_closed: Vec<Option<Duration>> = Vec::new();
     let mut rss_after_second = None;
+    let mut first_round_peak = None;
     while Instant::now() < end {
         c.probe(&mut s.pu, "while connections stall and idle");
         for (i, t) in stalled.iter().enumerate() {
@@ -899,6 +903,7 @@ fn stalled_and_idle_connections_are_closed() {
         if rss_after_close.is_none() && closed_at.iter().all(Option::is_some) {
             std::thread::sleep(Duration::from_millis(500));
             rss_after_close = Some(s.reg.rss_kib());
+            first_round_peak = Some(monitor.peak());
             for i in 0..300 {
                 let mut t = connect_from(&format!("127.0.0.{}", 2 + i % 3), s.reg.asap).unwrap();
                 t.write_all(&partial).unwrap();
@@ -924,8 +929,8 @@ fn stalled_and_idle_connections_are_closed() {
     let latest = closed_at.iter().flatten().max();
     c.note(format!(
         "stalled: {closed} of 300 closed, the last after {latest:?}; idle closed at \
-         {idle_closed_at:?}; peak RSS {} KiB (baseline {}), after the close {rss_after_close:?}, \
-         after a second round {rss_after_second:?}",
+         {idle_closed_at:?}; peak RSS {} KiB (baseline {}, first round {first_round_peak:?}), \
+         after the close {rss_after_close:?}, after a second round {rss_after_second:?}",
         monitor.peak(),
         s.baseline_kib
     ));
@@ -959,11 +964,14 @@ fn stalled_and_idle_connections_are_closed() {
             monitor.peak()
         ),
     );
+    let all_peak = monitor.peak();
     c.check(
-        matches!((rss_after_close, rss_after_second), (Some(a), Some(b)) if b <= a + growth_bound),
+        matches!((first_round_peak, rss_after_second), (Some(a), Some(b))
+            if b <= a + growth_bound && all_peak <= a + growth_bound),
         format!(
-            "RSS grew from {rss_after_close:?} KiB after the first round of stalled connections \
-             to {rss_after_second:?} KiB after the second (bound: +{growth_bound} KiB)"
+            "RSS grew from a peak of {first_round_peak:?} KiB in the first round of stalled \
+             connections to a peak of {all_peak} KiB in the second, {rss_after_second:?} KiB \
+             after it (bound: +{growth_bound} KiB)"
         ),
     );
     for (i, t) in idle_closed_at.iter().enumerate() {
