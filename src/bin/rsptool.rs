@@ -201,6 +201,9 @@ struct BenchArgs {
     /// PEs wanted per resolution; default: the registrar's choice.
     #[arg(long)]
     items: Option<u32>,
+    /// Resolutions each PU keeps outstanding (1: send, wait for the answer, send again).
+    #[arg(long, default_value_t = 1)]
+    depth: usize,
     /// The registrar's process id: report its CPU time per resolution.
     #[arg(long)]
     registrar_pid: Option<u32>,
@@ -665,6 +668,7 @@ fn bench(a: BenchArgs) {
         pes: a.pes,
         duration: Duration::from_secs(a.seconds.max(1)),
         items: a.items,
+        depth: a.depth.max(1),
         registrar_pid: a.registrar_pid,
     };
     match rsplib::registrar::loadgen::run(&cfg) {

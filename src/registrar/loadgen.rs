@@ -29,6 +29,8 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// PEs asked for per resolution (`None`: the registrar's default).
     pub items: Option<u32>,
+    /// Resolutions each PU keeps outstanding on its connection (at least 1).
+    pub depth: usize,
     /// The registrar's process id, for its CPU time (Linux `/proc`).
     pub registrar_pid: Option<u32>,
 }
@@ -190,7 +192,8 @@ fn run_pe(cfg: &LoadConfig, i: usize, stop: &AtomicBool, ready: &AtomicU64) -> b
     registered
 }
 
-/// One PU: resolutions back to back until `stop`; latencies in µs, failures.
+/// One PU: resolutions back to back until `stop`, `cfg.depth` of them outstanding (answers
+/// come in order on one connection); latencies in µs, failures.
 fn run_pu(cfg: &LoadConfig, stop: &AtomicBool, done: &AtomicU64) -> (Vec<u32>, u64) {
     let mut lat = Vec::new();
     let mut failures = 0;
@@ -203,13 +206,18 @@ fn run_pu(cfg: &LoadConfig, stop: &AtomicBool, done: &AtomicU64) -> (Vec<u32>, u
     })
     .to_bytes()
     .unwrap_or_default();
+    let mut sent = std::collections::VecDeque::with_capacity(cfg.depth.max(1));
     while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
-        if a.send(PPID_ASAP, &request).is_err() {
-            failures += 1;
-            break;
+        while sent.len() < cfg.depth.max(1) {
+            sent.push_back(Instant::now());
+            if a.send(PPID_ASAP, &request).is_err() {
+                failures += 1;
+                return (lat, failures);
+            }
         }
-        match receive(&mut a, Duration::from_secs(5)) {
+        let answer = receive(&mut a, Duration::from_secs(5));
+        let t = sent.pop_front().unwrap_or_else(Instant::now);
+        match answer {
             Some(AsapBody::HandleResolutionResponse {
                 elements,
                 error: None,

@@ -27,7 +27,7 @@ use crate::core::registrar::{ConnId, EnrpSettings, Output, Registrar, RegistrarC
 use crate::core::types::{RegistrarId, TransportAddress, TransportProtocol};
 use crate::logging;
 use crate::transport::{
-    self, sctp, DownReason, Event, Limits, Protocol, Server, PPID_ASAP, PPID_ENRP,
+    self, sctp, DownReason, Event, Limits, Protocol, Readiness, Server, PPID_ASAP, PPID_ENRP,
 };
 use config::{Command, Config};
 use metrics::Metrics;
@@ -523,8 +523,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
                 sockets.servers[idx].0.ready(
                     &sockets.registry,
                     ev.token(),
-                    ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                    ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                    Readiness::of(ev),
                     &mut transport_events,
                 );
                 for te in transport_events.drain(..) {
@@ -551,6 +550,8 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         registrar.poll(sockets.now(), &mut outputs);
         sockets.dispatch(&mut registrar, &mut outputs);
         sockets.outputs = outputs;
+        // The round's answers go out: one write per connection.
+        sockets.flush(&mut registrar, &mut transport_events);
         let now = Instant::now();
         sockets.reports.tick(now, &registrar);
         if let Some(m) = sockets.metrics.as_mut() {
@@ -664,6 +665,19 @@ impl Sockets {
         }
         self.dispatch(registrar, &mut outputs);
         self.outputs = outputs;
+    }
+
+    /// Writes what the round queued on every server; connections that fail on it go down in
+    /// the core, whose answers to that are written too.
+    fn flush(&mut self, registrar: &mut Registrar, events: &mut Vec<Event>) {
+        while self.servers.iter().any(|(s, _)| s.has_unflushed()) {
+            for idx in 0..self.servers.len() {
+                self.servers[idx].0.flush(&self.registry, events);
+                for te in events.drain(..) {
+                    self.handle(idx, te, registrar);
+                }
+            }
+        }
     }
 
     /// Takes every multicast Presence waiting on the announce socket.

@@ -143,6 +143,26 @@ impl Selection {
     }
 }
 
+/// What one readiness event says about a socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer closed its side, or an error is pending: reading ends instead of blocking,
+    /// and no further edge will announce it.
+    pub read_closed: bool,
+}
+
+impl Readiness {
+    pub fn of(ev: &mio::event::Event) -> Readiness {
+        Readiness {
+            readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+            writable: ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+            read_closed: ev.is_read_closed() || ev.is_error(),
+        }
+    }
+}
+
 /// Identifies one association / connection for the lifetime of the process (never reused).
 pub type ConnId = u64;
 
@@ -247,13 +267,12 @@ impl Server {
         &mut self,
         registry: &Registry,
         token: Token,
-        readable: bool,
-        writable: bool,
+        ready: Readiness,
         out: &mut Vec<Event>,
     ) {
         match &mut self.inner {
-            ServerInner::Sctp(s) => s.ready(registry, readable, writable),
-            ServerInner::Tcp(t) => t.ready(registry, token, readable, writable, out),
+            ServerInner::Sctp(s) => s.ready(registry, ready.readable, ready.writable),
+            ServerInner::Tcp(t) => t.ready(registry, token, ready, out),
         }
     }
 
@@ -305,7 +324,26 @@ impl Server {
         }
     }
 
-    /// Queues one message for `conn`. An unknown connection is an error (NotConnected).
+    /// Writes what [`Server::send`] queued during the round: all answers for one connection in
+    /// one call. To be called before the caller waits for events again; a connection that
+    /// fails is reported in `out` (`Down`).
+    pub fn flush(&mut self, registry: &Registry, out: &mut Vec<Event>) {
+        match &mut self.inner {
+            ServerInner::Sctp(_) => {}
+            ServerInner::Tcp(t) => t.flush(registry, out),
+        }
+    }
+
+    /// True while output queued by [`Server::send`] waits for [`Server::flush`].
+    pub fn has_unflushed(&self) -> bool {
+        match &self.inner {
+            ServerInner::Sctp(_) => false,
+            ServerInner::Tcp(t) => t.has_unflushed(),
+        }
+    }
+
+    /// Queues one message for `conn`, written by [`Server::flush`] (TCP) or at once (SCTP).
+    /// An unknown connection is an error (NotConnected).
     pub fn send(
         &mut self,
         registry: &Registry,

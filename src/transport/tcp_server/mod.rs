@@ -28,7 +28,7 @@ use mio::{Interest, Registry, Token};
 use super::framing::Deframer;
 use super::log_limit::LogLimiter;
 use super::{
-    describe_duration, next_token, protocol_name, ConnId, DownReason, Event, Limits,
+    describe_duration, next_token, protocol_name, ConnId, DownReason, Event, Limits, Readiness,
     MAX_MESSAGE_SIZE,
 };
 use crate::logging;
@@ -44,6 +44,10 @@ const ACCEPT_BATCH: usize = 64;
 /// after this long.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// Output queued for a connection is written when the round ends ([`TcpServer::flush`]), all
+/// answers of the round in one write; once this much is queued it is written at once.
+const FLUSH_AT: usize = 16 * 1024;
+
 /// Log lines about closed connections: a few per 10 s, then a count.
 const CLOSE_LOG_BURST: u32 = 10;
 const LOG_PERIOD: Duration = Duration::from_secs(10);
@@ -53,10 +57,12 @@ pub(super) struct TcpConn {
     peer: SocketAddr,
     deframer: Deframer,
     output: VecDeque<u8>,
-    want_write: bool,
     /// The socket may hold unread bytes: an edge was reported and no read has since said
-    /// WouldBlock.
+    /// WouldBlock or come back short.
     readable: bool,
+    /// The peer's FIN (or an error) was reported: no edge will follow it, so a short read does
+    /// not end `readable`; reading goes on until EOF.
+    read_closed: bool,
     /// On the server's `active` list.
     queued: bool,
     /// Messages handed over in the current round.
@@ -67,6 +73,8 @@ pub(super) struct TcpConn {
     over_since: Option<Instant>,
     /// On the server's `watched` list.
     watched: bool,
+    /// On the server's `dirty` list: output queued since the last flush.
+    dirty: bool,
 }
 
 impl TcpConn {
@@ -104,6 +112,8 @@ pub(super) struct TcpServer {
     round_left: usize,
     /// Connections with a partial message or paused output, checked by `sweep`.
     watched: Vec<Token>,
+    /// Connections with output queued since the last [`TcpServer::flush`].
+    dirty: Vec<Token>,
     /// The earliest time a watched connection can time out.
     next_sweep: Option<Instant>,
     /// The backlog may hold connections (an edge was seen, accept has not said WouldBlock).
@@ -158,6 +168,7 @@ impl TcpServer {
             active: VecDeque::new(),
             round_left: 0,
             watched: Vec::new(),
+            dirty: Vec::new(),
             next_sweep: None,
             // A backlog that filled before registration would raise no edge.
             accept_pending: true,
@@ -181,8 +192,7 @@ impl TcpServer {
         &mut self,
         registry: &Registry,
         token: Token,
-        readable: bool,
-        writable: bool,
+        ready: Readiness,
         out: &mut Vec<Event>,
     ) {
         if token == self.listener_token {
@@ -192,19 +202,19 @@ impl TcpServer {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        if readable {
+        if ready.readable {
             conn.readable = true;
         }
-        if writable {
+        if ready.read_closed {
+            conn.read_closed = true;
+        }
+        if ready.writable {
             if let Err(reason) = flush(conn) {
                 self.drop_conn(registry, token, reason, out);
                 return;
             }
         }
-        if let Err(reason) = self.output_changed(registry, token) {
-            self.drop_conn(registry, token, reason, out);
-            return;
-        }
+        self.output_changed(token);
         self.activate(token);
     }
 
@@ -286,7 +296,9 @@ impl TcpServer {
         None
     }
 
-    /// Queues one message; a connection whose output exceeds the hard cap is closed (error).
+    /// Queues one message, to be written by [`TcpServer::flush`] with the connection's other
+    /// answers of the round (at once when [`FLUSH_AT`] bytes are queued); a connection whose
+    /// output exceeds the hard cap is closed (error).
     pub(super) fn send(
         &mut self,
         registry: &Registry,
@@ -299,7 +311,16 @@ impl TcpServer {
             .get_mut(&token)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
         conn.output.extend(data);
-        let result = flush(conn).and_then(|_| {
+        let written = if conn.output.len() >= FLUSH_AT {
+            flush(conn)
+        } else {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+            Ok(())
+        };
+        let result = written.and_then(|_| {
             if conn.output.len() > self.limits.hard_output {
                 let waiting = conn.output.len();
                 let limit = self.limits.hard_output;
@@ -314,13 +335,42 @@ impl TcpServer {
             }
             Ok(())
         });
-        let result = result.and_then(|_| self.output_changed(registry, token));
+        if result.is_ok() {
+            self.output_changed(token);
+        }
         if let Err(reason) = result {
             self.close(registry, conn_id);
             return Err(io::Error::other(format!("connection dropped: {reason:?}")));
         }
         self.activate(token);
         Ok(())
+    }
+
+    /// Writes the output queued since the last flush, one write per connection (more only if
+    /// the socket takes it in parts). A connection that fails is closed (`Down` in `out`).
+    pub(super) fn flush(&mut self, registry: &Registry, out: &mut Vec<Event>) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for token in dirty.drain(..) {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            conn.dirty = false;
+            if let Err(reason) = flush(conn) {
+                self.drop_conn(registry, token, reason, out);
+                continue;
+            }
+            self.output_changed(token);
+            self.activate(token);
+        }
+        // Keep the list's capacity (nothing was pushed meanwhile: drop_conn does not send).
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// True if output waits for [`TcpServer::flush`].
+    pub(super) fn has_unflushed(&self) -> bool {
+        !self.dirty.is_empty()
     }
 
     /// Bytes held for `conn`: its deframer's and its unsent output.
@@ -342,13 +392,14 @@ impl TcpServer {
                 peer: to,
                 deframer: Deframer::new(),
                 output: VecDeque::new(),
-                want_write: true,
                 readable: false,
+                read_closed: false,
                 queued: false,
                 batch: 0,
                 partial_since: None,
                 over_since: None,
                 watched: false,
+                dirty: false,
             },
         );
         Ok(token.0 as ConnId)
@@ -427,11 +478,12 @@ impl TcpServer {
         }
     }
 
-    /// After the output of `token` changed: pause or resume reading at the soft cap, and ask
-    /// for writable events while there is output.
-    fn output_changed(&mut self, registry: &Registry, token: Token) -> Result<(), DownReason> {
+    /// After the output of `token` changed: pause or resume reading at the soft cap.
+    /// (Streams are registered for writable events from the start: edge-triggered, they cost
+    /// nothing while the output is empty, and no output change costs an epoll_ctl.)
+    fn output_changed(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(&token) else {
-            return Ok(());
+            return;
         };
         let over = conn.output.len() >= self.limits.soft_output;
         let watch = match (over, conn.over_since) {
@@ -449,22 +501,9 @@ impl TcpServer {
             }
             _ => false,
         };
-        let want = !conn.output.is_empty();
-        if want != conn.want_write {
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            registry
-                .reregister(&mut conn.stream, token, interest)
-                .map_err(|_| DownReason::Lost)?;
-            conn.want_write = want;
-        }
         if watch {
             self.watch(token);
         }
-        Ok(())
     }
 
     /// Closes watched connections whose partial message or unread output is older than the
@@ -612,7 +651,9 @@ impl TcpServer {
     ) {
         let token = next_token();
         let _ = stream.set_nodelay(true);
-        if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
+        if let Err(e) =
+            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
             let name = protocol_name(self.ppid);
             self.accept_log.log(Instant::now(), logging::ERROR, || {
                 format!("{name} over TCP: cannot watch the new connection from {peer}: {e}")
@@ -626,14 +667,15 @@ impl TcpServer {
                 peer,
                 deframer: Deframer::new(),
                 output: VecDeque::new(),
-                want_write: false,
                 // Bytes that arrived before registration raise no edge: look once.
                 readable: true,
+                read_closed: false,
                 queued: true,
                 batch: 0,
                 partial_since: None,
                 over_since: None,
                 watched: false,
+                dirty: false,
             },
         );
         self.active.push_back(token);
@@ -674,7 +716,15 @@ fn pull(conn: &mut TcpConn, buf: &mut [u8]) -> Pulled {
         let room = MAX_BUFFERED_INPUT - pending;
         match conn.stream.read(&mut buf[..room]) {
             Ok(0) => return Pulled::Down(DownReason::Closed),
-            Ok(n) => conn.deframer.push(&buf[..n]),
+            Ok(n) => {
+                // A short read emptied the socket: Linux raises a new edge for every arrival
+                // after it, so asking again would only return WouldBlock (a wasted syscall per
+                // message when a peer waits for its answer before it sends more).
+                if n < room && !conn.read_closed {
+                    conn.readable = false;
+                }
+                conn.deframer.push(&buf[..n]);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 conn.readable = false;
                 return Pulled::Nothing;
