@@ -329,7 +329,7 @@ impl Server {
     /// fails is reported in `out` (`Down`).
     pub fn flush(&mut self, registry: &Registry, out: &mut Vec<Event>) {
         match &mut self.inner {
-            ServerInner::Sctp(_) => {}
+            ServerInner::Sctp(s) => s.flush(registry),
             ServerInner::Tcp(t) => t.flush(registry, out),
         }
     }
@@ -337,13 +337,13 @@ impl Server {
     /// True while output queued by [`Server::send`] waits for [`Server::flush`].
     pub fn has_unflushed(&self) -> bool {
         match &self.inner {
-            ServerInner::Sctp(_) => false,
+            ServerInner::Sctp(s) => s.has_unflushed(),
             ServerInner::Tcp(t) => t.has_unflushed(),
         }
     }
 
-    /// Queues one message for `conn`, written by [`Server::flush`] (TCP) or at once (SCTP).
-    /// An unknown connection is an error (NotConnected).
+    /// Queues one message for `conn`, written by [`Server::flush`] with the round's other
+    /// output. An unknown connection is an error (NotConnected).
     pub fn send(
         &mut self,
         registry: &Registry,

@@ -84,7 +84,7 @@ struct EventSubscribe {
 }
 
 /// What one `recvmsg` on an SCTP socket returned.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Received {
     /// `len` bytes of user data in the buffer; `complete` unless the message was cut.
     Data {
@@ -457,7 +457,7 @@ pub fn sendmsg_info(
     // through the CMSG_* accessors; the iovec points to `data`, the name to `to`.
     unsafe {
         let space = libc::CMSG_SPACE(size_of::<SndRcvInfo>() as u32) as usize;
-        let mut control = vec![0u8; space];
+        let mut control = Control([0; 128]);
         let mut iov = libc::iovec {
             iov_base: data.as_ptr() as *mut libc::c_void,
             iov_len: data.len(),
@@ -470,7 +470,7 @@ pub fn sendmsg_info(
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         if let Some(i) = info {
-            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_control = control.0.as_mut_ptr().cast();
             msg.msg_controllen = space;
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = IPPROTO_SCTP;
@@ -535,13 +535,23 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     recv_flags(fd, buf, 0)
 }
 
+/// Control buffer for one message's ancillary data: room for an `sctp_sndrcvinfo` and more,
+/// 8-byte aligned as `cmsghdr` needs.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; 128]);
+
+const _: () = assert!(
+    std::mem::size_of::<Control>() >= 64 + std::mem::size_of::<SndRcvInfo>() + 16,
+    "room for one sndrcvinfo cmsg"
+);
+
 /// As [`recv`], with recvmsg flags (e.g. `MSG_PEEK`).
 pub fn recv_flags(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<Received> {
     // SAFETY: msghdr and the control buffer are set up for recvmsg; the ancillary data is read
-    // through the CMSG_* accessors with unaligned reads.
+    // by `parse_received` through the CMSG_* accessors.
     unsafe {
-        let space = libc::CMSG_SPACE(size_of::<SndRcvInfo>() as u32) as usize + 64;
-        let mut control = vec![0u8; space];
+        let mut control = Control([0; 128]);
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -549,31 +559,157 @@ pub fn recv_flags(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<R
         let mut msg: libc::msghdr = zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len();
         let n = libc::recvmsg(fd, &mut msg, flags);
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let n = n as usize;
-        if msg.msg_flags & MSG_NOTIFICATION != 0 {
-            return Ok(parse_notification(&buf[..n]));
+        Ok(parse_received(&msg, &buf[..n as usize]))
+    }
+}
+
+/// What one received `msghdr` holds: a notification, or data with its sndrcvinfo.
+///
+/// # Safety
+/// `msg` must come from a successful recvmsg/recvmmsg whose control buffer is still alive;
+/// `data` is the received bytes.
+unsafe fn parse_received(msg: &libc::msghdr, data: &[u8]) -> Received {
+    if msg.msg_flags & MSG_NOTIFICATION != 0 {
+        return parse_notification(data);
+    }
+    let mut info = SndRcvInfo::default();
+    let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+    while !cmsg.is_null() {
+        if (*cmsg).cmsg_level == IPPROTO_SCTP && (*cmsg).cmsg_type == SCTP_SNDRCV {
+            info = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<SndRcvInfo>());
         }
-        let mut info = SndRcvInfo::default();
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == IPPROTO_SCTP && (*cmsg).cmsg_type == SCTP_SNDRCV {
-                info = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<SndRcvInfo>());
+        cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+    }
+    Received::Data {
+        assoc: info.assoc_id,
+        ppid: u32::from_be(info.ppid),
+        stream: info.stream,
+        len: data.len(),
+        complete: msg.msg_flags & libc::MSG_EOR != 0,
+    }
+}
+
+/// Most messages one [`RecvBatch::recv`] or [`send_batch`] call moves.
+pub const BATCH: usize = 16;
+
+/// Receives up to [`BATCH`] messages and notifications with one `recvmmsg`, each into its own
+/// slot of `slot` bytes.
+pub struct RecvBatch {
+    bufs: Box<[u8]>,
+    slot: usize,
+    got: Vec<(Received, usize)>,
+}
+
+impl RecvBatch {
+    pub fn new(slot: usize) -> RecvBatch {
+        RecvBatch {
+            bufs: vec![0u8; slot * BATCH].into_boxed_slice(),
+            slot,
+            got: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Reads what the socket holds, up to [`BATCH`] (nonblocking socket: WouldBlock if
+    /// nothing). Returns how many were read; [`RecvBatch::get`] gives each.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.got.clear();
+        // SAFETY: every mmsghdr points to its own iovec (a distinct slot of `bufs`) and its own
+        // control buffer, all alive across the call; results are parsed before they go.
+        unsafe {
+            let mut controls = [Control([0; 128]); BATCH];
+            let mut iovs: [libc::iovec; BATCH] = zeroed();
+            let mut hdrs: [libc::mmsghdr; BATCH] = zeroed();
+            let base = self.bufs.as_mut_ptr();
+            for i in 0..BATCH {
+                iovs[i] = libc::iovec {
+                    iov_base: base.add(i * self.slot).cast(),
+                    iov_len: self.slot,
+                };
+                let h = &mut hdrs[i].msg_hdr;
+                h.msg_iov = &mut iovs[i];
+                h.msg_iovlen = 1;
+                h.msg_control = controls[i].0.as_mut_ptr().cast();
+                h.msg_controllen = controls[i].0.len();
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            let n = libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            );
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for (i, h) in hdrs.iter().take(n as usize).enumerate() {
+                let len = (h.msg_len as usize).min(self.slot);
+                let data = &self.bufs[i * self.slot..i * self.slot + len];
+                self.got.push((parse_received(&h.msg_hdr, data), len));
+            }
+            Ok(n as usize)
         }
-        Ok(Received::Data {
-            assoc: info.assoc_id,
-            ppid: u32::from_be(info.ppid),
-            stream: info.stream,
-            len: n,
-            complete: msg.msg_flags & libc::MSG_EOR != 0,
-        })
+    }
+
+    /// Message `i` of the last [`RecvBatch::recv`]: what it is and its bytes.
+    pub fn get(&self, i: usize) -> (Received, &[u8]) {
+        let (r, len) = self.got[i];
+        (r, &self.bufs[i * self.slot..i * self.slot + len])
+    }
+}
+
+/// Sends up to [`BATCH`] messages of a one-to-many socket with one `sendmmsg`, each to its
+/// association `(assoc, ppid, data)`. Returns how many the socket took (they go in order);
+/// an error (WouldBlock included) concerns the first message, none having been sent.
+pub fn send_batch(fd: RawFd, msgs: &[(AssocId, u32, &[u8])]) -> io::Result<usize> {
+    let count = msgs.len().min(BATCH);
+    if count == 0 {
+        return Ok(0);
+    }
+    // SAFETY: each mmsghdr points to its own iovec (the message's bytes, only read) and its own
+    // control buffer holding one sndrcvinfo cmsg written through the CMSG_* accessors.
+    unsafe {
+        let mut controls = [Control([0; 128]); BATCH];
+        let mut iovs: [libc::iovec; BATCH] = zeroed();
+        let mut hdrs: [libc::mmsghdr; BATCH] = zeroed();
+        let space = libc::CMSG_SPACE(size_of::<SndRcvInfo>() as u32) as usize;
+        for (i, (assoc, ppid, data)) in msgs.iter().take(count).enumerate() {
+            iovs[i] = libc::iovec {
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
+            };
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = controls[i].0.as_mut_ptr().cast();
+            h.msg_controllen = space;
+            let cmsg = libc::CMSG_FIRSTHDR(h);
+            (*cmsg).cmsg_level = IPPROTO_SCTP;
+            (*cmsg).cmsg_type = SCTP_SNDRCV;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<SndRcvInfo>() as u32) as usize;
+            let info = SndRcvInfo {
+                ppid: ppid.to_be(),
+                assoc_id: *assoc,
+                ..Default::default()
+            };
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<SndRcvInfo>(), info);
+        }
+        let n = libc::sendmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        );
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 }
 

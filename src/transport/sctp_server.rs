@@ -5,6 +5,9 @@
 //! are read, then the other servers and the timers have their turn) and per association (its
 //! queued output; an association over [`Limits::hard_output`] is aborted). The kernel's
 //! receive buffer pushes back on a flooding peer meanwhile.
+//!
+//! Input is read [`sctp::BATCH`] messages per `recvmmsg`; output is queued during the round and
+//! written by [`SctpServer::flush`], [`sctp::BATCH`] messages per `sendmmsg`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -32,6 +35,8 @@ pub(super) struct SctpServer {
     /// Bytes in `pending` per association.
     pending_bytes: HashMap<sctp::AssocId, usize>,
     want_write: bool,
+    /// Output was queued since the last [`SctpServer::flush`].
+    dirty: bool,
     /// The socket may hold unread messages: an edge was reported and no read has since said
     /// WouldBlock.
     readable: bool,
@@ -41,7 +46,7 @@ pub(super) struct SctpServer {
     /// message).
     events: VecDeque<Event>,
     limits: Limits,
-    buf: Box<[u8]>,
+    batch: sctp::RecvBatch,
     close_log: LogLimiter,
 }
 
@@ -77,12 +82,13 @@ impl SctpServer {
             pending: VecDeque::new(),
             pending_bytes: HashMap::new(),
             want_write: false,
+            dirty: false,
             // A backlog that arrived before registration would raise no edge.
             readable: true,
             round_left: 0,
             events: VecDeque::new(),
             limits: Limits::default(),
-            buf: vec![0u8; MAX_MESSAGE_SIZE + 1024].into_boxed_slice(),
+            batch: sctp::RecvBatch::new(MAX_MESSAGE_SIZE + 1024),
             close_log: LogLimiter::new(Duration::from_secs(10), 10),
         })
     }
@@ -96,10 +102,22 @@ impl SctpServer {
         if readable {
             self.readable = true;
         }
-        if writable || !self.pending.is_empty() {
-            self.flush();
+        if writable && !self.pending.is_empty() {
+            self.write_pending();
         }
         self.update_interest(registry);
+    }
+
+    /// Writes what was queued during the round.
+    pub(super) fn flush(&mut self, registry: &Registry) {
+        self.dirty = false;
+        self.write_pending();
+        self.update_interest(registry);
+    }
+
+    /// True while output queued during the round waits for [`SctpServer::flush`].
+    pub(super) fn has_unflushed(&self) -> bool {
+        self.dirty
     }
 
     pub(super) fn start_round(&mut self) {
@@ -113,51 +131,56 @@ impl SctpServer {
     /// The next message or association change of this round.
     pub(super) fn next_input(&mut self) -> Option<Event> {
         while self.events.is_empty() && self.readable && self.round_left > 0 {
-            self.round_left -= 1;
-            self.read_one();
+            self.read_batch();
         }
         self.events.pop_front()
     }
 
-    /// Reads one message or notification into `events`.
-    fn read_one(&mut self) {
-        loop {
-            match sctp::recv(self.fd.as_raw_fd(), &mut self.buf) {
-                Ok(sctp::Received::Data {
+    /// Reads up to [`sctp::BATCH`] messages and notifications (no more than the round has
+    /// left) into `events`.
+    fn read_batch(&mut self) {
+        let n = loop {
+            match self.batch.recv(self.fd.as_raw_fd()) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.readable = false;
+                    return;
+                }
+            }
+        };
+        self.round_left = self.round_left.saturating_sub(n);
+        for i in 0..n {
+            let (received, data) = self.batch.get(i);
+            match received {
+                sctp::Received::Data {
                     assoc,
                     ppid,
                     len,
                     complete,
                     ..
-                }) => {
-                    let conn = self.conn_for(assoc);
+                } => {
                     if complete {
-                        self.events.push_back(Event::Message {
-                            conn,
-                            ppid,
-                            data: self.buf[..len].to_vec(),
-                        });
+                        let data = data[..len].to_vec();
+                        let conn = self.conn_for(assoc);
+                        self.events.push_back(Event::Message { conn, ppid, data });
                     } else {
                         // Larger than any ASAP/ENRP message can be: drop the association.
+                        self.conn_for(assoc);
                         let _ = sctp::abort(self.fd.as_raw_fd(), assoc);
                         self.drop_assoc(assoc, DownReason::ProtocolError);
                     }
                 }
-                Ok(sctp::Received::AssocChange { assoc, state }) => match state {
+                sctp::Received::AssocChange { assoc, state } => match state {
                     sctp::SCTP_COMM_UP | sctp::SCTP_RESTART => {
                         self.conn_for(assoc);
                     }
                     sctp::SCTP_SHUTDOWN_COMP => self.drop_assoc(assoc, DownReason::Closed),
                     _ => self.drop_assoc(assoc, DownReason::Lost),
                 },
-                Ok(sctp::Received::Shutdown { assoc }) => {
-                    self.drop_assoc(assoc, DownReason::Closed)
-                }
-                Ok(sctp::Received::OtherNotification) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => self.readable = false,
+                sctp::Received::Shutdown { assoc } => self.drop_assoc(assoc, DownReason::Closed),
+                sctp::Received::OtherNotification => {}
             }
-            return;
         }
     }
 
@@ -205,19 +228,29 @@ impl SctpServer {
         }
     }
 
-    fn flush(&mut self) {
-        while let Some((assoc, ppid, data)) = self.pending.front() {
-            match sctp::send(self.fd.as_raw_fd(), *assoc, *ppid, 0, 0, data) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+    /// Writes queued messages, [`sctp::BATCH`] per call, until the socket takes no more.
+    fn write_pending(&mut self) {
+        while !self.pending.is_empty() {
+            let batch: Vec<(sctp::AssocId, u32, &[u8])> = self
+                .pending
+                .iter()
+                .take(sctp::BATCH)
+                .map(|(a, p, d)| (*a, *p, d.as_slice()))
+                .collect();
+            let done = match sctp::send_batch(self.fd.as_raw_fd(), &batch) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Sent, or the association is gone (its Down arrives as a notification).
-                _ => {
-                    let (assoc, _, data) = self.pending.pop_front().expect("front");
-                    if let Some(n) = self.pending_bytes.get_mut(&assoc) {
-                        *n -= data.len();
-                        if *n == 0 {
-                            self.pending_bytes.remove(&assoc);
-                        }
+                // The first message's association is gone (its Down arrives as a
+                // notification): drop that message.
+                Err(_) => 1,
+            };
+            for _ in 0..done {
+                let (assoc, _, data) = self.pending.pop_front().expect("sent");
+                if let Some(n) = self.pending_bytes.get_mut(&assoc) {
+                    *n -= data.len();
+                    if *n == 0 {
+                        self.pending_bytes.remove(&assoc);
                     }
                 }
             }
@@ -235,13 +268,6 @@ impl SctpServer {
             .by_conn
             .get(&conn)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        if self.pending.is_empty() {
-            match sctp::send(self.fd.as_raw_fd(), assoc, ppid, 0, 0, data) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
         let queued = self.pending_bytes.get(&assoc).copied().unwrap_or(0) + data.len();
         if queued > self.limits.hard_output {
             let peer = sctp::peer_addrs(&self.fd, assoc).unwrap_or_default();
@@ -261,8 +287,12 @@ impl SctpServer {
         }
         self.pending.push_back((assoc, ppid, data.to_vec()));
         self.pending_bytes.insert(assoc, queued);
-        self.flush();
-        self.update_interest(registry);
+        self.dirty = true;
+        // A round's output that fills a batch goes now (the rest with the round's flush).
+        if self.pending.len() >= sctp::BATCH {
+            self.write_pending();
+            self.update_interest(registry);
+        }
         Ok(())
     }
 
