@@ -48,6 +48,8 @@ pub struct LoadReport {
     pub latencies: Vec<u32>,
     /// Registrar CPU time (user + system) during the measurement.
     pub registrar_cpu: Option<Duration>,
+    /// The part of it spent in the kernel (system time).
+    pub registrar_sys: Option<Duration>,
     pub pes_registered: usize,
 }
 
@@ -91,11 +93,13 @@ impl LoadReport {
         );
         if let Some(cpu) = self.registrar_cpu {
             let per = cpu.as_secs_f64() * 1e6 / (self.resolutions.max(1) as f64);
+            let sys = self.registrar_sys.unwrap_or_default().as_secs_f64();
             let _ = writeln!(
                 s,
-                "registrar CPU: {:.2} s = {per:.2} µs per resolution = {:.0} resolutions per \
-                 CPU-second",
+                "registrar CPU: {:.2} s ({:.0} % of it in the kernel) = {per:.2} µs per \
+                 resolution = {:.0} resolutions per CPU-second",
                 cpu.as_secs_f64(),
+                100.0 * sys / cpu.as_secs_f64().max(1e-9),
                 1e6 / per.max(1e-9)
             );
         }
@@ -105,6 +109,11 @@ impl LoadReport {
 
 /// User + system CPU time of a process (`/proc/PID/stat`, clock ticks).
 pub fn process_cpu(pid: u32) -> Option<Duration> {
+    process_cpu_split(pid).map(|(user, sys)| user + sys)
+}
+
+/// User and system CPU time of a process (`/proc/PID/stat`, clock ticks).
+pub fn process_cpu_split(pid: u32) -> Option<(Duration, Duration)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: fields follow the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -114,7 +123,8 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     let stime: u64 = fields.get(12)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(Duration::from_micros((utime + stime) * 1_000_000 / ticks))
+    let time = |t: u64| Duration::from_micros(t * 1_000_000 / ticks);
+    Some((time(utime), time(stime)))
 }
 
 fn connect(cfg: &LoadConfig) -> Result<Association, String> {
@@ -254,7 +264,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let results = Arc::new(Mutex::new(Vec::new()));
-    let cpu_before = cfg.registrar_pid.and_then(process_cpu);
+    let cpu_before = cfg.registrar_pid.and_then(process_cpu_split);
     let start = Instant::now();
     let mut pu_threads = Vec::new();
     for _ in 0..cfg.pus {
@@ -286,7 +296,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     }
     stop.store(true, Ordering::Relaxed);
     report.elapsed = start.elapsed();
-    let cpu_after = cfg.registrar_pid.and_then(process_cpu);
+    let cpu_after = cfg.registrar_pid.and_then(process_cpu_split);
     for t in pu_threads {
         let _ = t.join();
     }
@@ -301,10 +311,11 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         report.latencies.extend(lat);
     }
     report.latencies.sort_unstable();
-    report.registrar_cpu = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-        _ => None,
-    };
+    if let (Some((u0, s0)), Some((u1, s1))) = (cpu_before, cpu_after) {
+        let sys = s1.saturating_sub(s0);
+        report.registrar_cpu = Some(u1.saturating_sub(u0) + sys);
+        report.registrar_sys = Some(sys);
+    }
     Ok(report)
 }
 
