@@ -462,6 +462,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         presence_socket,
         start,
         outputs: Vec::new(),
+        dispatching: Vec::new(),
         reports,
         metrics,
     };
@@ -594,6 +595,8 @@ struct Sockets {
     start: Instant,
     /// Reused output buffer of the core.
     outputs: Vec<Output>,
+    /// Reused by `dispatch` for the outputs it carries out while new ones are collected.
+    dispatching: Vec<Output>,
     /// CSP reports, statistics, action log.
     reports: Reports,
     /// The `-metrics=` endpoint.
@@ -729,7 +732,7 @@ impl Sockets {
 
     /// Carries out the core's outputs, and those they cause, until none is left.
     fn dispatch(&mut self, registrar: &mut Registrar, outputs: &mut Vec<Output>) {
-        let mut batch = Vec::new();
+        let mut batch = std::mem::take(&mut self.dispatching);
         while !outputs.is_empty() {
             std::mem::swap(outputs, &mut batch);
             for out in batch.drain(..) {
@@ -771,6 +774,7 @@ impl Sockets {
                 }
             }
         }
+        self.dispatching = batch;
     }
 }
 
