@@ -43,14 +43,8 @@ impl Registrar {
             AsapBody::EndpointKeepAliveAck { pool_handle, pe_id } => {
                 // Only an ack to an outstanding keep-alive, on the PE's own connection, counts.
                 let key = (pool_handle, pe_id);
-                if self
-                    .supervision
-                    .get(&key)
-                    .is_some_and(|s| s.conn == conn && s.awaiting_ack)
-                {
-                    let at = now + self.cfg.keepalive_interval;
-                    self.arm(key, at, TimerKind::SendKeepAlive);
-                }
+                let at = now + self.cfg.keepalive_interval;
+                self.supervision.ack(&key, conn, at);
             }
             AsapBody::EndpointUnreachable { pool_handle, pe_id } => {
                 self.unreachable(now, conn, pool_handle, pe_id, out)

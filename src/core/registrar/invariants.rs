@@ -30,7 +30,7 @@ impl Registrar {
     pub fn check_invariants(&self) -> Result<(), String> {
         let me = self.cfg.id;
         for sup in self.supervision.iter() {
-            let key = &sup.key;
+            let key = &self.supervision.key(sup);
             let (ph, id) = key;
             let Some(pe) = self.hs.get(ph, *id) else {
                 return Err(format!(

@@ -1,8 +1,10 @@
 //! The supervised PEs and their keep-alive timers, kept per connection (issue #18).
 //!
-//! Every PE this registrar is home for has one [`Supervision`] (its connection, whether an ack
-//! is awaited, when its one timer is due) in a slab, found by (pool handle, PE id) through a
-//! hash table of slab indexes (the key is stored once, in the slab).
+//! Every PE this registrar is home for has one [`Supervision`] (its pool as a number, its id,
+//! its connection, whether an ack is awaited, when its one timer is due) in a slab. Pool
+//! handles are interned (a PE holds its pool's number, not a copy of the handle), so a PE is
+//! found by one integer key, (pool number, PE id), in a hash table that holds the key beside
+//! the slab index: a lookup touches one bucket, not the slab entry and the handle's bytes.
 //!
 //! The timers are not one per PE in a global ordered map. Each connection has two FIFO queues
 //! of small entries (due time, slab index, generation): the keep-alives to send and the acks
@@ -33,7 +35,9 @@ type KeyHasher = foldhash::fast::FixedState;
 /// Keep-alive supervision of one PE this registrar is home for.
 #[derive(Debug)]
 pub(super) struct Supervision {
-    pub(super) key: PeKey,
+    /// Its pool's number ([`KeepAlives::pool_handle`]).
+    pool: u32,
+    pub(super) pe: PeId,
     pub(super) conn: ConnId,
     /// A keep-alive was sent and its ack is awaited (the timer armed is the timeout).
     pub(super) awaiting_ack: bool,
@@ -62,13 +66,23 @@ struct ConnTimers {
     scheduled: Option<Micros>,
 }
 
+/// An interned pool handle and how many supervised PEs use it.
+struct Pool {
+    handle: PoolHandle,
+    pes: u32,
+}
+
 /// The supervised PEs, their timers per connection and the schedule of the connections.
 pub(super) struct KeepAlives {
     slots: Vec<Option<Supervision>>,
+    pools: Vec<Option<Pool>>,
+    free_pools: Vec<u32>,
+    pool_index: HashMap<PoolHandle, u32, KeyHasher>,
     /// Generation of each slot: bumped whenever its timer is armed or it is freed.
     gens: Vec<u32>,
     free: Vec<u32>,
-    index: HashTable<u32>,
+    /// ((pool number << 32) | PE id, slab index).
+    index: HashTable<(u64, u32)>,
     hasher: KeyHasher,
     conns: HashMap<ConnId, ConnTimers>,
     /// (when, connection): one entry per connection with timers.
@@ -86,6 +100,9 @@ impl KeepAlives {
     pub(super) fn new(slot_width: Micros, seed: u64) -> Self {
         KeepAlives {
             slots: Vec::new(),
+            pools: Vec::new(),
+            free_pools: Vec::new(),
+            pool_index: HashMap::with_hasher(KeyHasher::with_seed(seed ^ 0x5eed)),
             gens: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
@@ -107,17 +124,72 @@ impl KeepAlives {
         self.len == 0
     }
 
-    fn hash(&self, key: &PeKey) -> u64 {
-        self.hasher.hash_one((key.0.as_bytes(), key.1 .0))
+    fn hash(&self, ikey: u64) -> u64 {
+        self.hasher.hash_one(ikey)
+    }
+
+    /// The integer key of a PE whose pool is interned.
+    fn ikey(&self, key: &PeKey) -> Option<u64> {
+        let pool = *self.pool_index.get(&key.0)?;
+        Some(u64::from(pool) << 32 | u64::from(key.1 .0))
     }
 
     fn find(&self, key: &PeKey) -> Option<u32> {
-        let slots = &self.slots;
+        let ikey = self.ikey(key)?;
         self.index
-            .find(self.hash(key), |&i| {
-                slots[i as usize].as_ref().is_some_and(|s| s.key == *key)
-            })
-            .copied()
+            .find(self.hash(ikey), |e| e.0 == ikey)
+            .map(|e| e.1)
+    }
+
+    /// The pool handle of a supervised PE.
+    pub(super) fn pool_handle(&self, s: &Supervision) -> &PoolHandle {
+        &self.pools[s.pool as usize]
+            .as_ref()
+            .expect("interned")
+            .handle
+    }
+
+    /// A supervised PE's key.
+    pub(super) fn key(&self, s: &Supervision) -> PeKey {
+        (self.pool_handle(s).clone(), s.pe)
+    }
+
+    /// The number of a pool handle, interned now if new (one more PE uses it).
+    fn intern(&mut self, handle: &PoolHandle) -> u32 {
+        let i = match self.pool_index.get(handle) {
+            Some(&i) => i,
+            None => {
+                let pool = Pool {
+                    handle: handle.clone(),
+                    pes: 0,
+                };
+                let i = match self.free_pools.pop() {
+                    Some(i) => {
+                        self.pools[i as usize] = Some(pool);
+                        i
+                    }
+                    None => {
+                        self.pools.push(Some(pool));
+                        (self.pools.len() - 1) as u32
+                    }
+                };
+                self.pool_index.insert(handle.clone(), i);
+                i
+            }
+        };
+        self.pools[i as usize].as_mut().expect("interned").pes += 1;
+        i
+    }
+
+    /// One PE less uses pool `i`: the last one takes the pool's number with it.
+    fn release(&mut self, i: u32) {
+        let pool = self.pools[i as usize].as_mut().expect("interned");
+        pool.pes -= 1;
+        if pool.pes == 0 {
+            let pool = self.pools[i as usize].take().expect("interned");
+            self.pool_index.remove(&pool.handle);
+            self.free_pools.push(i);
+        }
     }
 
     pub(super) fn get(&self, key: &PeKey) -> Option<&Supervision> {
@@ -151,9 +223,12 @@ impl KeepAlives {
                 i
             }
             None => {
-                let hash = self.hash(&key);
+                let pool = self.intern(&key.0);
+                let ikey = u64::from(pool) << 32 | u64::from(key.1 .0);
+                let hash = self.hash(ikey);
                 let sup = Supervision {
-                    key,
+                    pool,
+                    pe: key.1,
                     conn,
                     awaiting_ack: false,
                     due: at,
@@ -169,12 +244,9 @@ impl KeepAlives {
                         (self.slots.len() - 1) as u32
                     }
                 };
-                let slots = &self.slots;
                 let hasher = &self.hasher;
-                self.index.insert_unique(hash, i, |&j| {
-                    let k = &slots[j as usize].as_ref().expect("indexed").key;
-                    hasher.hash_one((k.0.as_bytes(), k.1 .0))
-                });
+                self.index
+                    .insert_unique(hash, (ikey, i), |e| hasher.hash_one(e.0));
                 self.conns.entry(conn).or_default().pes += 1;
                 self.len += 1;
                 i
@@ -192,6 +264,20 @@ impl KeepAlives {
             }
             None => false,
         }
+    }
+
+    /// An ack from `conn` for `key`: if the PE is supervised over `conn` and its ack is
+    /// awaited, its next keep-alive is armed at `next`; true then.
+    pub(super) fn ack(&mut self, key: &PeKey, conn: ConnId, next: Micros) -> bool {
+        let Some(i) = self.find(key) else {
+            return false;
+        };
+        let s = self.slots[i as usize].as_ref().expect("indexed");
+        if s.conn != conn || !s.awaiting_ack {
+            return false;
+        }
+        self.arm_slot(i, next, TimerKind::SendKeepAlive);
+        true
     }
 
     /// [`KeepAlives::arm`] by slab slot.
@@ -230,12 +316,9 @@ impl KeepAlives {
 
     /// Stops supervising a PE; its supervision is returned.
     pub(super) fn remove(&mut self, key: &PeKey) -> Option<Supervision> {
-        let hash = self.hash(key);
-        let slots = &self.slots;
-        let i = match self.index.find_entry(hash, |&i| {
-            slots[i as usize].as_ref().is_some_and(|s| s.key == *key)
-        }) {
-            Ok(e) => e.remove().0,
+        let ikey = self.ikey(key)?;
+        let i = match self.index.find_entry(self.hash(ikey), |e| e.0 == ikey) {
+            Ok(e) => e.remove().0 .1,
             Err(_) => return None,
         };
         let sup = self.slots[i as usize].take().expect("indexed");
@@ -243,6 +326,7 @@ impl KeepAlives {
         self.free.push(i);
         self.len -= 1;
         self.conn_pe_gone(sup.conn);
+        self.release(sup.pool);
         Some(sup)
     }
 
@@ -414,8 +498,8 @@ impl KeepAlives {
                 continue;
             };
             live += 1;
-            let (ph, id) = &s.key;
-            if self.find(&s.key) != Some(i as u32) {
+            let (ph, id) = &self.key(s);
+            if self.find(&self.key(s)) != Some(i as u32) {
                 return Err(format!("PE {id} of pool \"{ph}\" is not found by its key"));
             }
             *pes.entry(s.conn).or_default() += 1;

@@ -6,6 +6,7 @@ use super::*;
 
 impl Registrar {
     /// Arms the PE's one keep-alive timer (replacing the one armed before).
+    #[cfg(test)]
     pub(super) fn arm(&mut self, key: (PoolHandle, PeId), at: Micros, kind: TimerKind) {
         self.supervision.arm(&key, at, kind);
     }
@@ -31,8 +32,8 @@ impl Registrar {
                 TimerKind::SendKeepAlive => {
                     let msg = AsapMessage::new(AsapBody::EndpointKeepAlive {
                         server_id: self.cfg.id,
-                        pool_handle: sup.key.0.clone(),
-                        pe_id: Some(sup.key.1),
+                        pool_handle: self.supervision.pool_handle(sup).clone(),
+                        pe_id: Some(sup.pe),
                     });
                     push_send(out, conn, PPID_ASAP, &msg.to_bytes());
                     let timeout = now + self.cfg.keepalive_timeout;
@@ -45,7 +46,8 @@ impl Registrar {
                         LOG_ACTION,
                         format!(
                             "PE {} of pool \"{}\" did not answer its keep-alive: closing its connection",
-                            sup.key.1, sup.key.0
+                            sup.pe,
+                            self.supervision.pool_handle(sup)
                         ),
                     ));
                     // As rsplib: the association is aborted, which removes all its PEs.

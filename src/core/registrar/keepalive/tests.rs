@@ -14,14 +14,14 @@ fn key(id: u32) -> PeKey {
 fn due(k: &mut KeepAlives, now: Micros) -> Vec<(u32, TimerKind)> {
     let mut v = Vec::new();
     while let Some((slot, kind)) = k.pop_due(now) {
-        v.push((k.slot(slot).unwrap().key.1 .0, kind));
+        v.push((k.slot(slot).unwrap().pe.0, kind));
         // As the registrar does: a keep-alive sent arms the timeout; a timeout ends the PE.
         match kind {
             TimerKind::SendKeepAlive => {
                 k.arm_slot(slot, now + 5 * SEC, TimerKind::KeepAliveTimeout)
             }
             TimerKind::KeepAliveTimeout => {
-                let key = k.slot(slot).unwrap().key.clone();
+                let key = k.key(k.slot(slot).unwrap());
                 k.remove(&key);
             }
         }
@@ -149,6 +149,10 @@ fn a_closed_connection_leaves_nothing_behind() {
     }
     k.remove(&key(1));
     assert!(k.is_empty() && k.schedule.is_empty() && k.conns.is_empty());
+    assert!(
+        k.pool_index.is_empty(),
+        "the last PE of a pool takes its number with it"
+    );
     k.check().unwrap();
 }
 
@@ -182,4 +186,24 @@ fn rearm_all_sends_every_keep_alive_now() {
     assert!(all
         .iter()
         .all(|&(_, kind)| kind == TimerKind::SendKeepAlive));
+}
+
+#[test]
+fn pools_are_interned_and_released() {
+    let mut k = KeepAlives::new(1, 1);
+    let a: PeKey = ("A".into(), PeId(1));
+    let b: PeKey = ("B".into(), PeId(1));
+    k.supervise(a.clone(), 1, SEC);
+    k.supervise(b.clone(), 1, SEC);
+    assert_eq!(k.pool_index.len(), 2);
+    assert_eq!(k.get(&a).unwrap().pe, PeId(1));
+    assert_eq!(k.key(k.get(&b).unwrap()), b);
+    assert!(k.get(&("C".into(), PeId(1))).is_none());
+    k.remove(&a);
+    assert!(k.get(&a).is_none() && k.get(&b).is_some());
+    assert_eq!(k.pool_index.len(), 1);
+    // A new pool reuses the number.
+    k.supervise(("C".into(), PeId(1)), 1, SEC);
+    assert_eq!(k.pools.len(), 2);
+    k.check().unwrap();
 }
