@@ -1,6 +1,7 @@
 #!/bin/bash
 # make bench-supervise (mk/supervise.mk): one release registrar, SUP_PES PEs over
 # SUP_CONNECTIONS connections answering keep-alives for SUP_SECONDS; see the .mk for the rest.
+# REGISTRAR= runs another registrar binary (before/after comparisons).
 set -eu
 : "${BIN:?} ${WORK:?}"
 per=$(( SUP_PES / SUP_CONNECTIONS ))
@@ -23,7 +24,7 @@ reg_args=(
   -logfile="$log"
 )
 echo "=== rspregistrar ${reg_args[*]}"
-"$BIN/rspregistrar" "${reg_args[@]}" > "$WORK/registrar.out" 2>&1 &
+"${REGISTRAR:-$BIN/rspregistrar}" "${reg_args[@]}" > "$WORK/registrar.out" 2>&1 &
 reg=$!
 trap 'kill $reg 2>/dev/null || true' EXIT
 for _ in $(seq 50); do

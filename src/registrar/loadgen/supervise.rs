@@ -105,6 +105,9 @@ pub struct SuperviseReport {
     pub table_check_time: Option<Duration>,
     /// Longest time between two keep-alives of one PE (after its first).
     pub max_keepalive_gap: Duration,
+    /// Gaps between two keep-alives of a PE: 50 %, 99 %, 99.9 % are below these (100 ms
+    /// steps).
+    pub keepalive_gap_quantiles: [Duration; 3],
     /// Registrar figures at start, once all are registered, at the end of the steady phase.
     pub registrar: Option<[ProcSample; 3]>,
     /// This generator's CPU time over the run.
@@ -133,11 +136,14 @@ impl SuperviseReport {
         );
         let _ = writeln!(
             s,
-            "keep-alives answered: {} in {steady:.1} s = {:.0}/s (all: {}); longest gap between \
-             two keep-alives of a PE: {:.2} s",
+            "keep-alives answered: {} in {steady:.1} s = {:.0}/s (all: {}); gap between two \
+             keep-alives of a PE: 50 % ≤ {:.1} s, 99 % ≤ {:.1} s, 99.9 % ≤ {:.1} s, max {:.2} s",
             self.keepalives_steady,
             self.keepalives_steady as f64 / steady.max(1e-9),
             self.keepalives_total,
+            self.keepalive_gap_quantiles[0].as_secs_f64(),
+            self.keepalive_gap_quantiles[1].as_secs_f64(),
+            self.keepalive_gap_quantiles[2].as_secs_f64(),
             self.max_keepalive_gap.as_secs_f64()
         );
         let table = match (self.pes_missing, self.pes_in_table, self.table_check_time) {
@@ -191,7 +197,6 @@ impl SuperviseReport {
     }
 }
 
-#[derive(Default)]
 struct Shared {
     registered: AtomicU64,
     conns_registered: AtomicU64,
@@ -201,8 +206,49 @@ struct Shared {
     conns_lost: AtomicU64,
     pes_lost: AtomicU64,
     max_gap_ms: AtomicU64,
+    /// Gaps between two keep-alives of a PE, in 100 ms buckets (the last: 30 s and more).
+    gaps: Vec<AtomicU64>,
     /// Connections whose registration has started (all threads; bounded by in_flight).
     started: AtomicU64,
+}
+
+const GAP_BUCKET_MS: u64 = 100;
+const GAP_BUCKETS: usize = 300;
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            registered: AtomicU64::new(0),
+            conns_registered: AtomicU64::new(0),
+            rejects: AtomicU64::new(0),
+            keepalives: AtomicU64::new(0),
+            unknown: AtomicU64::new(0),
+            conns_lost: AtomicU64::new(0),
+            pes_lost: AtomicU64::new(0),
+            max_gap_ms: AtomicU64::new(0),
+            gaps: (0..GAP_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            started: AtomicU64::new(0),
+        }
+    }
+
+    /// The gap below which a fraction `q` of all gaps lie (bucket upper bound).
+    fn gap_quantile(&self, q: f64) -> Duration {
+        let counts: Vec<u64> = self
+            .gaps
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let want = (total as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want.max(1) {
+                return Duration::from_millis((i as u64 + 1) * GAP_BUCKET_MS);
+            }
+        }
+        Duration::ZERO
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -452,6 +498,8 @@ impl Worker {
                             if last != 0 {
                                 let gap = u64::from(now_ms.saturating_sub(last));
                                 self.shared.max_gap_ms.fetch_max(gap, Ordering::Relaxed);
+                                let b = (gap / GAP_BUCKET_MS).min(GAP_BUCKETS as u64 - 1);
+                                self.shared.gaps[b as usize].fetch_add(1, Ordering::Relaxed);
                             }
                             conn.last_keepalive[j] = now_ms;
                             let ack = AsapBody::EndpointKeepAliveAck {
@@ -513,7 +561,7 @@ pub fn run(cfg: &SuperviseConfig) -> Result<SuperviseReport, String> {
     if cfg.connections * cfg.pes_per_connection >= u32::MAX as usize {
         return Err("too many PEs".into());
     }
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new());
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let own_cpu = process_cpu(std::process::id());
@@ -635,6 +683,7 @@ pub fn run(cfg: &SuperviseConfig) -> Result<SuperviseReport, String> {
         connections_lost: shared.conns_lost.load(Ordering::Relaxed),
         pes_on_lost_connections: shared.pes_lost.load(Ordering::Relaxed),
         max_keepalive_gap: Duration::from_millis(shared.max_gap_ms.load(Ordering::Relaxed)),
+        keepalive_gap_quantiles: [0.5, 0.99, 0.999].map(|q| shared.gap_quantile(q)),
         registrar: match (reg0, reg1, reg2) {
             (Some(a), Some(b), Some(c)) => Some([a, b, c]),
             _ => None,
