@@ -104,8 +104,8 @@ fn re_registration_moves_a_deadline_and_a_connection() {
     k.supervise(key(2), 2, 9 * SEC);
     k.check().unwrap();
     assert_eq!(k.get(&key(2)).unwrap().conn, 2);
-    assert_eq!(k.conns[&1].pes, 1);
-    assert_eq!(k.conns[&2].pes, 1);
+    assert_eq!(k.conns[&1].members.len(), 1);
+    assert_eq!(k.conns[&2].members.len(), 1);
     // PE 1 moves too: connection 1's timers (stale) are dropped with it.
     k.supervise(key(1), 2, 9 * SEC);
     assert!(!k.conns.contains_key(&1));
@@ -206,4 +206,27 @@ fn pools_are_interned_and_released() {
     k.supervise(("C".into(), PeId(1)), 1, SEC);
     assert_eq!(k.pools.len(), 2);
     k.check().unwrap();
+}
+
+#[test]
+fn an_ack_counts_only_on_its_own_connection_and_when_awaited() {
+    let mut k = KeepAlives::new(1, 1);
+    k.supervise(key(1), 1, 5 * SEC);
+    k.supervise(key(2), 2, 5 * SEC);
+    assert!(!k.ack(&key(1), 1, 6 * SEC), "no keep-alive outstanding");
+    assert_eq!(due(&mut k, 5 * SEC).len(), 2);
+    assert!(!k.ack(&key(1), 2, 6 * SEC), "another connection's ack");
+    assert!(!k.ack(&key(3), 1, 6 * SEC), "an unknown PE");
+    assert!(
+        !k.ack(&("Q".into(), PeId(1)), 1, 6 * SEC),
+        "an unknown pool"
+    );
+    assert!(k.ack(&key(1), 1, 11 * SEC));
+    assert!(!k.ack(&key(1), 1, 12 * SEC), "answered already");
+    k.check().unwrap();
+    assert_eq!(
+        due(&mut k, 10 * SEC),
+        vec![(2, TimerKind::KeepAliveTimeout)]
+    );
+    assert_eq!(due(&mut k, 11 * SEC), vec![(1, TimerKind::SendKeepAlive)]);
 }
