@@ -204,9 +204,41 @@ struct BenchArgs {
     /// Resolutions each PU keeps outstanding (1: send, wait for the answer, send again).
     #[arg(long, default_value_t = 1)]
     depth: usize,
-    /// The registrar's process id: report its CPU time per resolution.
+    /// The registrar's process id: report its CPU time per resolution (and its memory
+    /// with --pes-per-connection).
     #[arg(long)]
     registrar_pid: Option<u32>,
+    /// Supervision load instead of resolutions: --connections connections each register this
+    /// many PEs and answer every keep-alive for --seconds once all are registered.
+    #[arg(long)]
+    pes_per_connection: Option<usize>,
+    /// Connections of the supervision load.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Spread the supervision load's PEs over this many pools (<poolhandle>-<i>).
+    #[arg(long, default_value_t = 1)]
+    pools: usize,
+    /// First source address of the supervision load's connections.
+    #[arg(long, default_value = "127.0.0.1")]
+    source: IpAddr,
+    /// Source addresses in all, counting up from --source (IPv4).
+    #[arg(long, default_value_t = 1)]
+    source_count: u32,
+    /// Threads driving the supervision load's connections.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Connections registering at once.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Give up registering after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    register_timeout: u64,
+    /// The registrar's ENRP endpoint: at the end its handle table is read and compared.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_enrp_endpoint)]
+    enrp: Option<SocketAddr>,
+    /// Progress lines on stderr every this many seconds (0: none).
+    #[arg(long, default_value_t = 10)]
+    progress: u64,
 }
 
 /// The addresses of one registrar endpoint.
@@ -660,6 +692,9 @@ fn double_dash(arg: String) -> String {
 }
 
 fn bench(a: BenchArgs) {
+    if let Some(per) = a.pes_per_connection {
+        return bench_supervise(a, per);
+    }
     let cfg = rsplib::registrar::loadgen::LoadConfig {
         registrar: a.target.registrar.0.clone(),
         protocol: a.target.transport.into(),
@@ -675,6 +710,42 @@ fn bench(a: BenchArgs) {
         Ok(r) => {
             print!("{}", r.format());
             if r.resolutions == 0 {
+                exit(2);
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn bench_supervise(a: BenchArgs, per: usize) {
+    use rsplib::registrar::loadgen::supervise;
+    let sources: Vec<IpAddr> = match a.source {
+        IpAddr::V4(v4) => (0..a.source_count.max(1))
+            .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4).wrapping_add(i))))
+            .collect(),
+        v6 => vec![v6],
+    };
+    let run_s = a.register_timeout + a.seconds + 600;
+    let cfg = supervise::SuperviseConfig {
+        registrar: a.target.registrar.0[0],
+        enrp: a.enrp,
+        pool: a.target.poolhandle.clone(),
+        pools: a.pools.max(1),
+        connections: a.connections,
+        pes_per_connection: per,
+        sources,
+        threads: a.threads.max(1),
+        in_flight: a.in_flight.max(1),
+        duration: Duration::from_secs(a.seconds),
+        register_timeout: Duration::from_secs(a.register_timeout),
+        life_ms: (run_s * 1000).min(u64::from(u32::MAX)) as u32,
+        registrar_pid: a.registrar_pid,
+        progress: (a.progress > 0).then(|| Duration::from_secs(a.progress)),
+    };
+    match supervise::run(&cfg) {
+        Ok(r) => {
+            print!("{}", r.format());
+            if r.pes_lost() > 0 || r.pes_registered < r.pes_wanted as u64 {
                 exit(2);
             }
         }

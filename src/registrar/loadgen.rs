@@ -2,6 +2,9 @@
 //! keep-alives while pool users send handle resolutions back to back (one outstanding each),
 //! over TCP or SCTP; it reports resolutions per second (each second and in all), latency
 //! percentiles and, given the registrar's pid, the registrar's CPU time per resolution.
+//! [`supervise`]: many PEs per connection under keep-alive supervision (`--pes-per-connection`).
+
+pub mod supervise;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

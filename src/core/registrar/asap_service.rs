@@ -43,13 +43,8 @@ impl Registrar {
             AsapBody::EndpointKeepAliveAck { pool_handle, pe_id } => {
                 // Only an ack to an outstanding keep-alive, on the PE's own connection, counts.
                 let key = (pool_handle, pe_id);
-                if let Some(s) = self.supervision.get_mut(&key) {
-                    if s.conn == conn && s.awaiting_ack {
-                        s.awaiting_ack = false;
-                        let at = now + self.cfg.keepalive_interval;
-                        self.arm(key, at, TimerKind::SendKeepAlive);
-                    }
-                }
+                let at = now + self.cfg.keepalive_interval;
+                self.supervision.ack(&key, conn, at);
             }
             AsapBody::EndpointUnreachable { pool_handle, pe_id } => {
                 self.unreachable(now, conn, pool_handle, pe_id, out)
@@ -300,15 +295,8 @@ impl Registrar {
                 }
                 self.orphans.remove(&key);
                 self.attach(&key, conn);
-                let sup = self.supervision.entry(key.clone()).or_insert(Supervision {
-                    conn,
-                    timer: None,
-                    awaiting_ack: false,
-                });
-                sup.conn = conn;
-                sup.awaiting_ack = false;
                 let at = now + self.cfg.keepalive_interval;
-                self.arm(key.clone(), at, TimerKind::SendKeepAlive);
+                self.supervision.supervise(key.clone(), conn, at);
                 self.publish_pe(&key, out);
                 let msg = AsapMessage::new(AsapBody::RegistrationResponse {
                     pool_handle,

@@ -21,15 +21,16 @@ impl Registrar {
     /// * Supervision and the connections' PE sets agree both ways: a supervised PE is in its
     ///   supervising connection's set (and that connection is open), and every PE in a
     ///   connection's set is supervised by that connection.
-    /// * Every supervision has exactly its one timer armed in `timers` (the keep-alive timeout
-    ///   while an ack is awaited, the next keep-alive otherwise), and every timer belongs to a
-    ///   supervision whose `timer` is that key.
+    /// * Every supervision has exactly its one timer armed in its connection's queues (the
+    ///   keep-alive timeout while an ack is awaited, the next keep-alive otherwise), and each
+    ///   connection with timers is scheduled at its earliest (see `keepalive.rs`).
     /// * The handlespace is consistent with itself ([`check_handlespace`]), and the ownership
     ///   checksum this registrar advertises equals one recomputed from all its PEs.
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         let me = self.cfg.id;
-        for (key, sup) in &self.supervision {
+        for sup in self.supervision.iter() {
+            let key = &self.supervision.key(sup);
             let (ph, id) = key;
             let Some(pe) = self.hs.get(ph, *id) else {
                 return Err(format!(
@@ -54,41 +55,10 @@ impl Registrar {
                     sup.conn
                 ));
             }
-            let Some(t) = sup.timer else {
-                return Err(format!("PE {id} of pool \"{ph}\" has no timer armed"));
-            };
-            match self.timers.get(&t) {
-                Some((tph, tid, kind)) if tph == ph && tid == id => {
-                    let expected = if sup.awaiting_ack {
-                        TimerKind::KeepAliveTimeout
-                    } else {
-                        TimerKind::SendKeepAlive
-                    };
-                    if *kind != expected {
-                        return Err(format!(
-                            "PE {id} of pool \"{ph}\": timer {kind:?} armed, awaiting ack = {}",
-                            sup.awaiting_ack
-                        ));
-                    }
-                }
-                Some((tph, tid, _)) => {
-                    return Err(format!(
-                        "PE {id} of pool \"{ph}\": its timer {t:?} belongs to PE {tid} of pool \"{tph}\""
-                    ))
-                }
-                None => {
-                    return Err(format!(
-                        "PE {id} of pool \"{ph}\": its timer {t:?} is not armed"
-                    ))
-                }
-            }
-            if t.1 >= self.next_timer_seq {
-                return Err(format!(
-                    "PE {id} of pool \"{ph}\": timer sequence {} not below the next one {}",
-                    t.1, self.next_timer_seq
-                ));
-            }
         }
+        // Every supervision has exactly its one timer armed, of the kind its ack state asks
+        // for, with its connection's timers; connections are scheduled at their earliest.
+        self.supervision.check()?;
         for (cid, conn) in &self.conns {
             for key in &conn.pes {
                 match self.supervision.get(key) {
@@ -106,23 +76,6 @@ impl Registrar {
                             key.1, key.0
                         ))
                     }
-                }
-            }
-        }
-        for (t, (ph, id, _)) in &self.timers {
-            let key = (ph.clone(), *id);
-            match self.supervision.get(&key) {
-                Some(sup) if sup.timer == Some(*t) => {}
-                Some(sup) => {
-                    return Err(format!(
-                        "timer {t:?} of PE {id} of pool \"{ph}\" is stale: the PE's timer is {:?}",
-                        sup.timer
-                    ))
-                }
-                None => {
-                    return Err(format!(
-                        "timer {t:?} of PE {id} of pool \"{ph}\", which is not supervised"
-                    ))
                 }
             }
         }
@@ -537,7 +490,7 @@ mod tests {
         check(&r);
         r.connection_down(14 * SEC, A, &mut out);
         check(&r);
-        assert!(r.supervision.is_empty() && r.timers.is_empty());
+        assert!(r.supervision.is_empty() && r.supervision.next_due().is_none());
     }
 
     #[test]
@@ -551,8 +504,7 @@ mod tests {
     #[test]
     fn an_unsupervised_pe_homed_here_is_found() {
         let mut r = populated();
-        let sup = r.supervision.remove(&key("P", 1)).unwrap();
-        r.timers.remove(&sup.timer.unwrap());
+        r.supervision.remove(&key("P", 1)).unwrap();
         r.conns.get_mut(&A).unwrap().pes.remove(&key("P", 1));
         let e = r.check_invariants().unwrap_err();
         assert!(e.contains("neither supervised nor an orphan"), "{e}");
@@ -610,43 +562,25 @@ mod tests {
     fn timers_and_supervision_must_agree() {
         // The armed timer is missing.
         let mut r = populated();
-        let t = r.supervision[&key("P", 1)].timer.unwrap();
-        r.timers.remove(&t);
+        r.supervision.drop_timer(&key("P", 1));
         let e = r.check_invariants().unwrap_err();
-        assert!(e.contains("is not armed"), "{e}");
-        // A stale timer of a supervised PE.
-        let mut r = populated();
-        r.timers.insert(
-            (99 * SEC, 0),
-            ("P".into(), PeId(1), TimerKind::SendKeepAlive),
-        );
-        let e = r.check_invariants().unwrap_err();
-        assert!(e.contains("is stale"), "{e}");
-        // A timer of an unsupervised PE.
-        let mut r = populated();
-        r.timers.insert(
-            (99 * SEC, 0),
-            ("P".into(), PeId(7), TimerKind::SendKeepAlive),
-        );
-        let e = r.check_invariants().unwrap_err();
-        assert!(e.contains("which is not supervised"), "{e}");
+        assert!(e.contains("no timer armed"), "{e}");
         // The timer's kind does not match the ack state.
         let mut r = populated();
         r.supervision.get_mut(&key("P", 1)).unwrap().awaiting_ack = true;
         let e = r.check_invariants().unwrap_err();
         assert!(e.contains("awaiting ack"), "{e}");
-        // No timer at all.
+        // The supervision's due time is not its timer's.
         let mut r = populated();
-        let t = r
-            .supervision
-            .get_mut(&key("P", 1))
-            .unwrap()
-            .timer
-            .take()
-            .unwrap();
-        r.timers.remove(&t);
+        r.supervision.get_mut(&key("P", 1)).unwrap().due += 1;
         let e = r.check_invariants().unwrap_err();
-        assert!(e.contains("no timer"), "{e}");
+        assert!(e.contains("supervision says"), "{e}");
+        // A connection with timers is missing from the schedule.
+        let mut r = populated();
+        let conn = r.supervision.get(&key("P", 1)).unwrap().conn;
+        r.supervision.unschedule(conn);
+        let e = r.check_invariants().unwrap_err();
+        assert!(e.contains("scheduled"), "{e}");
     }
 
     #[test]

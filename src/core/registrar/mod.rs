@@ -27,6 +27,7 @@ use crate::core::wire::{
 mod asap_service;
 mod enrp_service;
 mod invariants;
+mod keepalive;
 mod limits;
 mod peers;
 mod supervision;
@@ -34,6 +35,7 @@ mod sync;
 mod takeover;
 
 use asap_service::{element_size, to_wire_element};
+use keepalive::KeepAlives;
 pub use limits::{AddressPrefix, Counters, Refusal, REFUSAL_LOG_INTERVAL};
 use limits::{Host, Rate, RefusalLog};
 use peers::{Dial, Peer, Startup};
@@ -120,6 +122,8 @@ impl AddressScope {
 pub const DEFAULT_STALL_GAP: Micros = 2_000_000;
 /// The registrar asks to be woken at least this often (to notice stalls).
 pub const TICK: Micros = 500_000;
+/// Default [`RegistrarConfig::keepalive_slot`]: 10 ms.
+pub const DEFAULT_KEEPALIVE_SLOT: Micros = 10_000;
 
 /// Protocol settings of the registrar (times in microseconds).
 #[derive(Clone, Debug)]
@@ -166,6 +170,9 @@ pub struct RegistrarConfig {
     /// VM): the registrar then gives every PE one keep-alive round before it removes any
     /// (see [`Registrar::recovering`]). `None` = never (tests with a jumping clock).
     pub stall_gap: Option<Micros>,
+    /// Keep-alive timers of one connection's PEs are run together in slots this wide: a
+    /// keep-alive or timeout is late by less than this (1 = exactly on time).
+    pub keepalive_slot: Micros,
 }
 
 impl RegistrarConfig {
@@ -194,6 +201,7 @@ impl RegistrarConfig {
             enrp_announce: false,
             max_increment: 0,
             stall_gap: Some(DEFAULT_STALL_GAP),
+            keepalive_slot: DEFAULT_KEEPALIVE_SLOT,
         }
     }
 }
@@ -247,15 +255,6 @@ struct Conn {
     ht_cursor: Option<(bool, handlespace::WalkCursor)>,
 }
 
-/// Keep-alive supervision of one PE this registrar is home for.
-#[derive(Debug)]
-struct Supervision {
-    conn: ConnId,
-    /// Key of the one armed timer of this PE in `Registrar::timers`.
-    timer: Option<(Micros, u64)>,
-    awaiting_ack: bool,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
     SendKeepAlive,
@@ -276,10 +275,8 @@ pub struct Registrar {
     conns: HashMap<ConnId, Conn>,
     /// Per-host state: connections, PEs, request rates.
     hosts: HashMap<IpAddr, Host>,
-    supervision: HashMap<(PoolHandle, PeId), Supervision>,
-    /// Keep-alive timers, one per supervised PE, keyed by (due time, sequence number).
-    timers: BTreeMap<(Micros, u64), (PoolHandle, PeId, TimerKind)>,
-    next_timer_seq: u64,
+    /// The PEs homed here under keep-alive supervision, with their timers (per connection).
+    supervision: KeepAlives,
     next_announce: Option<Micros>,
     /// PEs whose connection went down while the registrar recovered from a stall: kept (not
     /// supervised) until the deadline, for their PE to re-register over a new connection.
@@ -311,14 +308,13 @@ impl Registrar {
         hs_cfg.max_bad_pe_reports = cfg.max_bad_pe_reports;
         hs_cfg.max_increment = cfg.max_increment;
         let next_announce = cfg.announce_cycle.map(|_| now);
+        let supervision = KeepAlives::new(cfg.keepalive_slot, seed.rotate_left(17));
         let mut r = Registrar {
             hs: Handlespace::with_seed(hs_cfg, seed),
             cfg,
             conns: HashMap::new(),
             hosts: HashMap::new(),
-            supervision: HashMap::new(),
-            timers: BTreeMap::new(),
-            next_timer_seq: 1,
+            supervision,
             next_announce,
             orphans: HashMap::new(),
             reporters: HashMap::new(),
@@ -476,7 +472,7 @@ impl Registrar {
             None => self.hs.next_expiry(),
         };
         [
-            self.timers.keys().next().map(|k| k.0),
+            self.supervision.next_due(),
             expiry,
             self.next_announce,
             Some(self.next_sweep),
@@ -558,9 +554,6 @@ impl Registrar {
     /// Stops supervising a PE (its timer too) and takes it off its connection's list.
     fn forget_supervision(&mut self, key: &(PoolHandle, PeId)) {
         if let Some(sup) = self.supervision.remove(key) {
-            if let Some(t) = sup.timer {
-                self.timers.remove(&t);
-            }
             self.detach(key, sup.conn);
         }
     }

@@ -6,62 +6,48 @@ use super::*;
 
 impl Registrar {
     /// Arms the PE's one keep-alive timer (replacing the one armed before).
+    #[cfg(test)]
     pub(super) fn arm(&mut self, key: (PoolHandle, PeId), at: Micros, kind: TimerKind) {
-        let Some(sup) = self.supervision.get_mut(&key) else {
-            return;
-        };
-        let seq = self.next_timer_seq;
-        self.next_timer_seq += 1;
-        if let Some(old) = sup.timer.replace((at, seq)) {
-            self.timers.remove(&old);
-        }
-        self.timers.insert((at, seq), (key.0, key.1, kind));
+        self.supervision.arm(&key, at, kind);
     }
 
     /// Sends a keep-alive to a PE at once, unless one is outstanding: used when another
     /// connection claims the PE, so that a dead owner is found within one keep-alive timeout.
     pub(super) fn probe(&mut self, key: &(PoolHandle, PeId), now: Micros) {
         if self.supervision.get(key).is_some_and(|s| !s.awaiting_ack) {
-            self.arm(key.clone(), now, TimerKind::SendKeepAlive);
+            self.supervision.arm(key, now, TimerKind::SendKeepAlive);
         }
     }
 
-    /// Keep-alives and keep-alive timeouts due at `now` (at most [`MAX_WORK_PER_POLL`]).
+    /// Keep-alives and keep-alive timeouts due at `now` (at most [`MAX_WORK_PER_POLL`]), the
+    /// due ones of one connection in a row (see `keepalive.rs`).
     pub(super) fn run_timers(&mut self, now: Micros, out: &mut Vec<Output>) {
         for _ in 0..MAX_WORK_PER_POLL {
-            let Some((&(at, seq), _)) = self.timers.iter().next() else {
+            let Some((slot, kind)) = self.supervision.pop_due(now) else {
                 return;
             };
-            if at > now {
-                return;
-            }
-            let (ph, id, kind) = self.timers.remove(&(at, seq)).expect("present");
-            let key = (ph, id);
-            let Some(sup) = self.supervision.get_mut(&key) else {
-                continue;
-            };
-            sup.timer = None;
+            let sup = self.supervision.slot(slot).expect("a due timer's PE");
+            let conn = sup.conn;
             match kind {
                 TimerKind::SendKeepAlive => {
-                    let conn = sup.conn;
-                    sup.awaiting_ack = true;
                     let msg = AsapMessage::new(AsapBody::EndpointKeepAlive {
                         server_id: self.cfg.id,
-                        pool_handle: key.0.clone(),
-                        pe_id: Some(key.1),
+                        pool_handle: self.supervision.pool_handle(sup).clone(),
+                        pe_id: Some(sup.pe),
                     });
                     push_send(out, conn, PPID_ASAP, &msg.to_bytes());
                     let timeout = now + self.cfg.keepalive_timeout;
-                    self.arm(key, timeout, TimerKind::KeepAliveTimeout);
+                    self.supervision
+                        .arm_slot(slot, timeout, TimerKind::KeepAliveTimeout);
                 }
                 TimerKind::KeepAliveTimeout => {
-                    let conn = sup.conn;
                     self.counters.keepalive_timeouts += 1;
                     out.push(log(
                         LOG_ACTION,
                         format!(
                             "PE {} of pool \"{}\" did not answer its keep-alive: closing its connection",
-                            key.1, key.0
+                            sup.pe,
+                            self.supervision.pool_handle(sup)
                         ),
                     ));
                     // As rsplib: the association is aborted, which removes all its PEs.
@@ -97,13 +83,7 @@ impl Registrar {
                 stalled / 1000
             ),
         ));
-        let keys: Vec<(PoolHandle, PeId)> = self.supervision.keys().cloned().collect();
-        for key in keys {
-            if let Some(s) = self.supervision.get_mut(&key) {
-                s.awaiting_ack = false;
-            }
-            self.arm(key, now, TimerKind::SendKeepAlive);
-        }
+        self.supervision.rearm_all(now);
     }
 
     /// Once a second: closes idle connections, forgets stale host entries and reporters,

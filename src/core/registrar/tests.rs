@@ -245,7 +245,7 @@ fn registration_life_expires() {
 
 /// The earliest keep-alive timer.
 fn next_timer(r: &Registrar) -> Option<Micros> {
-    r.timers.keys().next().map(|k| k.0)
+    r.supervision.next_due()
 }
 
 /// Brings up connection `conn` from `addr`; returns what the registrar said.
@@ -574,7 +574,13 @@ fn a_rejected_reregistration_from_another_connection_changes_nothing() {
             cause::INCONSISTENT_POOLING_POLICY
         };
         assert_eq!(reg_error(&resp), Some(expected), "{variant}");
-        assert_eq!(r.supervision[&("EchoPool".into(), PeId(1))].conn, PE_CONN);
+        assert_eq!(
+            r.supervision
+                .get(&("EchoPool".into(), PeId(1)))
+                .unwrap()
+                .conn,
+            PE_CONN
+        );
         // The owner still owns it: closing its connection removes the PE at once.
         let mut out = Vec::new();
         r.connection_down(2 * SEC, PE_CONN, &mut out);
@@ -674,7 +680,13 @@ fn a_pe_without_a_live_owner_may_be_taken_from_its_own_address_only() {
         reg_error(&register_on(&mut r, 10 * SEC, SAME_HOST, 1, e)),
         None
     );
-    assert_eq!(r.supervision[&("EchoPool".into(), PeId(1))].conn, SAME_HOST);
+    assert_eq!(
+        r.supervision
+            .get(&("EchoPool".into(), PeId(1)))
+            .unwrap()
+            .conn,
+        SAME_HOST
+    );
     assert!(r.orphans.is_empty());
     // Once the recovery is over, its connection's end removes it at once.
     r.cfg.keepalive_interval = 3600 * SEC;
@@ -991,4 +1003,140 @@ fn enrp_is_answered_only_for_peers_and_allowed_hosts_and_tools_see_no_ports() {
     // A configured peer: the real port (takeover needs it).
     connect(&mut r, 0, 71, "127.0.0.7:9901");
     assert_eq!(table_ports(&enrp_query(&mut r, 71)), vec![40000]);
+}
+
+/// The PE ids of the keep-alives sent to `conn`.
+fn keep_alive_ids(out: &[Output], conn: ConnId) -> Vec<u32> {
+    sent(out, conn)
+        .into_iter()
+        .filter_map(|m| match m.body {
+            AsapBody::EndpointKeepAlive { pe_id, .. } => pe_id.map(|p| p.0),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ack(r: &mut Registrar, now: Micros, conn: ConnId, id: u32) {
+    send(
+        r,
+        now,
+        conn,
+        AsapBody::EndpointKeepAliveAck {
+            pool_handle: "EchoPool".into(),
+            pe_id: PeId(id),
+        },
+    );
+}
+
+#[test]
+fn many_pes_of_one_connection_each_keep_their_own_keep_alive_time() {
+    // Issue 18: the timers of one connection's PEs are kept together, the times stay per PE.
+    let mut r = registrar();
+    r.cfg.max_pes_per_host = None;
+    for id in 1..=100 {
+        register(&mut r, 0, id, PolicyType::RoundRobin);
+    }
+    let mut out = Vec::new();
+    r.poll(5 * SEC - 1, &mut out);
+    assert!(keep_alive_ids(&out, PE_CONN).is_empty(), "none early");
+    let mut out = Vec::new();
+    r.poll(5 * SEC, &mut out);
+    assert_eq!(keep_alive_ids(&out, PE_CONN), (1..=100).collect::<Vec<_>>());
+    r.check_invariants().unwrap();
+    // All but PE 7 answer at once; PE 7 answers late, just before its timeout; PE 9
+    // registers again at 7 s (its keep-alive is then due 5 s later, its ack no longer awaited).
+    for id in (1..=100).filter(|&id| id != 7) {
+        ack(&mut r, 5 * SEC + 100_000, PE_CONN, id);
+    }
+    register(&mut r, 7 * SEC, 9, PolicyType::RoundRobin);
+    ack(&mut r, 10 * SEC - 1, PE_CONN, 7);
+    r.check_invariants().unwrap();
+    let mut out = Vec::new();
+    r.poll(10 * SEC, &mut out);
+    assert!(!out.contains(&Output::Close { conn: PE_CONN }));
+    assert!(keep_alive_ids(&out, PE_CONN).is_empty());
+    let mut out = Vec::new();
+    r.poll(10 * SEC + 100_000, &mut out);
+    let mut expected: Vec<u32> = (1..=100).filter(|&id| id != 7 && id != 9).collect();
+    assert_eq!(keep_alive_ids(&out, PE_CONN), expected);
+    let mut out = Vec::new();
+    r.poll(12 * SEC, &mut out);
+    assert_eq!(keep_alive_ids(&out, PE_CONN), vec![9]);
+    // PE 7's is due at 15 s - 1 µs: sent in the 10 ms slot that ends at 15 s.
+    let mut out = Vec::new();
+    r.poll(15 * SEC - 2, &mut out);
+    assert!(keep_alive_ids(&out, PE_CONN).is_empty());
+    r.poll(15 * SEC, &mut out);
+    assert_eq!(keep_alive_ids(&out, PE_CONN), vec![7]);
+    assert_eq!(r.handlespace().len(), 100);
+    // Everyone answers except PE 9: its timeout (17 s) closes the connection and removes all.
+    expected.push(7);
+    for id in expected {
+        ack(&mut r, 15 * SEC, PE_CONN, id);
+    }
+    let mut out = Vec::new();
+    r.poll(17 * SEC - 1, &mut out);
+    assert_eq!(r.handlespace().len(), 100);
+    r.poll(17 * SEC, &mut out);
+    assert!(out.contains(&Output::Close { conn: PE_CONN }));
+    assert_eq!(r.handlespace().len(), 0);
+    assert_eq!(r.counters().keepalive_timeouts, 1);
+    assert!(
+        r.next_wakeup().is_some_and(|t| t > 17 * SEC),
+        "no timer left"
+    );
+    assert!(r.supervision.next_due().is_none());
+    r.check_invariants().unwrap();
+}
+
+#[test]
+fn a_silent_pe_takes_only_its_own_connection_down() {
+    let mut r = registrar();
+    r.cfg.max_pes_per_host = None;
+    connect(&mut r, 0, SAME_HOST, "127.0.0.1:41000");
+    for id in 1..=50 {
+        register_on(
+            &mut r,
+            0,
+            PE_CONN,
+            id,
+            element(id, PolicyType::RoundRobin, 7000),
+        );
+        register_on(
+            &mut r,
+            SEC / 2,
+            SAME_HOST,
+            100 + id,
+            element(id, PolicyType::RoundRobin, 7001),
+        );
+    }
+    let mut out = Vec::new();
+    r.poll(5 * SEC, &mut out);
+    assert_eq!(keep_alive_ids(&out, PE_CONN).len(), 50);
+    assert!(keep_alive_ids(&out, SAME_HOST).is_empty());
+    r.poll(5 * SEC + SEC / 2, &mut out);
+    assert_eq!(keep_alive_ids(&out, SAME_HOST).len(), 50);
+    // SAME_HOST's PEs all answer; of PE_CONN's, PE 50 does not.
+    for id in 1..=49 {
+        ack(&mut r, 6 * SEC, PE_CONN, id);
+    }
+    for id in 101..=150 {
+        ack(&mut r, 6 * SEC, SAME_HOST, id);
+    }
+    let mut out = Vec::new();
+    r.poll(10 * SEC, &mut out);
+    assert!(out.contains(&Output::Close { conn: PE_CONN }));
+    assert!(!out.contains(&Output::Close { conn: SAME_HOST }));
+    assert_eq!(r.handlespace().len(), 50);
+    assert!(r.handlespace().get(&"EchoPool".into(), PeId(101)).is_some());
+    r.check_invariants().unwrap();
+    // The other connection's PEs go on: keep-alives 5 s after their acks.
+    let mut out = Vec::new();
+    r.poll(11 * SEC, &mut out);
+    assert_eq!(keep_alive_ids(&out, SAME_HOST).len(), 50);
+    // Closing it by the peer removes its PEs and their timers.
+    r.connection_down(12 * SEC, SAME_HOST, &mut out);
+    assert_eq!(r.handlespace().len(), 0);
+    assert!(r.supervision.next_due().is_none());
+    r.check_invariants().unwrap();
 }
