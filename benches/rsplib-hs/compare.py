@@ -15,7 +15,8 @@ or the package that ships librsphsmgt.so.3), and it is never part of `make test`
 
 Options: --runs N (5), --sizes 1000,10000,100000,1000000, --layouts single,pools,
 --policies RR,WRR,RAND,WRAND,LU,... (short names of benches/handlespace.rs),
---lib PATH (librsphsmgt.so.3), --json FILE (raw per-process figures).
+--lib PATH (librsphsmgt.so.3), --json FILE (raw per-process figures), --bench EXE (a built
+handlespace bench, e.g. a copy of the code before a change).
 """
 
 import argparse
@@ -136,12 +137,13 @@ def main():
     ap.add_argument("--policies", default="RR,WRR,RAND,WRAND,LU")
     ap.add_argument("--lib")
     ap.add_argument("--json")
+    ap.add_argument("--bench", help="a built handlespace bench executable (default: cargo's)")
     a = ap.parse_args()
     lib = find_lib(a.lib)
     if not lib:
         skip("librsphsmgt.so.3 (Debian's rsplib 3.4 handlespace library) is not installed")
     harness = build_harness()
-    bench = build_bench()
+    bench = a.bench or build_bench()
     sizes = [int(s) for s in a.sizes.split(",")]
     layouts = a.layouts.split(",")
     policies = a.policies.split(",")

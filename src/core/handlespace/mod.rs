@@ -396,7 +396,9 @@ const COMPACT_MIN_DEAD: u32 = 2;
 
 /// A pool handle's bytes, inline (the pool table compares against these without following a
 /// pointer: one cache miss less per lookup).
-#[derive(Clone, Copy)]
+/// Unused bytes are 0, so two handles are equal exactly when their fixed-size forms are (a
+/// compare of two 33-byte values, inlined, instead of a call to `memcmp` for a slice).
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct InlineHandle {
     len: u8,
     bytes: [u8; MAX_POOL_HANDLE_SIZE],
@@ -411,10 +413,6 @@ impl InlineHandle {
             len: b.len() as u8,
             bytes,
         }
-    }
-
-    fn is(&self, b: &[u8]) -> bool {
-        usize::from(self.len) == b.len() && self.bytes[..b.len()] == *b
     }
 }
 
@@ -763,10 +761,11 @@ impl<R: RandomSource> Handlespace<R> {
     /// The slot of pool `handle`.
     fn pool_slot(&self, handle: &PoolHandle) -> Option<u32> {
         let b = handle.as_bytes();
+        let key = InlineHandle::of(handle);
         let pools = &self.pools;
         self.pool_table
             .find(self.hasher.hash_one(b), |&i| {
-                pools[i as usize].as_ref().is_some_and(|p| p.key.is(b))
+                pools[i as usize].as_ref().is_some_and(|p| p.key == key)
             })
             .copied()
     }
@@ -1053,8 +1052,7 @@ impl<R: RandomSource> Handlespace<R> {
                 let new_entry = SortEntry::of(pe, slot);
                 let old_entry = old_entry.expect("sorted pool");
                 if new_entry != old_entry {
-                    set.remove(&old_entry);
-                    set.insert(new_entry);
+                    set.replace(&old_entry, new_entry);
                 }
             }
             Selection::ValueTree(tree) => {
@@ -1162,12 +1160,11 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Sorted(set) => {
                 make_room_for_seqs(set, &mut pool.next_seq, pes, max_increment.min(n));
                 picked.clear();
-                picked.extend(set.first_n(n).copied());
+                set.copy_first_n(n, picked);
                 out.extend(picked.iter().map(|e| PeRef(e.slot)));
                 let renew_seq = policy::selection_renews_only_seq(pool.policy);
                 let mut high_round = false;
                 for &e in picked.iter().take(max_increment) {
-                    set.remove(&e);
                     let seq = pool.next_seq;
                     pool.next_seq += 1;
                     let pe = pe_mut(pes, e.slot);
@@ -1194,7 +1191,7 @@ impl<R: RandomSource> Handlespace<R> {
                         SortEntry::of(pe, e.slot)
                     };
                     debug_assert!(moved == SortEntry::of(pe, e.slot));
-                    set.insert(moved);
+                    set.replace(&e, moved);
                 }
                 if high_round {
                     rebase_rounds(set, pes);
