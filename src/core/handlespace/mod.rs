@@ -174,12 +174,14 @@ impl PoolElement {
     }
     /// The policy values as registered (the registrar sets `distance`); values the policy type
     /// does not carry on the wire read as 0.
+    #[inline]
     pub fn policy(&self) -> PolicyInfo {
         let n = self.policy_type.wire_values().len();
         PolicyInfo::from_wire_values(self.policy_type, &self.policy_values[..n])
             .expect("enough values")
     }
 
+    #[inline]
     fn set_policy(&mut self, info: &PolicyInfo) {
         self.policy_type = info.policy;
         self.policy_values = [0; 4];
@@ -304,6 +306,7 @@ struct SortEntry {
 }
 
 impl SortEntry {
+    #[inline]
     fn of(pe: &PoolElement, slot: u32) -> Self {
         let k = policy::sort_key(&pe.policy(), &pe.state);
         debug_assert!(k.primary <= u64::from(u32::MAX) && k.seq <= u64::from(u32::MAX));
@@ -348,6 +351,7 @@ fn renumber_seqs(set: &mut SortedSet<SortEntry>, next_seq: &mut u64, pes: &mut S
 }
 
 /// Renumbers a sorted pool's sequence numbers if the next `k` would reach [`SEQ_LIMIT`].
+#[inline]
 fn make_room_for_seqs(
     set: &mut SortedSet<SortEntry>,
     next_seq: &mut u64,
@@ -396,15 +400,14 @@ const COMPACT_MIN_DEAD: u32 = 2;
 
 /// A pool handle's bytes, inline (the pool table compares against these without following a
 /// pointer: one cache miss less per lookup).
-/// Unused bytes are 0, so two handles are equal exactly when their fixed-size forms are (a
-/// compare of two 33-byte values, inlined, instead of a call to `memcmp` for a slice).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 struct InlineHandle {
     len: u8,
     bytes: [u8; MAX_POOL_HANDLE_SIZE],
 }
 
 impl InlineHandle {
+    #[inline]
     fn of(h: &PoolHandle) -> Self {
         let b = h.as_bytes();
         let mut bytes = [0; MAX_POOL_HANDLE_SIZE];
@@ -413,6 +416,11 @@ impl InlineHandle {
             len: b.len() as u8,
             bytes,
         }
+    }
+
+    #[inline]
+    fn is(&self, b: &[u8]) -> bool {
+        usize::from(self.len) == b.len() && self.bytes[..b.len()] == *b
     }
 }
 
@@ -454,6 +462,7 @@ const HASHED_MIN: usize = 128;
 const HASHED_MIN: usize = 8;
 
 /// The place of `x` in `xs` (a scan in blocks the compiler vectorizes).
+#[inline]
 fn scan<T: Copy + PartialEq>(xs: &[T], x: T) -> Option<usize> {
     const BLOCK: usize = 16;
     for (b, chunk) in xs.chunks(BLOCK).enumerate() {
@@ -465,10 +474,12 @@ fn scan<T: Copy + PartialEq>(xs: &[T], x: T) -> Option<usize> {
 }
 
 impl Pool {
+    #[inline]
     fn len(&self) -> usize {
         self.live as usize
     }
 
+    #[inline]
     fn find(&self, hasher: &IdHasher, id: PeId) -> Option<u32> {
         if id.0 == 0 {
             return None;
@@ -592,10 +603,12 @@ pub fn validate(handle: &PoolHandle, reg: &Registration) -> Result<(), Handlespa
     Ok(())
 }
 
+#[inline]
 fn pool_mut(pools: &mut [Option<Pool>], idx: u32) -> &mut Pool {
     pools[idx as usize].as_mut().expect("live pool index")
 }
 
+#[inline]
 fn pe_mut(pes: &mut Slab<PoolElement>, slot: u32) -> &mut PoolElement {
     pes.get_mut(slot)
 }
@@ -761,11 +774,10 @@ impl<R: RandomSource> Handlespace<R> {
     /// The slot of pool `handle`.
     fn pool_slot(&self, handle: &PoolHandle) -> Option<u32> {
         let b = handle.as_bytes();
-        let key = InlineHandle::of(handle);
         let pools = &self.pools;
         self.pool_table
             .find(self.hasher.hash_one(b), |&i| {
-                pools[i as usize].as_ref().is_some_and(|p| p.key == key)
+                pools[i as usize].as_ref().is_some_and(|p| p.key.is(b))
             })
             .copied()
     }
