@@ -15,9 +15,9 @@
 //! A large set keeps its lowest entries (at most [`HEAD_MAX`]) out of the B-tree, in a sorted
 //! ring of their own, the *head*: every head entry is below every tree entry. Resolutions only
 //! read and move the lowest entries, so they never enter the tree: a least-used resolution in a
-//! pool of 10^6 PEs costs what it costs in a pool of 100. The head is refilled from the tree
-//! (its [`HEAD_REFILL`] lowest entries) when it runs empty, and gives its highest entry to the
-//! tree when it overflows: both O(log n) amortized over many operations.
+//! pool of 10^6 PEs costs what it costs in a pool of 100. The head is topped up from the tree
+//! (to [`HEAD_REFILL`] entries) when it falls below [`HEAD_LOW`], and gives its highest entry to
+//! the tree when it overflows: both O(log n) amortized over many operations.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -45,11 +45,19 @@ const HEAD_MAX: usize = 256;
 #[cfg(test)]
 const HEAD_MAX: usize = 4;
 
-/// How many entries a large set moves from its tree into an empty head.
+/// A large set's head is topped up from the tree to [`HEAD_REFILL`] entries when it falls below
+/// this many (so that an entry that moves back a few dozen places, as a degraded least-used PE
+/// does on each selection, still lands in the head and not in the tree).
 #[cfg(not(test))]
-const HEAD_REFILL: usize = 128;
+const HEAD_LOW: usize = 64;
 #[cfg(test)]
-const HEAD_REFILL: usize = 2;
+const HEAD_LOW: usize = 2;
+
+/// How many entries a large set's head holds after it is topped up from the tree.
+#[cfg(not(test))]
+const HEAD_REFILL: usize = 192;
+#[cfg(test)]
+const HEAD_REFILL: usize = 3;
 
 pub(super) enum SortedSet<T: Ord> {
     Small(VecDeque<T>),
@@ -214,7 +222,7 @@ impl<T: Ord + Copy> SortedSet<T> {
         }
     }
 
-    /// Refills an empty head; returns to the small form when few entries are left.
+    /// Tops up a short head; returns to the small form when few entries are left.
     fn after_big_removal(&mut self) {
         let SortedSet::Big { head, tree } = self else {
             return;
@@ -225,8 +233,8 @@ impl<T: Ord + Copy> SortedSet<T> {
             *self = SortedSet::Small(v);
             return;
         }
-        if head.is_empty() {
-            for _ in 0..HEAD_REFILL {
+        if head.len() < HEAD_LOW {
+            while head.len() < HEAD_REFILL {
                 match tree.pop_first() {
                     Some(x) => head.push_back(x),
                     None => break,
@@ -245,19 +253,38 @@ impl<T: Ord + Copy> SortedSet<T> {
                 return;
             }
         }
-        // In a large set's head, `new` must also stay below the tree: it does if it is below
-        // the head entry after `old`, so the head's last entry only moves by a removal and an
-        // insertion.
-        let ring = match self {
-            SortedSet::Small(v) => Some(v),
-            SortedSet::Big { head, .. } if head.back().is_some_and(|b| old < b) => Some(head),
-            SortedSet::Big { .. } => None,
+        // Within one ring, the entries between the old place and the new one move by one
+        // (one contiguous copy, no removal and insertion). In a large set's head, `new` must
+        // also stay below the tree: it does if it is below the head's last entry, which itself
+        // only moves by a removal and an insertion.
+        let (ring, small) = match self {
+            SortedSet::Small(v) => (Some(v), true),
+            SortedSet::Big { head, .. } if head.back().is_some_and(|b| *old < *b && new < *b) => {
+                (Some(head), false)
+            }
+            SortedSet::Big { .. } => (None, false),
         };
         if let Some(ring) = ring {
             let i = ring_find(ring, old).expect("entry present");
             if ring_replace_in_place(ring, i, new) {
                 return;
             }
+            if small {
+                // A small pool's ring may be cold (one of many pools); a large set's head is
+                // where every resolution of the pool reads.
+                prefetch_ring(ring);
+            }
+            let s = ring.make_contiguous();
+            if new > *old {
+                let j = i + 1 + s[i + 1..].partition_point(|x| *x < new);
+                s[i..j].rotate_left(1);
+                s[j - 1] = new;
+            } else {
+                let j = s[..i].partition_point(|x| *x < new);
+                s[j..=i].rotate_right(1);
+                s[j] = new;
+            }
+            return;
         }
         let found = self.remove(old);
         debug_assert!(found, "entry present");
