@@ -247,11 +247,10 @@ impl<T: Ord + Copy> SortedSet<T> {
     /// rank (a least-used PE selected again), else a removal and an insertion.
     pub(super) fn replace(&mut self, old: &T, new: T) {
         // The common case first: a selected least-used PE that stays first.
-        if let SortedSet::Small(v) | SortedSet::Big { head: v, .. } = self {
-            if v.front() == Some(old) && v.get(1).is_some_and(|next| new < *next) {
-                v[0] = new;
-                return;
-            }
+        let (SortedSet::Small(v) | SortedSet::Big { head: v, .. }) = self;
+        if v.front() == Some(old) && v.get(1).is_some_and(|next| new < *next) {
+            v[0] = new;
+            return;
         }
         // Within one ring, the entries between the old place and the new one move by one
         // (one contiguous copy, no removal and insertion). In a large set's head, `new` must
