@@ -252,10 +252,11 @@ impl<T: Ord + Copy> SortedSet<T> {
             v[0] = new;
             return;
         }
-        // Within one ring, the entries between the old place and the new one move by one
-        // (one contiguous copy, no removal and insertion). In a large set's head, `new` must
-        // also stay below the tree: it does if it is below the head's last entry, which itself
-        // only moves by a removal and an insertion.
+        // Within one ring: one search for the new place (none for the old one, which is
+        // usually the front), then a removal and an insertion that each move the shorter side
+        // of the ring (O(1) at its ends). In a large set's head, `new` must also stay below the
+        // tree: it does if it is below the head's last entry, which itself only moves by a
+        // removal and an insertion through the set.
         let (ring, small) = match self {
             SortedSet::Small(v) => (Some(v), true),
             SortedSet::Big { head, .. } if head.back().is_some_and(|b| *old < *b && new < *b) => {
@@ -268,21 +269,22 @@ impl<T: Ord + Copy> SortedSet<T> {
             if ring_replace_in_place(ring, i, new) {
                 return;
             }
-            if small {
-                // A small pool's ring may be cold (one of many pools); a large set's head is
-                // where every resolution of the pool reads.
-                prefetch_ring(ring);
-            }
-            let s = ring.make_contiguous();
-            if new > *old {
-                let j = i + 1 + s[i + 1..].partition_point(|x| *x < new);
-                s[i..j].rotate_left(1);
-                s[j - 1] = new;
+            // The new place: at an end without a search (a degraded PE that goes last), else
+            // by a binary search.
+            let j = if ring.back().is_some_and(|b| *b < new) {
+                ring.len()
+            } else if new < ring[0] {
+                0
             } else {
-                let j = s[..i].partition_point(|x| *x < new);
-                s[j..=i].rotate_right(1);
-                s[j] = new;
-            }
+                if small {
+                    // A small pool's ring may be cold (one of many pools); a large set's head
+                    // is where every resolution of the pool reads.
+                    prefetch_ring(ring);
+                }
+                ring.partition_point(|x| *x < new)
+            };
+            ring.remove(i);
+            ring.insert(if j > i { j - 1 } else { j }, new);
             return;
         }
         let found = self.remove(old);
