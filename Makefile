@@ -313,6 +313,13 @@ chaos:
 bench-work:
 	python3 benches/handlespace-work.py
 
+# Our handlespace against Debian's rsplib 3.4 (librsphsmgt.so.3) on the same workload, N paired
+# runs alternating processes, medians and ratios (skips when the library is absent; not a test).
+# BENCH_HS_ARGS: e.g. --runs 3 --sizes 1000,10000 --policies RR,LU,LUD.
+.PHONY: bench-hs-compare
+bench-hs-compare:
+	python3 benches/rsplib-hs/compare.py $(BENCH_HS_ARGS)
+
 # ---------------------------------------------------------------------------------- demo
 # The main job: build, install into a local prefix (build/stage), build the examples against
 # that install with pkg-config, and run the Basic Mode demo on loopback (c-examples/demo.sh):

@@ -1,17 +1,19 @@
 //! Handlespace throughput and memory: `cargo bench --bench handlespace`.
 //!
 //! For 10^3 … 10^6 PEs, in one pool and in pools of 100 PEs (10^4 pools at 10^6), and for the
-//! policies RR, WRR, Random and LU, it measures operations per second of registration,
-//! re-registration (new policy value), handle resolution of 3 PEs and deregistration, and the
-//! heap bytes per PE counted by a global allocator wrapper (requested bytes of all handlespace
-//! structures, excluding the PE's address list — one IPv4 address, 17 bytes — and without an
-//! ASAP (registrator) transport, which would add a boxed 40-byte transport plus its addresses).
+//! policies RR, WRR, Random, Weighted Random and LU, it measures operations per second of
+//! registration, re-registration (new policy value), handle resolution of 3 PEs and
+//! deregistration, and the heap bytes per PE counted by a global allocator wrapper (requested
+//! bytes of all handlespace structures, excluding the PE's address list — one IPv4 address, 17
+//! bytes — and without an ASAP (registrator) transport, which would add a boxed 40-byte
+//! transport plus its addresses).
 //! The wrapper is around the registrar's allocator, mimalloc (with transparent huge pages, its
 //! default; `MIMALLOC_ALLOW_THP=0` turns them off); `HS_BENCH_ALLOC=system` puts it around the
 //! system allocator instead.
 //! "RSS MiB" is the process's VmRSS right after building (includes the benchmark's own data).
-//! Every size is run at least three times (small sizes up to 30 times) and the best run of each
-//! operation is printed.
+//! Every size is run several times (3 at 10^6, up to 30 at small sizes; `HS_BENCH_REPS`) and the
+//! median run of each operation is printed (the machine is shared: a median is what another
+//! run reproduces, a best-of only the luckiest moment).
 //! After each layout, a "slowdown" row gives, per column, (rate at the smallest size) / (rate at
 //! the largest size) from this same run — the target is ≤ 2.0 between 10^3 and 10^6.
 //! The "1000+miss" rows run the smallest size again with every operation first waiting for one
@@ -19,8 +21,13 @@
 //! [`Stall`]); their "slow" rows are the ratio that this alone costs.
 //! `HS_BENCH_MAX=100000` / `HS_BENCH_MIN=1000000` limit the sizes (profiling one size),
 //! `HS_BENCH_REPS=1` the repetitions;
-//! `HS_BENCH_LAYOUT=single|pools` runs one layout only, `HS_BENCH_POLICY=RR|WRR|RAND|LU` one
-//! policy only (its slowdown rows are then not printed).
+//! `HS_BENCH_LAYOUT=single|pools` runs one layout only, `HS_BENCH_POLICY=RR,LU,…` the listed
+//! policies only (short names of [`POLICIES`]: also PRIO, LUD, PLU, PLUD, LUDPF, LUDDPF, PLUDPF,
+//! PLUDDPF, RLU, RLUD, RPLU, RPLUD, WRANDDPF).
+//! `HS_BENCH_MACHINE=1` prints one `HS impl=ours layout=… n=… pools=… policy=… reg=… rereg=…
+//! hr=… dereg=… bpe=…` line per row instead of the table (rates in operations per second), the
+//! format of the rsplib harness (`benches/rsplib-hs/`), which `make bench-hs-compare` runs
+//! alternately with this bench to compare both on the same workload.
 //!
 //! The workload is what a registrar sees: PE ids are pseudo-random 32-bit values (rsplib draws
 //! them at random), PEs register in turn to all pools (so a pool's PEs are spread over the whole
@@ -113,10 +120,17 @@ fn pe_id(i: usize) -> PeId {
     PeId(((i as u32).wrapping_add(1)).wrapping_mul(0x9e37_79b1))
 }
 
+/// PE `i`'s registration (`generation` 0) or re-registration (1); the rsplib harness uses the
+/// same values (`benches/rsplib-hs/harness.c`). Values a policy does not use are ignored.
 fn registration(i: usize, policy: PolicyType, generation: u32) -> Registration {
     let mut info = PolicyInfo::new(policy);
     info.weight = 1 + (i as u32 + generation) % 7;
+    info.priority = info.weight;
     info.load = ((i as u32).wrapping_mul(2_654_435_761) >> 8).wrapping_add(generation);
+    info.load_degradation = 1 << 20;
+    info.load_dpf = 1 << 12;
+    info.weight_dpf = 1 << 12;
+    info.distance = i as u32 % 50;
     let octets = (i as u32 + 1).to_be_bytes();
     Registration {
         pe_id: pe_id(i),
@@ -153,12 +167,40 @@ fn ratio_columns(a: &[f64; 4], b: &[f64; 4]) -> String {
         .join(" ")
 }
 
+/// Short policy names (`HS_BENCH_POLICY`, the harness's `-p`).
+const POLICIES: [(&str, PolicyType); 18] = [
+    ("RR", PolicyType::RoundRobin),
+    ("WRR", PolicyType::WeightedRoundRobin),
+    ("RAND", PolicyType::Random),
+    ("WRAND", PolicyType::WeightedRandom),
+    ("PRIO", PolicyType::Priority),
+    ("LU", PolicyType::LeastUsed),
+    ("LUD", PolicyType::LeastUsedDegradation),
+    ("PLU", PolicyType::PriorityLeastUsed),
+    ("PLUD", PolicyType::PriorityLeastUsedDegradation),
+    ("LUDPF", PolicyType::LeastUsedDpf),
+    ("LUDDPF", PolicyType::LeastUsedDegradationDpf),
+    ("PLUDPF", PolicyType::PriorityLeastUsedDpf),
+    ("PLUDDPF", PolicyType::PriorityLeastUsedDegradationDpf),
+    ("RLU", PolicyType::RandomizedLeastUsed),
+    ("RLUD", PolicyType::RandomizedLeastUsedDegradation),
+    ("RPLU", PolicyType::RandomizedPriorityLeastUsed),
+    ("RPLUD", PolicyType::RandomizedPriorityLeastUsedDegradation),
+    ("WRANDDPF", PolicyType::WeightedRandomDpf),
+];
+
 fn policy_name(p: PolicyType) -> &'static str {
-    match p {
-        PolicyType::RoundRobin => "RR",
-        PolicyType::WeightedRoundRobin => "WRR",
-        PolicyType::Random => "RAND",
-        _ => "LU",
+    POLICIES.iter().find(|(_, q)| *q == p).expect("named").0
+}
+
+/// The median of `v` (mean of the middle two for an even count).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let k = v.len();
+    if k % 2 == 1 {
+        v[k / 2]
+    } else {
+        (v[k / 2 - 1] + v[k / 2]) / 2.0
     }
 }
 
@@ -252,13 +294,14 @@ fn measure(
 ) -> ([f64; 4], f64, f64) {
     const RESOLUTIONS: usize = 100_000;
     let pool_count = handles.len();
-    // Every size is repeated and the best run of each operation kept (the machine is
-    // shared; the minimum is the least disturbed measurement).
+    // Every size is repeated and the median run of each operation kept (the machine is
+    // shared: the median is what another run reproduces).
     let reps = std::env::var("HS_BENCH_REPS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or((300_000 / n).clamp(3, 30));
-    let (mut t_reg, mut t_rereg, mut t_hr, mut t_dereg) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+    // Per run: rates of [reg, rereg, HR, dereg].
+    let mut runs: [Vec<f64>; 4] = Default::default();
     let mut per_pe = 0.0;
     let mut rss = 0.0;
     for _ in 0..reps {
@@ -270,7 +313,7 @@ fn measure(
             let h = &handles[(i + stall.zero()) % pool_count];
             black_box(hs.register(h, r, i as u64).unwrap());
         }
-        t_reg = t_reg.min(t.elapsed().as_secs_f64());
+        runs[0].push(n as f64 / t.elapsed().as_secs_f64());
         // The delta is: handlespace structures − the freed Registration buffer. The
         // address lists were allocated before `before` and moved in, so they are not
         // in the delta.
@@ -284,7 +327,7 @@ fn measure(
             let h = &handles[(i + stall.zero()) % pool_count];
             black_box(hs.register(h, r, (n + i) as u64).unwrap());
         }
-        t_rereg = t_rereg.min(t.elapsed().as_secs_f64());
+        runs[1].push(n as f64 / t.elapsed().as_secs_f64());
 
         let mut out: Vec<PeRef> = Vec::with_capacity(3);
         let mut x: u64 = 0x1234_5678;
@@ -297,23 +340,17 @@ fn measure(
             hs.select_into(h, 3, &mut out).unwrap();
             black_box(&out);
         }
-        t_hr = t_hr.min(t.elapsed().as_secs_f64());
+        runs[2].push(RESOLUTIONS as f64 / t.elapsed().as_secs_f64());
 
         let t = Instant::now();
         for i in 0..n {
             let h = &handles[(i + stall.zero()) % pool_count];
             black_box(hs.deregister(h, pe_id(i)).unwrap());
         }
-        t_dereg = t_dereg.min(t.elapsed().as_secs_f64());
+        runs[3].push(n as f64 / t.elapsed().as_secs_f64());
         assert!(hs.is_empty());
     }
-    let rates = [
-        n as f64 / t_reg,
-        n as f64 / t_rereg,
-        RESOLUTIONS as f64 / t_hr,
-        n as f64 / t_dereg,
-    ];
-    (rates, per_pe, rss)
+    (runs.map(|mut r| median(&mut r)), per_pe, rss)
 }
 
 fn main() {
@@ -326,68 +363,90 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let layout = std::env::var("HS_BENCH_LAYOUT").unwrap_or_default();
-    let only_policy = std::env::var("HS_BENCH_POLICY").ok();
+    let machine = std::env::var("HS_BENCH_MACHINE").is_ok_and(|v| v == "1");
     let sizes: Vec<usize> = [1_000, 10_000, 100_000, 1_000_000]
         .into_iter()
         .filter(|n| *n <= max && *n >= min)
         .collect();
-    let policies = [
-        PolicyType::RoundRobin,
-        PolicyType::WeightedRoundRobin,
-        PolicyType::Random,
-        PolicyType::LeastUsed,
-    ];
-    if use_system() {
-        println!("allocator: system (HS_BENCH_ALLOC=system)");
-    } else {
-        println!("allocator: mimalloc, as rspregistrar (HS_BENCH_ALLOC=system: the system's)");
+    let policies: Vec<PolicyType> = match std::env::var("HS_BENCH_POLICY") {
+        Ok(list) => list
+            .split(',')
+            .map(|name| {
+                POLICIES
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .unwrap_or_else(|| panic!("HS_BENCH_POLICY: unknown policy {name}"))
+                    .1
+            })
+            .collect(),
+        Err(_) => vec![
+            PolicyType::RoundRobin,
+            PolicyType::WeightedRoundRobin,
+            PolicyType::Random,
+            PolicyType::WeightedRandom,
+            PolicyType::LeastUsed,
+        ],
+    };
+    if !machine {
+        if use_system() {
+            println!("allocator: system (HS_BENCH_ALLOC=system)");
+        } else {
+            println!("allocator: mimalloc, as rspregistrar (HS_BENCH_ALLOC=system: the system's)");
+        }
     }
-    if max >= 1_000_000 && min == 0 {
+    if max >= 1_000_000 && min == 0 && !machine {
         let probe: Vec<String> = [16usize << 10, 1 << 20, 4 << 20, 8 << 20, 16 << 20, 64 << 20]
             .iter()
             .map(|&b| format!("{} KiB {:.1} ns", b >> 10, load_latency_ns(b)))
             .collect();
         println!("dependent random load: {}", probe.join(", "));
     }
-    println!(
-        "{:>9} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>7}",
-        "PEs", "pools", "policy", "reg/s", "rereg/s", "HR(3)/s", "dereg/s", "B/PE", "RSS MiB"
-    );
+    if !machine {
+        println!(
+            "{:>9} {:>7} {:>8} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>7}",
+            "PEs", "pools", "policy", "reg/s", "rereg/s", "HR(3)/s", "dereg/s", "B/PE", "RSS MiB"
+        );
+    }
     let mut dram_stall: Option<DramStall> = None;
     for pools_of_100 in [false, true] {
         if (layout == "single" && pools_of_100) || (layout == "pools" && !pools_of_100) {
             continue;
         }
-        // Per policy: (n, [reg, rereg, HR, dereg] rates) for the smallest and largest size.
+        // Per policy: the rates at the smallest size, at the largest (with its size and B/PE),
+        // and at the smallest size again with each operation first waiting for one DRAM load.
         let mut first: Vec<[f64; 4]> = Vec::new();
         let mut last: Vec<(usize, [f64; 4], f64)> = Vec::new();
-        // Per policy: the smallest size again, each operation first waiting for one DRAM load.
         let mut missed: Vec<[f64; 4]> = Vec::new();
         for &n in &sizes {
             let pool_count = if pools_of_100 { n / 100 } else { 1 };
             let handles: Vec<PoolHandle> = (0..pool_count)
                 .map(|p| PoolHandle::from(format!("pool-{p:05}").as_str()))
                 .collect();
-            for (pi, policy) in policies.into_iter().enumerate() {
-                if only_policy
-                    .as_deref()
-                    .is_some_and(|p| p != policy_name(policy))
-                {
+            for (pi, &policy) in policies.iter().enumerate() {
+                let (rates, per_pe, rss) = measure(n, policy, &handles, &mut NoStall);
+                if machine {
+                    println!(
+                        "HS impl=ours layout={} n={n} pools={pool_count} policy={} reg={:.0} \
+                         rereg={:.0} hr={:.0} dereg={:.0} bpe={per_pe:.1}",
+                        if pools_of_100 { "pools" } else { "single" },
+                        policy_name(policy),
+                        rates[0],
+                        rates[1],
+                        rates[2],
+                        rates[3],
+                    );
                     continue;
                 }
-                let (rates, per_pe, rss) = measure(n, policy, &handles, &mut NoStall);
-                if only_policy.is_none() {
-                    if first.len() == pi {
-                        first.push(rates);
-                    }
-                    if last.len() == pi {
-                        last.push((n, rates, per_pe));
-                    } else {
-                        last[pi] = (n, rates, per_pe);
-                    }
+                if first.len() == pi {
+                    first.push(rates);
+                }
+                if last.len() == pi {
+                    last.push((n, rates, per_pe));
+                } else {
+                    last[pi] = (n, rates, per_pe);
                 }
                 println!(
-                    "{:>9} {:>7} {:>6} | {} | {:>8.1} {:>7.0}",
+                    "{:>9} {:>7} {:>8} | {} | {:>8.1} {:>7.0}",
                     n,
                     pool_count,
                     policy_name(policy),
@@ -395,12 +454,12 @@ fn main() {
                     per_pe,
                     rss,
                 );
-                if n == sizes[0] && sizes.len() > 1 && only_policy.is_none() {
+                if n == sizes[0] && sizes.len() > 1 {
                     let stall = dram_stall.get_or_insert_with(DramStall::new);
                     let (rates, _, _) = measure(n, policy, &handles, stall);
                     missed.push(rates);
                     println!(
-                        "{:>9} {:>7} {:>6} | {} |",
+                        "{:>9} {:>7} {:>8} | {} |",
                         format!("{n}+miss"),
                         pool_count,
                         policy_name(policy),
@@ -409,13 +468,13 @@ fn main() {
                 }
             }
         }
-        if sizes.len() > 1 && only_policy.is_none() {
-            for (pi, policy) in policies.into_iter().enumerate() {
+        if sizes.len() > 1 && !machine {
+            for (pi, &policy) in policies.iter().enumerate() {
                 let (n, l, per_pe) = last[pi];
                 let f = first[pi];
                 let worst = (0..4).map(|c| f[c] / l[c]).fold(0.0, f64::max);
                 println!(
-                    "{:>9} {:>7} {:>6} | {} | {:>8} {}",
+                    "{:>9} {:>7} {:>8} | {} | {:>8} {}",
                     format!("{}/{}", short(n), short(sizes[0])),
                     "slow",
                     policy_name(policy),
@@ -424,10 +483,10 @@ fn main() {
                     if worst <= 2.0 { "ok" } else { "OVER 2x" },
                 );
             }
-            for (pi, policy) in policies.into_iter().enumerate() {
+            for (pi, &policy) in policies.iter().enumerate() {
                 let (f, m) = (first[pi], missed[pi]);
                 println!(
-                    "{:>9} {:>7} {:>6} | {} |",
+                    "{:>9} {:>7} {:>8} | {} |",
                     format!("{}+miss", short(sizes[0])),
                     "slow",
                     policy_name(policy),

@@ -230,6 +230,7 @@ impl PolicyType {
     }
 
     /// The values that follow the type word on the wire, in wire order.
+    #[inline]
     pub const fn wire_values(self) -> &'static [PolicyValue] {
         use PolicyType::*;
         use PolicyValue as V;
@@ -319,6 +320,7 @@ impl PolicyInfo {
 
     /// Builds a policy from its wire values; `None` if fewer values than the policy needs.
     /// Extra values are ignored (as rsplib does).
+    #[inline]
     pub fn from_wire_values(policy: PolicyType, values: &[u32]) -> Option<Self> {
         let needed = policy.wire_values();
         if values.len() < needed.len() {

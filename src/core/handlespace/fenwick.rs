@@ -16,6 +16,7 @@ pub(crate) struct Fenwick {
 }
 
 impl Fenwick {
+    #[inline]
     pub(crate) fn total(&self) -> u64 {
         match self.sums.last() {
             Some(top) => top.first().copied().unwrap_or(0),
@@ -23,6 +24,7 @@ impl Fenwick {
         }
     }
 
+    #[inline]
     pub(crate) fn get(&self, pos: usize) -> u32 {
         self.values[pos]
     }
@@ -57,6 +59,7 @@ impl Fenwick {
     }
 
     /// Sets the value at `pos`.
+    #[inline]
     pub(crate) fn set(&mut self, pos: usize, value: u32) {
         let old = self.values[pos];
         if old == value {
@@ -72,6 +75,7 @@ impl Fenwick {
 
     /// The position whose cumulative range [prefix(pos), prefix(pos+1)) contains `r`
     /// (`r < total()`); positions with value 0 are never returned.
+    #[inline]
     pub(crate) fn find(&self, mut r: u64) -> usize {
         debug_assert!(r < self.total());
         let mut idx = 0; // node index at the current level

@@ -83,6 +83,7 @@ impl IdTable {
     }
 
     /// The slot of `id`, whose hash is `hash`.
+    #[inline]
     pub(super) fn find(&self, hash: u64, id: u32) -> Option<u32> {
         let (b, i) = self.locate(hash, id)?;
         Some(self.buckets[b].slots[i])

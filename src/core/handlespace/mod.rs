@@ -174,12 +174,14 @@ impl PoolElement {
     }
     /// The policy values as registered (the registrar sets `distance`); values the policy type
     /// does not carry on the wire read as 0.
+    #[inline]
     pub fn policy(&self) -> PolicyInfo {
         let n = self.policy_type.wire_values().len();
         PolicyInfo::from_wire_values(self.policy_type, &self.policy_values[..n])
             .expect("enough values")
     }
 
+    #[inline]
     fn set_policy(&mut self, info: &PolicyInfo) {
         self.policy_type = info.policy;
         self.policy_values = [0; 4];
@@ -304,6 +306,7 @@ struct SortEntry {
 }
 
 impl SortEntry {
+    #[inline]
     fn of(pe: &PoolElement, slot: u32) -> Self {
         let k = policy::sort_key(&pe.policy(), &pe.state);
         debug_assert!(k.primary <= u64::from(u32::MAX) && k.seq <= u64::from(u32::MAX));
@@ -348,6 +351,7 @@ fn renumber_seqs(set: &mut SortedSet<SortEntry>, next_seq: &mut u64, pes: &mut S
 }
 
 /// Renumbers a sorted pool's sequence numbers if the next `k` would reach [`SEQ_LIMIT`].
+#[inline]
 fn make_room_for_seqs(
     set: &mut SortedSet<SortEntry>,
     next_seq: &mut u64,
@@ -403,6 +407,7 @@ struct InlineHandle {
 }
 
 impl InlineHandle {
+    #[inline]
     fn of(h: &PoolHandle) -> Self {
         let b = h.as_bytes();
         let mut bytes = [0; MAX_POOL_HANDLE_SIZE];
@@ -413,6 +418,7 @@ impl InlineHandle {
         }
     }
 
+    #[inline]
     fn is(&self, b: &[u8]) -> bool {
         usize::from(self.len) == b.len() && self.bytes[..b.len()] == *b
     }
@@ -456,6 +462,7 @@ const HASHED_MIN: usize = 128;
 const HASHED_MIN: usize = 8;
 
 /// The place of `x` in `xs` (a scan in blocks the compiler vectorizes).
+#[inline]
 fn scan<T: Copy + PartialEq>(xs: &[T], x: T) -> Option<usize> {
     const BLOCK: usize = 16;
     for (b, chunk) in xs.chunks(BLOCK).enumerate() {
@@ -467,10 +474,12 @@ fn scan<T: Copy + PartialEq>(xs: &[T], x: T) -> Option<usize> {
 }
 
 impl Pool {
+    #[inline]
     fn len(&self) -> usize {
         self.live as usize
     }
 
+    #[inline]
     fn find(&self, hasher: &IdHasher, id: PeId) -> Option<u32> {
         if id.0 == 0 {
             return None;
@@ -594,10 +603,12 @@ pub fn validate(handle: &PoolHandle, reg: &Registration) -> Result<(), Handlespa
     Ok(())
 }
 
+#[inline]
 fn pool_mut(pools: &mut [Option<Pool>], idx: u32) -> &mut Pool {
     pools[idx as usize].as_mut().expect("live pool index")
 }
 
+#[inline]
 fn pe_mut(pes: &mut Slab<PoolElement>, slot: u32) -> &mut PoolElement {
     pes.get_mut(slot)
 }
@@ -1053,8 +1064,7 @@ impl<R: RandomSource> Handlespace<R> {
                 let new_entry = SortEntry::of(pe, slot);
                 let old_entry = old_entry.expect("sorted pool");
                 if new_entry != old_entry {
-                    set.remove(&old_entry);
-                    set.insert(new_entry);
+                    set.replace(&old_entry, new_entry);
                 }
             }
             Selection::ValueTree(tree) => {
@@ -1162,12 +1172,11 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Sorted(set) => {
                 make_room_for_seqs(set, &mut pool.next_seq, pes, max_increment.min(n));
                 picked.clear();
-                picked.extend(set.first_n(n).copied());
+                set.copy_first_n(n, picked);
                 out.extend(picked.iter().map(|e| PeRef(e.slot)));
                 let renew_seq = policy::selection_renews_only_seq(pool.policy);
                 let mut high_round = false;
                 for &e in picked.iter().take(max_increment) {
-                    set.remove(&e);
                     let seq = pool.next_seq;
                     pool.next_seq += 1;
                     let pe = pe_mut(pes, e.slot);
@@ -1194,7 +1203,7 @@ impl<R: RandomSource> Handlespace<R> {
                         SortEntry::of(pe, e.slot)
                     };
                     debug_assert!(moved == SortEntry::of(pe, e.slot));
-                    set.insert(moved);
+                    set.replace(&e, moved);
                 }
                 if high_round {
                     rebase_rounds(set, pes);

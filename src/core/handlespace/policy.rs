@@ -21,6 +21,7 @@ pub enum Engine {
 }
 
 /// The engine of a policy.
+#[inline]
 pub const fn engine(p: PolicyType) -> Engine {
     use PolicyType::*;
     match p {
@@ -36,6 +37,7 @@ pub const fn engine(p: PolicyType) -> Engine {
 }
 
 /// The policy's default maxIncrement (rsplib: 0 for RAND, WRAND, WRAND-DPF; 1 otherwise).
+#[inline]
 pub const fn default_max_increment(p: PolicyType) -> u32 {
     use PolicyType::*;
     match p {
@@ -65,16 +67,19 @@ pub struct SortKey {
     pub seq: u64,
 }
 
+#[inline]
 fn sat_load(parts: &[u64]) -> u64 {
     parts.iter().sum::<u64>().min(MAX_LOAD)
 }
 
 /// `distance · DPF` in load units (DPF is a fraction of 0xFFFFFFFF per ms of distance).
+#[inline]
 fn distance_penalty(info: &PolicyInfo) -> u64 {
     (u64::from(info.distance) * u64::from(info.load_dpf)).min(MAX_LOAD)
 }
 
 /// The sorted-engine key (meaningless for value-tree policies).
+#[inline]
 pub fn sort_key(info: &PolicyInfo, st: &SelectionState) -> SortKey {
     use PolicyType::*;
     let load = u64::from(info.load);
@@ -104,6 +109,7 @@ pub fn sort_key(info: &PolicyInfo, st: &SelectionState) -> SortKey {
 }
 
 /// The value-tree weight of a PE (meaningless for sorted policies).
+#[inline]
 pub fn weight_value(info: &PolicyInfo, st: &SelectionState) -> u32 {
     use PolicyType::*;
     let inv = |sub: &[u64]| -> u32 {
@@ -138,6 +144,7 @@ pub fn weight_value(info: &PolicyInfo, st: &SelectionState) -> u32 {
 
 /// Initial state of a PE inserted into a pool; `head_round` is the WRR round of the pool's
 /// current head (0 for an empty pool).
+#[inline]
 pub fn on_insert(info: &PolicyInfo, seq: u64, head_round: u64) -> SelectionState {
     SelectionState {
         seq,
@@ -150,6 +157,7 @@ pub fn on_insert(info: &PolicyInfo, seq: u64, head_round: u64) -> SelectionState
 /// State change on re-registration with new policy values `info` (old values `old`): the
 /// accumulated degradation is reset; the position (sequence number) is kept; a changed WRR weight
 /// restarts the PE's virtual counter.
+#[inline]
 pub fn on_reregistration(old: &PolicyInfo, info: &PolicyInfo, st: &mut SelectionState) {
     st.degradation = 0;
     if old.weight != info.weight {
@@ -159,6 +167,7 @@ pub fn on_reregistration(old: &PolicyInfo, info: &PolicyInfo, st: &mut Selection
 
 /// True if a selection changes nothing of a PE's sort key but the sequence number (the PE goes
 /// behind its equals): then the engine can move its entry without reading the PE first.
+#[inline]
 pub const fn selection_renews_only_seq(p: PolicyType) -> bool {
     use PolicyType::*;
     !matches!(
@@ -172,6 +181,7 @@ pub const fn selection_renews_only_seq(p: PolicyType) -> bool {
 }
 
 /// The policy hook of an "update" after a selection (sequence number set by the caller).
+#[inline]
 pub fn on_selected(info: &PolicyInfo, st: &mut SelectionState, seq: u64) {
     use PolicyType::*;
     st.seq = seq;

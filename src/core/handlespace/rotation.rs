@@ -48,6 +48,7 @@ impl Rotation {
 
     /// Appends a new PE (already in `pes`), which took the sequence number `next_seq − 1`;
     /// `live` counts it.
+    #[inline]
     pub(super) fn push(
         &mut self,
         slot: u32,
@@ -86,6 +87,7 @@ impl Rotation {
     }
 
     /// Takes out the PE at `slot` (sequence number `seq`); `live` PEs remain.
+    #[inline]
     pub(super) fn remove(
         &mut self,
         slot: u32,
@@ -122,6 +124,7 @@ impl Rotation {
 
     /// The first `n` PEs into `out`; the first `updated` of them go to the back, in their
     /// order, with the next sequence numbers.
+    #[inline]
     pub(super) fn select(
         &mut self,
         n: usize,

@@ -1,15 +1,23 @@
 //! The ordered set of a sorted-policy pool: a sorted ring buffer while the pool is small, a
-//! B-tree once it is large.
+//! B-tree behind a small sorted ring of its lowest entries once it is large.
 //!
 //! Most pools are small (tens to a few hundred PEs). There, one contiguous buffer beats a
-//! B-tree: a handle resolution reads the first entries and moves the selected one (back to the
-//! front, or to the back: O(1) in a ring), so it touches one or two cache lines of the pool
-//! instead of a root, a leaf and another leaf scattered over the heap. (Round-robin pools of
-//! every size use a rotation of slots instead, see `rotation.rs`.) An
-//! insert or removal in the middle moves at most half the entries (at most `SMALL_MAX / 2` of
-//! 16 bytes: a bounded, contiguous copy). Past `SMALL_MAX` entries the set becomes a B-tree
-//! (O(log n) per change); below `SMALL_MAX / 4` it goes back (the hysteresis keeps the O(n)
-//! conversions to one per Θ(n) changes).
+//! B-tree: a handle resolution reads the first entries and moves the selected one (in place
+//! when it keeps its rank, as a least-used PE selected again does; else back to the front or
+//! to the back: O(1) in a ring), so it touches one or two cache lines of the pool instead of a
+//! root, a leaf and another leaf scattered over the heap. (Round-robin pools of every size use
+//! a rotation of slots instead, see `rotation.rs`.) An insert or removal in the middle moves at
+//! most half the entries (at most `SMALL_MAX / 2` of 16 bytes: a bounded, contiguous copy).
+//! Past `SMALL_MAX` entries the set becomes a B-tree (O(log n) per change); below
+//! `SMALL_MAX / 4` it goes back (the hysteresis keeps the O(n) conversions to one per Θ(n)
+//! changes).
+//!
+//! A large set keeps its lowest entries (at most [`HEAD_MAX`]) out of the B-tree, in a sorted
+//! ring of their own, the *head*: every head entry is below every tree entry. Resolutions only
+//! read and move the lowest entries, so they never enter the tree: a least-used resolution in a
+//! pool of 10^6 PEs costs what it costs in a pool of 100. The head is topped up from the tree
+//! (to [`HEAD_REFILL`] entries) when it falls below [`HEAD_LOW`], and gives its highest entry to
+//! the tree when it overflows: both O(log n) amortized over many operations.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -30,9 +38,80 @@ pub(super) const SMALL_MAX: usize = 256;
 #[cfg(test)]
 pub(super) const SMALL_MAX: usize = 8;
 
+/// The most entries a large set keeps in its head ring (4 KiB of 16-byte entries: a selected
+/// entry that moves back, as a degraded least-used PE does, mostly stays within it).
+#[cfg(not(test))]
+const HEAD_MAX: usize = 256;
+#[cfg(test)]
+const HEAD_MAX: usize = 4;
+
+/// A large set's head is topped up from the tree to [`HEAD_REFILL`] entries when it falls below
+/// this many (so that an entry that moves back a few dozen places, as a degraded least-used PE
+/// does on each selection, still lands in the head and not in the tree).
+#[cfg(not(test))]
+const HEAD_LOW: usize = 64;
+#[cfg(test)]
+const HEAD_LOW: usize = 2;
+
+/// How many entries a large set's head holds after it is topped up from the tree.
+#[cfg(not(test))]
+const HEAD_REFILL: usize = 192;
+#[cfg(test)]
+const HEAD_REFILL: usize = 3;
+
 pub(super) enum SortedSet<T: Ord> {
     Small(VecDeque<T>),
-    Big(BTreeSet<T>),
+    /// Every `head` entry is below every `tree` entry; `head` is empty only if `tree` is.
+    Big {
+        head: VecDeque<T>,
+        tree: BTreeSet<T>,
+    },
+}
+
+/// Inserts `e` into the sorted ring `v` (not present before).
+fn ring_insert<T: Ord + Copy>(v: &mut VecDeque<T>, e: T) {
+    // The common cases first, without a search through the ring: an entry that goes last
+    // (behind all its equals), or first (a least-used PE selected again keeps the lowest load).
+    if v.back().is_none_or(|b| *b < e) {
+        v.push_back(e);
+    } else if v.front().is_some_and(|f| e < *f) {
+        v.push_front(e);
+    } else {
+        prefetch_ring(v);
+        let i = v.partition_point(|x| *x < e);
+        debug_assert!(v.get(i) != Some(&e), "entry already present");
+        v.insert(i, e);
+    }
+}
+
+/// The place of `e` in the sorted ring `v`.
+fn ring_find<T: Ord + Copy>(v: &VecDeque<T>, e: &T) -> Option<usize> {
+    if v.front() == Some(e) {
+        Some(0)
+    } else if v.back() == Some(e) {
+        Some(v.len() - 1)
+    } else {
+        prefetch_ring(v);
+        v.binary_search(e).ok()
+    }
+}
+
+/// Replaces `v[i]` by `e` if `e` sorts between its neighbours (the order stays as it is).
+fn ring_replace_in_place<T: Ord + Copy>(v: &mut VecDeque<T>, i: usize, e: T) -> bool {
+    let after_prev = i == 0 || v[i - 1] < e;
+    let before_next = v.get(i + 1).is_none_or(|n| e < *n);
+    if after_prev && before_next {
+        v[i] = e;
+        true
+    } else {
+        false
+    }
+}
+
+fn shrink_ring<T>(v: &mut VecDeque<T>) {
+    if v.capacity() > 64 && v.len() * 4 < v.capacity() {
+        v.shrink_to(2 * v.len());
+    }
 }
 
 impl<T: Ord + Copy> SortedSet<T> {
@@ -45,55 +124,74 @@ impl<T: Ord + Copy> SortedSet<T> {
         let v: VecDeque<T> = entries.collect();
         debug_assert!(v.iter().zip(v.iter().skip(1)).all(|(a, b)| a < b));
         if v.len() > SMALL_MAX {
-            SortedSet::Big(v.into_iter().collect())
+            Self::big_from(v)
         } else {
             SortedSet::Small(v)
         }
     }
 
+    /// The large form of the sorted entries `v`: the lowest in the head, the rest in the tree.
+    fn big_from(mut v: VecDeque<T>) -> Self {
+        let tree = v.drain(HEAD_REFILL.min(v.len())..).collect();
+        v.shrink_to_fit();
+        SortedSet::Big { head: v, tree }
+    }
+
     pub(super) fn first(&self) -> Option<&T> {
         match self {
             SortedSet::Small(v) => v.front(),
-            SortedSet::Big(s) => s.first(),
+            SortedSet::Big { head, .. } => head.front(),
         }
     }
 
     /// The first `n` entries in order.
     pub(super) fn first_n(&self, n: usize) -> impl Iterator<Item = &T> + '_ {
         let (a, b) = match self {
-            SortedSet::Small(v) => (Some(v.iter()), None),
-            SortedSet::Big(s) => (None, Some(s.iter())),
+            SortedSet::Small(v) => (v.iter(), None),
+            SortedSet::Big { head, tree } => (head.iter(), Some(tree.iter())),
         };
-        a.into_iter()
-            .flatten()
-            .chain(b.into_iter().flatten())
-            .take(n)
+        a.chain(b.into_iter().flatten()).take(n)
+    }
+
+    /// Appends the first `n` entries, in order, to `out`.
+    pub(super) fn copy_first_n(&self, n: usize, out: &mut Vec<T>) {
+        let (ring, tree) = match self {
+            SortedSet::Small(v) => (v, None),
+            SortedSet::Big { head, tree } => (head, Some(tree)),
+        };
+        let (a, b) = ring.as_slices();
+        let from_a = n.min(a.len());
+        out.extend_from_slice(&a[..from_a]);
+        let from_b = (n - from_a).min(b.len());
+        out.extend_from_slice(&b[..from_b]);
+        let more = n - from_a - from_b;
+        if more > 0 {
+            if let Some(t) = tree {
+                out.extend(t.iter().take(more));
+            }
+        }
     }
 
     /// Inserts `e` (not present before).
     pub(super) fn insert(&mut self, e: T) {
         match self {
             SortedSet::Small(v) => {
-                // The common cases first, without a search through the ring: an entry that
-                // goes last (behind all its equals), or first (a least-used PE selected again
-                // keeps the lowest load).
-                if v.back().is_none_or(|b| *b < e) {
-                    v.push_back(e);
-                } else if v.front().is_some_and(|f| e < *f) {
-                    v.push_front(e);
-                } else {
-                    prefetch_ring(v);
-                    let i = v.partition_point(|x| *x < e);
-                    debug_assert!(v.get(i) != Some(&e), "entry already present");
-                    v.insert(i, e);
-                }
+                ring_insert(v, e);
                 if v.len() > SMALL_MAX {
-                    *self = SortedSet::Big(v.drain(..).collect());
+                    *self = Self::big_from(std::mem::take(v));
                 }
             }
-            SortedSet::Big(s) => {
-                let fresh = s.insert(e);
-                debug_assert!(fresh, "entry already present");
+            SortedSet::Big { head, tree } => {
+                if tree.is_empty() || head.back().is_some_and(|b| e < *b) {
+                    ring_insert(head, e);
+                    if head.len() > HEAD_MAX {
+                        let last = head.pop_back().expect("a full head");
+                        tree.insert(last);
+                    }
+                } else {
+                    let fresh = tree.insert(e);
+                    debug_assert!(fresh, "entry already present");
+                }
             }
         }
     }
@@ -102,41 +200,103 @@ impl<T: Ord + Copy> SortedSet<T> {
     pub(super) fn remove(&mut self, e: &T) -> bool {
         match self {
             SortedSet::Small(v) => {
-                let i = if v.front() == Some(e) {
-                    0
-                } else if v.back() == Some(e) {
-                    v.len() - 1
-                } else {
-                    prefetch_ring(v);
-                    match v.binary_search(e) {
-                        Ok(i) => i,
-                        Err(_) => return false,
-                    }
+                let Some(i) = ring_find(v, e) else {
+                    return false;
                 };
                 v.remove(i);
-                if v.capacity() > 64 && v.len() * 4 < v.capacity() {
-                    v.shrink_to(2 * v.len());
-                }
+                shrink_ring(v);
                 true
             }
-            SortedSet::Big(s) => {
-                if !s.remove(e) {
+            SortedSet::Big { head, tree } => {
+                if head.back().is_some_and(|b| e <= b) {
+                    let Some(i) = ring_find(head, e) else {
+                        return false;
+                    };
+                    head.remove(i);
+                } else if !tree.remove(e) {
                     return false;
                 }
-                if s.len() < SMALL_MAX / 4 {
-                    let v: VecDeque<T> = std::mem::take(s).into_iter().collect();
-                    *self = SortedSet::Small(v);
-                }
+                self.after_big_removal();
                 true
             }
         }
+    }
+
+    /// Tops up a short head; returns to the small form when few entries are left.
+    fn after_big_removal(&mut self) {
+        let SortedSet::Big { head, tree } = self else {
+            return;
+        };
+        if head.len() + tree.len() < SMALL_MAX / 4 {
+            let mut v = std::mem::take(head);
+            v.extend(std::mem::take(tree));
+            *self = SortedSet::Small(v);
+            return;
+        }
+        if head.len() < HEAD_LOW {
+            while head.len() < HEAD_REFILL {
+                match tree.pop_first() {
+                    Some(x) => head.push_back(x),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Replaces `old` (present) by `new` (not present): in place when `new` takes the same
+    /// rank (a least-used PE selected again), else a removal and an insertion.
+    pub(super) fn replace(&mut self, old: &T, new: T) {
+        // The common case first: a selected least-used PE that stays first.
+        let (SortedSet::Small(v) | SortedSet::Big { head: v, .. }) = self;
+        if v.front() == Some(old) && v.get(1).is_some_and(|next| new < *next) {
+            v[0] = new;
+            return;
+        }
+        // Within one ring: one search for the new place (none for the old one, which is
+        // usually the front), then a removal and an insertion that each move the shorter side
+        // of the ring (O(1) at its ends). In a large set's head, `new` must also stay below the
+        // tree: it does if it is below the head's last entry, which itself only moves by a
+        // removal and an insertion through the set.
+        let (ring, small) = match self {
+            SortedSet::Small(v) => (Some(v), true),
+            SortedSet::Big { head, .. } if head.back().is_some_and(|b| *old < *b && new < *b) => {
+                (Some(head), false)
+            }
+            SortedSet::Big { .. } => (None, false),
+        };
+        if let Some(ring) = ring {
+            let i = ring_find(ring, old).expect("entry present");
+            if ring_replace_in_place(ring, i, new) {
+                return;
+            }
+            // The new place: at an end without a search (a degraded PE that goes last), else
+            // by a binary search.
+            let j = if ring.back().is_some_and(|b| *b < new) {
+                ring.len()
+            } else if new < ring[0] {
+                0
+            } else {
+                if small {
+                    // A small pool's ring may be cold (one of many pools); a large set's head
+                    // is where every resolution of the pool reads.
+                    prefetch_ring(ring);
+                }
+                ring.partition_point(|x| *x < new)
+            };
+            ring.remove(i);
+            ring.insert(if j > i { j - 1 } else { j }, new);
+            return;
+        }
+        let found = self.remove(old);
+        debug_assert!(found, "entry present");
+        self.insert(new);
     }
 
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         match self {
             SortedSet::Small(v) => v.len(),
-            SortedSet::Big(s) => s.len(),
+            SortedSet::Big { head, tree } => head.len() + tree.len(),
         }
     }
 
@@ -181,10 +341,33 @@ mod tests {
                 model.remove(&e);
                 assert!(!set.remove(&e));
             }
+            if (x >> 11) % 3 == 0 && !model.is_empty() {
+                // A replacement: near the old value (often in place), or anywhere; often of
+                // the first entry (as a selection does).
+                let k = if x % 2 == 0 {
+                    0
+                } else {
+                    (x as usize >> 3) % model.len()
+                };
+                let e = *model.iter().nth(k).unwrap();
+                let new = if (x >> 20) % 3 == 0 {
+                    (x >> 5) % 10_000
+                } else {
+                    e + 1
+                };
+                if !model.contains(&new) {
+                    set.replace(&e, new);
+                    model.remove(&e);
+                    model.insert(new);
+                }
+            }
             assert_eq!(set.len(), model.len());
             assert_eq!(set.first(), model.first());
             let n = (x % 5) as usize;
             assert!(set.first_n(n).eq(model.iter().take(n)));
+            let mut copied = Vec::new();
+            set.copy_first_n(n, &mut copied);
+            assert!(copied.iter().eq(model.iter().take(n)));
             if !set.is_small() {
                 seen_big = true;
             } else if seen_big {
