@@ -136,8 +136,8 @@ impl SctpServer {
         self.events.pop_front()
     }
 
-    /// Reads up to [`sctp::BATCH`] messages and notifications (no more than the round has
-    /// left) into `events`.
+    /// Reads up to [`sctp::BATCH`] messages and notifications into `events`; they count
+    /// against the round's [`ROUND_MESSAGES`] (a round may thus read up to a batch more).
     fn read_batch(&mut self) {
         let n = loop {
             match self.batch.recv(self.fd.as_raw_fd()) {
