@@ -337,16 +337,14 @@ const ROUND_LIMIT: u64 = 1 << 6;
 /// every order between them stays), and rebuilds its set from them. O(n log n), once per
 /// [`SEQ_LIMIT`] − n sequence numbers.
 fn renumber_seqs(set: &mut SortedSet<SortEntry>, next_seq: &mut u64, pes: &mut Slab<PoolElement>) {
-    let mut by_seq: Vec<(u32, u32)> = set.first_n(usize::MAX).map(|e| (e.seq, e.slot)).collect();
+    let mut by_seq: Vec<(u32, u32)> = set.iter().map(|e| (e.seq, e.slot)).collect();
     by_seq.sort_unstable();
     for (rank, &(_, slot)) in by_seq.iter().enumerate() {
         pe_mut(pes, slot).state.seq = rank as u64;
     }
     *next_seq = by_seq.len() as u64;
     // The keys' other parts are unchanged and equal keys keep their order: still sorted.
-    let renumbered = set
-        .first_n(usize::MAX)
-        .map(|e| SortEntry::of(pes.get(e.slot), e.slot));
+    let renumbered = set.iter().map(|e| SortEntry::of(pes.get(e.slot), e.slot));
     *set = SortedSet::from_sorted(renumbered);
 }
 
@@ -368,7 +366,7 @@ fn rebase_rounds(set: &mut SortedSet<SortEntry>, pes: &mut Slab<PoolElement>) {
     let Some(low) = set.first().map(|e| e.primary) else {
         return;
     };
-    let rebased = set.first_n(usize::MAX).map(|e| {
+    let rebased = set.iter().map(|e| {
         pe_mut(pes, e.slot).state.round -= u64::from(low);
         SortEntry {
             primary: e.primary - low,

@@ -38,6 +38,13 @@ pub(super) const SMALL_MAX: usize = 256;
 #[cfg(test)]
 pub(super) const SMALL_MAX: usize = 8;
 
+/// A removal from the middle of a large set's tail moves up to this many entries (2 KiB) to
+/// close the gap; beyond, the entry is listed as dead instead.
+#[cfg(not(test))]
+const TAIL_MOVE_MAX: usize = 128;
+#[cfg(test)]
+const TAIL_MOVE_MAX: usize = 2;
+
 /// The most entries a large set keeps in its head ring (4 KiB of 16-byte entries: a selected
 /// entry that moves back, as a degraded least-used PE does, mostly stays within it).
 #[cfg(not(test))]
@@ -61,11 +68,135 @@ const HEAD_REFILL: usize = 3;
 
 pub(super) enum SortedSet<T: Ord> {
     Small(VecDeque<T>),
-    /// Every `head` entry is below every `tree` entry; `head` is empty only if `tree` is.
+    /// Every `head` entry is below every entry of `tree` and `tail`; `head` is empty only if
+    /// both are.
     Big {
         head: VecDeque<T>,
-        tree: BTreeSet<T>,
+        /// Boxed: a pool's selection index stays within its second cache line.
+        rest: Box<Rest<T>>,
     },
+}
+
+/// A large set's entries behind its head.
+pub(super) struct Rest<T: Ord> {
+    tree: BTreeSet<T>,
+    tail: Tail<T>,
+}
+
+/// A large set's entries that went behind all others (as a degraded least-used PE does on each
+/// selection once the pool's loads lie within one degradation step): appended to a ring, not
+/// inserted at the B-tree's end. Its entries ascend and may interleave with the tree's (an
+/// entry inserted later below the tail's last goes to the tree); the head is topped up from
+/// both in order. An entry removed from the middle of the ring stays there, listed in `dead`
+/// (O(log) instead of moving up to half a ring that may hold most of the pool); the ring is
+/// compacted when the dead are more than half of it.
+pub(super) struct Tail<T: Ord> {
+    ring: VecDeque<T>,
+    dead: BTreeSet<T>,
+}
+
+impl<T: Ord + Copy> Tail<T> {
+    fn new() -> Self {
+        Tail {
+            ring: VecDeque::new(),
+            dead: BTreeSet::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ring.len() - self.dead.len()
+    }
+
+    /// The lowest live entry (dead ones at the front are dropped on the way).
+    fn front(&mut self) -> Option<&T> {
+        while let Some(f) = self.ring.front() {
+            if self.dead.is_empty() || !self.dead.remove(f) {
+                break;
+            }
+            self.ring.pop_front();
+        }
+        self.ring.front()
+    }
+
+    /// Removes `e`; false if it is not a live entry.
+    fn remove(&mut self, e: &T) -> bool {
+        let (Some(f), Some(b)) = (self.ring.front(), self.ring.back()) else {
+            return false;
+        };
+        if e < f || e > b {
+            return false;
+        }
+        // A dead entry never stays at an end: the ends are where entries are found cheaply.
+        if f == e {
+            self.ring.pop_front();
+            self.front();
+        } else if b == e {
+            self.ring.pop_back();
+            while let Some(b) = self.ring.back() {
+                if self.dead.is_empty() || !self.dead.remove(b) {
+                    break;
+                }
+                self.ring.pop_back();
+            }
+        } else {
+            // No prefetch: the ring may hold most of a large pool.
+            let Ok(i) = self.ring.binary_search(e) else {
+                return false;
+            };
+            if i.min(self.ring.len() - i) <= TAIL_MOVE_MAX {
+                // Few entries on one side: moving them is cheaper than listing the dead.
+                if !self.dead.is_empty() && self.dead.contains(e) {
+                    return false;
+                }
+                self.ring.remove(i);
+            } else {
+                if !self.dead.insert(*e) {
+                    return false;
+                }
+                if self.dead.len() * 2 > self.ring.len() {
+                    // Both ascend: one pass over the ring drops the dead.
+                    let dead = std::mem::take(&mut self.dead);
+                    let mut next_dead = dead.iter().peekable();
+                    self.ring.retain(|x| {
+                        if next_dead.peek() == Some(&x) {
+                            next_dead.next();
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+            }
+        }
+        shrink_ring(&mut self.ring);
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.ring
+            .iter()
+            .filter(move |x| self.dead.is_empty() || !self.dead.contains(x))
+    }
+}
+
+/// The entries of `a` and `b` (each ascending, disjoint) in ascending order.
+fn merge<'a, T: Ord + 'a>(
+    a: impl Iterator<Item = &'a T>,
+    b: impl Iterator<Item = &'a T>,
+) -> impl Iterator<Item = &'a T> {
+    let mut a = a.peekable();
+    let mut b = b.peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) => {
+            if x < y {
+                a.next()
+            } else {
+                b.next()
+            }
+        }
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// Inserts `e` into the sorted ring `v` (not present before).
@@ -134,7 +265,13 @@ impl<T: Ord + Copy> SortedSet<T> {
     fn big_from(mut v: VecDeque<T>) -> Self {
         let tree = v.drain(HEAD_REFILL.min(v.len())..).collect();
         v.shrink_to_fit();
-        SortedSet::Big { head: v, tree }
+        SortedSet::Big {
+            head: v,
+            rest: Box::new(Rest {
+                tree,
+                tail: Tail::new(),
+            }),
+        }
     }
 
     pub(super) fn first(&self) -> Option<&T> {
@@ -144,20 +281,27 @@ impl<T: Ord + Copy> SortedSet<T> {
         }
     }
 
+    /// Every entry in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.first_n(usize::MAX)
+    }
+
     /// The first `n` entries in order.
     pub(super) fn first_n(&self, n: usize) -> impl Iterator<Item = &T> + '_ {
         let (a, b) = match self {
             SortedSet::Small(v) => (v.iter(), None),
-            SortedSet::Big { head, tree } => (head.iter(), Some(tree.iter())),
+            SortedSet::Big { head, rest } => {
+                (head.iter(), Some(merge(rest.tree.iter(), rest.tail.iter())))
+            }
         };
         a.chain(b.into_iter().flatten()).take(n)
     }
 
     /// Appends the first `n` entries, in order, to `out`.
     pub(super) fn copy_first_n(&self, n: usize, out: &mut Vec<T>) {
-        let (ring, tree) = match self {
+        let (ring, rest) = match self {
             SortedSet::Small(v) => (v, None),
-            SortedSet::Big { head, tree } => (head, Some(tree)),
+            SortedSet::Big { head, rest } => (head, Some((&rest.tree, &rest.tail))),
         };
         let (a, b) = ring.as_slices();
         let from_a = n.min(a.len());
@@ -166,8 +310,8 @@ impl<T: Ord + Copy> SortedSet<T> {
         out.extend_from_slice(&b[..from_b]);
         let more = n - from_a - from_b;
         if more > 0 {
-            if let Some(t) = tree {
-                out.extend(t.iter().take(more));
+            if let Some((tree, tail)) = rest {
+                out.extend(merge(tree.iter(), tail.iter()).take(more));
             }
         }
     }
@@ -181,13 +325,23 @@ impl<T: Ord + Copy> SortedSet<T> {
                     *self = Self::big_from(std::mem::take(v));
                 }
             }
-            SortedSet::Big { head, tree } => {
-                if tree.is_empty() || head.back().is_some_and(|b| e < *b) {
+            SortedSet::Big { head, rest } => {
+                let Rest { tree, tail } = &mut **rest;
+                if (tree.is_empty() && tail.ring.is_empty()) || head.back().is_some_and(|b| e < *b)
+                {
                     ring_insert(head, e);
                     if head.len() > HEAD_MAX {
                         let last = head.pop_back().expect("a full head");
                         tree.insert(last);
                     }
+                } else if !tail.dead.is_empty() && tail.dead.remove(&e) {
+                    // Back to life at its place in the tail.
+                } else if match tail.ring.back() {
+                    Some(b) => *b < e,
+                    None => tree.last().is_none_or(|t| *t < e),
+                } {
+                    // Behind every other entry (a degraded PE selected again).
+                    tail.ring.push_back(e);
                 } else {
                     let fresh = tree.insert(e);
                     debug_assert!(fresh, "entry already present");
@@ -207,13 +361,14 @@ impl<T: Ord + Copy> SortedSet<T> {
                 shrink_ring(v);
                 true
             }
-            SortedSet::Big { head, tree } => {
+            SortedSet::Big { head, rest } => {
+                let Rest { tree, tail } = &mut **rest;
                 if head.back().is_some_and(|b| e <= b) {
                     let Some(i) = ring_find(head, e) else {
                         return false;
                     };
                     head.remove(i);
-                } else if !tree.remove(e) {
+                } else if !tail.remove(e) && !tree.remove(e) {
                     return false;
                 }
                 self.after_big_removal();
@@ -224,22 +379,36 @@ impl<T: Ord + Copy> SortedSet<T> {
 
     /// Tops up a short head; returns to the small form when few entries are left.
     fn after_big_removal(&mut self) {
-        let SortedSet::Big { head, tree } = self else {
+        let SortedSet::Big { head, rest } = self else {
             return;
         };
-        if head.len() + tree.len() < SMALL_MAX / 4 {
+        let Rest { tree, tail } = &mut **rest;
+        if head.len() + tree.len() + tail.len() < SMALL_MAX / 4 {
             let mut v = std::mem::take(head);
-            v.extend(std::mem::take(tree));
+            v.extend(merge(tree.iter(), tail.iter()));
             *self = SortedSet::Small(v);
             return;
         }
         if head.len() < HEAD_LOW {
             while head.len() < HEAD_REFILL {
-                match tree.pop_first() {
+                // The lower of the tree's first and the tail's first.
+                let from_tail = match (tree.first(), tail.front()) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(t), Some(r)) => r < t,
+                };
+                let next = if from_tail {
+                    tail.ring.pop_front()
+                } else {
+                    tree.pop_first()
+                };
+                match next {
                     Some(x) => head.push_back(x),
                     None => break,
                 }
             }
+            tail.front();
+            shrink_ring(&mut tail.ring);
         }
     }
 
@@ -296,7 +465,7 @@ impl<T: Ord + Copy> SortedSet<T> {
     pub(super) fn len(&self) -> usize {
         match self {
             SortedSet::Small(v) => v.len(),
-            SortedSet::Big { head, tree } => head.len() + tree.len(),
+            SortedSet::Big { head, rest } => head.len() + rest.tree.len() + rest.tail.len(),
         }
     }
 
@@ -319,6 +488,7 @@ mod tests {
         let mut x: u64 = 7;
         let mut seen_big = false;
         let mut back_to_small = false;
+        let (mut seen_tail, mut seen_dead) = (false, false);
         for step in 0..4000u64 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -327,9 +497,9 @@ mod tests {
             let grow = (step / 500) % 2 == 0;
             if (x % 3 != 0) == grow || model.is_empty() {
                 let e = match x % 4 {
-                    0 => step,            // back
-                    1 => u64::MAX - step, // beyond every other
-                    _ => x % 10_000,      // anywhere
+                    0 => step,             // back
+                    1 => (1 << 40) - step, // beyond every other
+                    _ => x % 10_000,       // anywhere
                 };
                 assert_eq!(set.remove(&e), model.remove(&e));
                 set.insert(e);
@@ -350,10 +520,11 @@ mod tests {
                     (x as usize >> 3) % model.len()
                 };
                 let e = *model.iter().nth(k).unwrap();
-                let new = if (x >> 20) % 3 == 0 {
-                    (x >> 5) % 10_000
-                } else {
-                    e + 1
+                let new = match (x >> 20) % 4 {
+                    0 => (x >> 5) % 10_000,
+                    // Behind every other (a degraded least-used PE): into the tail.
+                    1 => model.last().unwrap() + 1 + (x >> 40) % 3,
+                    _ => e + 1,
                 };
                 if !model.contains(&new) {
                     set.replace(&e, new);
@@ -368,6 +539,10 @@ mod tests {
             let mut copied = Vec::new();
             set.copy_first_n(n, &mut copied);
             assert!(copied.iter().eq(model.iter().take(n)));
+            if let SortedSet::Big { rest, .. } = &set {
+                seen_tail |= rest.tail.ring.len() > 4;
+                seen_dead |= !rest.tail.dead.is_empty();
+            }
             if !set.is_small() {
                 seen_big = true;
             } else if seen_big {
@@ -375,6 +550,6 @@ mod tests {
             }
         }
         assert!(set.first_n(usize::MAX).eq(model.iter()));
-        assert!(seen_big && back_to_small);
+        assert!(seen_big && back_to_small && seen_tail && seen_dead);
     }
 }
