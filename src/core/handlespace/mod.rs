@@ -1173,6 +1173,7 @@ impl<R: RandomSource> Handlespace<R> {
                 set.copy_first_n(n, picked);
                 out.extend(picked.iter().map(|e| PeRef(e.slot)));
                 let renew_seq = policy::selection_renews_only_seq(pool.policy);
+                let add_degradation = policy::selection_adds_degradation(pool.policy);
                 let mut high_round = false;
                 for &e in picked.iter().take(max_increment) {
                     let seq = pool.next_seq;
@@ -1192,6 +1193,26 @@ impl<R: RandomSource> Handlespace<R> {
                         #[cfg(debug_assertions)]
                         debug_assert_eq!(pe.state, expected);
                         SortEntry {
+                            seq: seq as u32,
+                            ..e
+                        }
+                    } else if add_degradation {
+                        // The degradation policies: the key's primary grows by the load
+                        // degradation (both saturate at u32::MAX), without decoding the PE's
+                        // policy values.
+                        let inc = pe.policy_values[policy::DEGRADATION_VALUE];
+                        #[cfg(debug_assertions)]
+                        let expected = {
+                            let mut st = pe.state;
+                            policy::on_selected(&pe.policy(), &mut st, seq);
+                            st
+                        };
+                        pe.state.seq = seq;
+                        pe.state.degradation = pe.state.degradation.saturating_add(inc);
+                        #[cfg(debug_assertions)]
+                        debug_assert_eq!(pe.state, expected);
+                        SortEntry {
+                            primary: e.primary.saturating_add(inc),
                             seq: seq as u32,
                             ..e
                         }
