@@ -11,6 +11,7 @@
 //! O(k log n); checksum: O(1); a walk page: O(k + log n).
 
 mod error;
+mod expiry;
 mod fenwick;
 mod idtable;
 pub mod policy;
@@ -26,7 +27,7 @@ mod tests;
 pub use error::{cause, rsperr, HandlespaceError, MAX_PE_TRANSPORT_ADDRESSES};
 pub use rng::{RandomSource, SplitMix64};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::ops::Bound;
 
@@ -38,6 +39,7 @@ use crate::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
     MAX_POOL_HANDLE_SIZE,
 };
+use expiry::ExpiryQueue;
 use fenwick::Fenwick;
 use idtable::IdTable;
 use policy::{Engine, SelectionState};
@@ -149,6 +151,14 @@ impl slab::Vacant for PoolElement {
             user_transport: TransportAddress::new(TransportProtocol::Sctp, 0, Vec::new()),
             registrator_transport: None,
         }
+    }
+}
+
+impl Slab<PoolElement> {
+    /// The slot holds a PE whose expiry is `at` (an expiry timer is current).
+    #[inline]
+    fn is_current(&self, slot: u32, at: Micros) -> bool {
+        self.is_live(slot) && self.get(slot).expiry == at
     }
 }
 
@@ -561,7 +571,7 @@ pub struct Handlespace<R = SplitMix64> {
     pool_table: HashTable<u32>,
     pes: Slab<PoolElement>,
     pe_count: usize,
-    expiry: BTreeSet<(Micros, u32)>,
+    expiry: ExpiryQueue,
     owners: HashMap<RegistrarId, Owner, IdHasher>,
     checksum: HandlespaceChecksum,
     scratch: Vec<(usize, u32)>,
@@ -708,7 +718,7 @@ impl<R: RandomSource> Handlespace<R> {
             pool_table: HashTable::new(),
             pes: Slab::new(),
             pe_count: 0,
-            expiry: BTreeSet::new(),
+            expiry: ExpiryQueue::default(),
             owners: HashMap::with_hasher(hasher.clone()),
             checksum: HandlespaceChecksum::new(),
             scratch: Vec::new(),
@@ -1012,7 +1022,7 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Uniform => {}
         }
         pool.index_push(hasher, pe.id, slot);
-        timers.insert((expiry, slot));
+        timers.arm(expiry, slot);
         let partial = pe_sum_of(pool.handle_sum, pe.id);
         owner_add(owners, pool, pidx, pe.home, partial);
         checksum.add_sum(partial);
@@ -1039,9 +1049,9 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Sorted(_) => Some(SortEntry::of(pe, slot)),
             _ => None,
         };
-        if pe.expiry != expiry {
-            timers.remove(&(pe.expiry, slot));
-            timers.insert((expiry, slot));
+        let rearmed = pe.expiry != expiry;
+        if rearmed {
+            timers.rearm(pe.expiry, expiry, slot);
             pe.expiry = expiry;
         }
         if pe.home != reg.home {
@@ -1073,6 +1083,9 @@ impl<R: RandomSource> Handlespace<R> {
             }
             // A round-robin PE keeps its place (its sequence number) on re-registration.
             Selection::Rotation(_) | Selection::Uniform => {}
+        }
+        if rearmed {
+            timers.clean(|at, s| pes.is_current(s, at));
         }
     }
 
@@ -1107,7 +1120,8 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Uniform => {}
         }
         pool.index_remove(hasher, pos);
-        timers.remove(&(pe.expiry, slot));
+        timers.disarm(pe.expiry, slot);
+        timers.clean(|at, s| pes.is_current(s, at));
         let partial = pe_sum_of(pool.handle_sum, pe.id);
         owner_remove(owners, pool, pe.home, partial);
         checksum.remove_sum(partial);
@@ -1371,7 +1385,7 @@ impl<R: RandomSource> Handlespace<R> {
 
     /// Removes and returns one PE whose expiry is ≤ `now` (call until `None`).
     pub fn pop_expired(&mut self, now: Micros) -> Option<(PoolHandle, PoolElement)> {
-        let &(at, slot) = self.expiry.first()?;
+        let (at, slot) = self.expiry.first()?;
         if at > now {
             return None;
         }
@@ -1387,9 +1401,10 @@ impl<R: RandomSource> Handlespace<R> {
         };
         let pe = pe_mut(&mut self.pes, slot);
         if pe.expiry != at {
-            self.expiry.remove(&(pe.expiry, slot));
-            self.expiry.insert((at, slot));
+            self.expiry.rearm(pe.expiry, at, slot);
             pe.expiry = at;
+            let pes = &self.pes;
+            self.expiry.clean(|at, s| pes.is_current(s, at));
         }
         true
     }
