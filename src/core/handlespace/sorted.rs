@@ -26,14 +26,21 @@ use super::prefetch::prefetch;
 /// Asks for every cache line of the ring at once, before a binary search whose probes would
 /// otherwise be a chain of dependent misses into a cold pool.
 fn prefetch_ring<T>(v: &VecDeque<T>) {
+    if v.len() > PREFETCH_MAX {
+        // A binary search touches a few of its lines, not all.
+        return;
+    }
     let (a, b) = v.as_slices();
     prefetch(a);
     prefetch(b);
 }
 
-/// Entries up to which the ring is kept (a ring of 256 × 16 bytes is 4 KiB).
+/// Rings up to this many entries are prefetched whole before a binary search.
+const PREFETCH_MAX: usize = 256;
+
+/// Entries up to which the ring is kept (a ring of 1024 × 16 bytes is 16 KiB).
 #[cfg(not(test))]
-pub(super) const SMALL_MAX: usize = 256;
+pub(super) const SMALL_MAX: usize = 1024;
 /// The unit tests convert early, so that every test runs through both forms.
 #[cfg(test)]
 pub(super) const SMALL_MAX: usize = 8;
