@@ -94,85 +94,103 @@ pub(super) struct Rest<T: Ord> {
 /// selection once the pool's loads lie within one degradation step): appended to a ring, not
 /// inserted at the B-tree's end. Its entries ascend and may interleave with the tree's (an
 /// entry inserted later below the tail's last goes to the tree); the head is topped up from
-/// both in order. An entry removed from the middle of the ring stays there, listed in `dead`
-/// (O(log) instead of moving up to half a ring that may hold most of the pool); the ring is
-/// compacted when the dead are more than half of it.
+/// both in order. An entry removed from the middle of the ring, where that would move many
+/// entries, stays in its place marked dead (the ring may hold most of a large pool); the ring
+/// is compacted when the dead are more than half of it. Its ends are never dead.
 pub(super) struct Tail<T: Ord> {
-    ring: VecDeque<T>,
-    dead: BTreeSet<T>,
+    /// (entry, dead), ascending by entry.
+    ring: VecDeque<(T, bool)>,
+    dead: usize,
 }
 
 impl<T: Ord + Copy> Tail<T> {
     fn new() -> Self {
         Tail {
             ring: VecDeque::new(),
-            dead: BTreeSet::new(),
+            dead: 0,
         }
     }
 
     fn len(&self) -> usize {
-        self.ring.len() - self.dead.len()
+        self.ring.len() - self.dead
     }
 
-    /// The lowest live entry (dead ones at the front are dropped on the way).
-    fn front(&mut self) -> Option<&T> {
-        while let Some(f) = self.ring.front() {
-            if self.dead.is_empty() || !self.dead.remove(f) {
-                break;
-            }
+    fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    fn back(&self) -> Option<&T> {
+        self.ring.back().map(|x| &x.0)
+    }
+
+    fn front(&self) -> Option<&T> {
+        self.ring.front().map(|x| &x.0)
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        let first = self.ring.pop_front()?.0;
+        self.drop_dead_ends();
+        Some(first)
+    }
+
+    /// Keeps the ends live.
+    fn drop_dead_ends(&mut self) {
+        while self.ring.front().is_some_and(|x| x.1) {
             self.ring.pop_front();
+            self.dead -= 1;
         }
-        self.ring.front()
+        while self.ring.back().is_some_and(|x| x.1) {
+            self.ring.pop_back();
+            self.dead -= 1;
+        }
+    }
+
+    /// The place of `e` in the ring, dead or alive.
+    fn find(&self, e: &T) -> Option<usize> {
+        let (f, b) = (self.front()?, self.back()?);
+        if e < f || e > b {
+            return None;
+        }
+        // No prefetch: the ring may hold most of a large pool.
+        self.ring.binary_search_by(|x| x.0.cmp(e)).ok()
+    }
+
+    /// Brings a dead `e` back to life; false if `e` is not a dead entry.
+    fn revive(&mut self, e: &T) -> bool {
+        if self.dead == 0 {
+            return false;
+        }
+        match self.find(e) {
+            Some(i) if self.ring[i].1 => {
+                self.ring[i].1 = false;
+                self.dead -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Removes `e`; false if it is not a live entry.
     fn remove(&mut self, e: &T) -> bool {
-        let (Some(f), Some(b)) = (self.ring.front(), self.ring.back()) else {
+        let Some(i) = self.find(e) else {
             return false;
         };
-        if e < f || e > b {
+        if self.ring[i].1 {
             return false;
         }
-        // A dead entry never stays at an end: the ends are where entries are found cheaply.
-        if f == e {
-            self.ring.pop_front();
-            self.front();
-        } else if b == e {
-            self.ring.pop_back();
-            while let Some(b) = self.ring.back() {
-                if self.dead.is_empty() || !self.dead.remove(b) {
-                    break;
-                }
-                self.ring.pop_back();
-            }
+        let len = self.ring.len();
+        if i == 0 || i + 1 == len {
+            self.ring.remove(i);
+            self.drop_dead_ends();
+        } else if i.min(len - i) <= TAIL_MOVE_MAX {
+            // Few entries on one side: moving them is cheaper than leaving a dead one.
+            self.ring.remove(i);
         } else {
-            // No prefetch: the ring may hold most of a large pool.
-            let Ok(i) = self.ring.binary_search(e) else {
-                return false;
-            };
-            if i.min(self.ring.len() - i) <= TAIL_MOVE_MAX {
-                // Few entries on one side: moving them is cheaper than listing the dead.
-                if !self.dead.is_empty() && self.dead.contains(e) {
-                    return false;
-                }
-                self.ring.remove(i);
-            } else {
-                if !self.dead.insert(*e) {
-                    return false;
-                }
-                if self.dead.len() * 2 > self.ring.len() {
-                    // Both ascend: one pass over the ring drops the dead.
-                    let dead = std::mem::take(&mut self.dead);
-                    let mut next_dead = dead.iter().peekable();
-                    self.ring.retain(|x| {
-                        if next_dead.peek() == Some(&x) {
-                            next_dead.next();
-                            false
-                        } else {
-                            true
-                        }
-                    });
-                }
+            self.ring[i].1 = true;
+            self.dead += 1;
+            if self.dead * 2 > len {
+                self.ring.retain(|x| !x.1);
+                self.dead = 0;
             }
         }
         shrink_ring(&mut self.ring);
@@ -180,9 +198,7 @@ impl<T: Ord + Copy> Tail<T> {
     }
 
     fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        self.ring
-            .iter()
-            .filter(move |x| self.dead.is_empty() || !self.dead.contains(x))
+        self.ring.iter().filter(|x| !x.1).map(|x| &x.0)
     }
 }
 
@@ -334,21 +350,20 @@ impl<T: Ord + Copy> SortedSet<T> {
             }
             SortedSet::Big { head, rest } => {
                 let Rest { tree, tail } = &mut **rest;
-                if (tree.is_empty() && tail.ring.is_empty()) || head.back().is_some_and(|b| e < *b)
-                {
+                if (tree.is_empty() && tail.is_empty()) || head.back().is_some_and(|b| e < *b) {
                     ring_insert(head, e);
                     if head.len() > HEAD_MAX {
                         let last = head.pop_back().expect("a full head");
                         tree.insert(last);
                     }
-                } else if !tail.dead.is_empty() && tail.dead.remove(&e) {
+                } else if tail.revive(&e) {
                     // Back to life at its place in the tail.
-                } else if match tail.ring.back() {
+                } else if match tail.back() {
                     Some(b) => *b < e,
                     None => tree.last().is_none_or(|t| *t < e),
                 } {
                     // Behind every other entry (a degraded PE selected again).
-                    tail.ring.push_back(e);
+                    tail.ring.push_back((e, false));
                 } else {
                     let fresh = tree.insert(e);
                     debug_assert!(fresh, "entry already present");
@@ -405,7 +420,7 @@ impl<T: Ord + Copy> SortedSet<T> {
                     (Some(t), Some(r)) => r < t,
                 };
                 let next = if from_tail {
-                    tail.ring.pop_front()
+                    tail.pop_front()
                 } else {
                     tree.pop_first()
                 };
@@ -414,7 +429,6 @@ impl<T: Ord + Copy> SortedSet<T> {
                     None => break,
                 }
             }
-            tail.front();
             shrink_ring(&mut tail.ring);
         }
     }
@@ -548,7 +562,7 @@ mod tests {
             assert!(copied.iter().eq(model.iter().take(n)));
             if let SortedSet::Big { rest, .. } = &set {
                 seen_tail |= rest.tail.ring.len() > 4;
-                seen_dead |= !rest.tail.dead.is_empty();
+                seen_dead |= rest.tail.dead > 0;
             }
             if !set.is_small() {
                 seen_big = true;
