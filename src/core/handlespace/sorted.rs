@@ -17,7 +17,9 @@
 //! read and move the lowest entries, so they never enter the tree: a least-used resolution in a
 //! pool of 10^6 PEs costs what it costs in a pool of 100. The head is topped up from the tree
 //! (to [`HEAD_REFILL`] entries) when it falls below [`HEAD_LOW`], and gives its highest entry to
-//! the tree when it overflows: both O(log n) amortized over many operations.
+//! the tree when it overflows: both O(log n) amortized over many operations. Entries that go
+//! behind every other (a degraded least-used PE selected again, a WRR PE entering the next
+//! round) are appended to a second ring, the *tail* ([`Tail`]), instead of the tree's end.
 
 use std::collections::{BTreeSet, VecDeque};
 
