@@ -11,6 +11,7 @@
 //! O(k log n); checksum: O(1); a walk page: O(k + log n).
 
 mod error;
+mod expiry;
 mod fenwick;
 mod idtable;
 pub mod policy;
@@ -26,7 +27,7 @@ mod tests;
 pub use error::{cause, rsperr, HandlespaceError, MAX_PE_TRANSPORT_ADDRESSES};
 pub use rng::{RandomSource, SplitMix64};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::ops::Bound;
 
@@ -38,6 +39,7 @@ use crate::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, RegistrarId, TransportAddress, TransportProtocol,
     MAX_POOL_HANDLE_SIZE,
 };
+use expiry::ExpiryQueue;
 use fenwick::Fenwick;
 use idtable::IdTable;
 use policy::{Engine, SelectionState};
@@ -149,6 +151,14 @@ impl slab::Vacant for PoolElement {
             user_transport: TransportAddress::new(TransportProtocol::Sctp, 0, Vec::new()),
             registrator_transport: None,
         }
+    }
+}
+
+impl Slab<PoolElement> {
+    /// The slot holds a PE whose expiry is `at` (an expiry timer is current).
+    #[inline]
+    fn is_current(&self, slot: u32, at: Micros) -> bool {
+        self.is_live(slot) && self.get(slot).expiry == at
     }
 }
 
@@ -337,16 +347,14 @@ const ROUND_LIMIT: u64 = 1 << 6;
 /// every order between them stays), and rebuilds its set from them. O(n log n), once per
 /// [`SEQ_LIMIT`] − n sequence numbers.
 fn renumber_seqs(set: &mut SortedSet<SortEntry>, next_seq: &mut u64, pes: &mut Slab<PoolElement>) {
-    let mut by_seq: Vec<(u32, u32)> = set.first_n(usize::MAX).map(|e| (e.seq, e.slot)).collect();
+    let mut by_seq: Vec<(u32, u32)> = set.iter().map(|e| (e.seq, e.slot)).collect();
     by_seq.sort_unstable();
     for (rank, &(_, slot)) in by_seq.iter().enumerate() {
         pe_mut(pes, slot).state.seq = rank as u64;
     }
     *next_seq = by_seq.len() as u64;
     // The keys' other parts are unchanged and equal keys keep their order: still sorted.
-    let renumbered = set
-        .first_n(usize::MAX)
-        .map(|e| SortEntry::of(pes.get(e.slot), e.slot));
+    let renumbered = set.iter().map(|e| SortEntry::of(pes.get(e.slot), e.slot));
     *set = SortedSet::from_sorted(renumbered);
 }
 
@@ -368,7 +376,7 @@ fn rebase_rounds(set: &mut SortedSet<SortEntry>, pes: &mut Slab<PoolElement>) {
     let Some(low) = set.first().map(|e| e.primary) else {
         return;
     };
-    let rebased = set.first_n(usize::MAX).map(|e| {
+    let rebased = set.iter().map(|e| {
         pe_mut(pes, e.slot).state.round -= u64::from(low);
         SortEntry {
             primary: e.primary - low,
@@ -563,7 +571,7 @@ pub struct Handlespace<R = SplitMix64> {
     pool_table: HashTable<u32>,
     pes: Slab<PoolElement>,
     pe_count: usize,
-    expiry: BTreeSet<(Micros, u32)>,
+    expiry: ExpiryQueue,
     owners: HashMap<RegistrarId, Owner, IdHasher>,
     checksum: HandlespaceChecksum,
     scratch: Vec<(usize, u32)>,
@@ -710,7 +718,7 @@ impl<R: RandomSource> Handlespace<R> {
             pool_table: HashTable::new(),
             pes: Slab::new(),
             pe_count: 0,
-            expiry: BTreeSet::new(),
+            expiry: ExpiryQueue::default(),
             owners: HashMap::with_hasher(hasher.clone()),
             checksum: HandlespaceChecksum::new(),
             scratch: Vec::new(),
@@ -1014,7 +1022,7 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Uniform => {}
         }
         pool.index_push(hasher, pe.id, slot);
-        timers.insert((expiry, slot));
+        timers.arm(expiry, slot);
         let partial = pe_sum_of(pool.handle_sum, pe.id);
         owner_add(owners, pool, pidx, pe.home, partial);
         checksum.add_sum(partial);
@@ -1041,9 +1049,9 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Sorted(_) => Some(SortEntry::of(pe, slot)),
             _ => None,
         };
-        if pe.expiry != expiry {
-            timers.remove(&(pe.expiry, slot));
-            timers.insert((expiry, slot));
+        let rearmed = pe.expiry != expiry;
+        if rearmed {
+            timers.rearm(pe.expiry, expiry, slot);
             pe.expiry = expiry;
         }
         if pe.home != reg.home {
@@ -1075,6 +1083,9 @@ impl<R: RandomSource> Handlespace<R> {
             }
             // A round-robin PE keeps its place (its sequence number) on re-registration.
             Selection::Rotation(_) | Selection::Uniform => {}
+        }
+        if rearmed {
+            timers.clean(|at, s| pes.is_current(s, at));
         }
     }
 
@@ -1109,7 +1120,8 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Uniform => {}
         }
         pool.index_remove(hasher, pos);
-        timers.remove(&(pe.expiry, slot));
+        timers.disarm(pe.expiry, slot);
+        timers.clean(|at, s| pes.is_current(s, at));
         let partial = pe_sum_of(pool.handle_sum, pe.id);
         owner_remove(owners, pool, pe.home, partial);
         checksum.remove_sum(partial);
@@ -1175,6 +1187,7 @@ impl<R: RandomSource> Handlespace<R> {
                 set.copy_first_n(n, picked);
                 out.extend(picked.iter().map(|e| PeRef(e.slot)));
                 let renew_seq = policy::selection_renews_only_seq(pool.policy);
+                let add_degradation = policy::selection_adds_degradation(pool.policy);
                 let mut high_round = false;
                 for &e in picked.iter().take(max_increment) {
                     let seq = pool.next_seq;
@@ -1194,6 +1207,26 @@ impl<R: RandomSource> Handlespace<R> {
                         #[cfg(debug_assertions)]
                         debug_assert_eq!(pe.state, expected);
                         SortEntry {
+                            seq: seq as u32,
+                            ..e
+                        }
+                    } else if add_degradation {
+                        // The degradation policies: the key's primary grows by the load
+                        // degradation (both saturate at u32::MAX), without decoding the PE's
+                        // policy values.
+                        let inc = pe.policy_values[policy::DEGRADATION_VALUE];
+                        #[cfg(debug_assertions)]
+                        let expected = {
+                            let mut st = pe.state;
+                            policy::on_selected(&pe.policy(), &mut st, seq);
+                            st
+                        };
+                        pe.state.seq = seq;
+                        pe.state.degradation = pe.state.degradation.saturating_add(inc);
+                        #[cfg(debug_assertions)]
+                        debug_assert_eq!(pe.state, expected);
+                        SortEntry {
+                            primary: e.primary.saturating_add(inc),
                             seq: seq as u32,
                             ..e
                         }
@@ -1352,7 +1385,7 @@ impl<R: RandomSource> Handlespace<R> {
 
     /// Removes and returns one PE whose expiry is ≤ `now` (call until `None`).
     pub fn pop_expired(&mut self, now: Micros) -> Option<(PoolHandle, PoolElement)> {
-        let &(at, slot) = self.expiry.first()?;
+        let (at, slot) = self.expiry.first()?;
         if at > now {
             return None;
         }
@@ -1368,9 +1401,10 @@ impl<R: RandomSource> Handlespace<R> {
         };
         let pe = pe_mut(&mut self.pes, slot);
         if pe.expiry != at {
-            self.expiry.remove(&(pe.expiry, slot));
-            self.expiry.insert((at, slot));
+            self.expiry.rearm(pe.expiry, at, slot);
             pe.expiry = at;
+            let pes = &self.pes;
+            self.expiry.clean(|at, s| pes.is_current(s, at));
         }
         true
     }

@@ -180,6 +180,25 @@ pub const fn selection_renews_only_seq(p: PolicyType) -> bool {
     )
 }
 
+/// True if a selection adds the PE's load degradation to its accumulated degradation, and so
+/// (saturating) to its sort key's primary, and changes nothing else but the sequence number.
+/// The load degradation is then the policy's wire value [`DEGRADATION_VALUE`].
+#[inline]
+pub const fn selection_adds_degradation(p: PolicyType) -> bool {
+    use PolicyType::*;
+    matches!(
+        p,
+        LeastUsedDegradation
+            | PriorityLeastUsedDegradation
+            | LeastUsedDegradationDpf
+            | PriorityLeastUsedDegradationDpf
+    )
+}
+
+/// Where the load degradation is among the wire values of a policy for which
+/// [`selection_adds_degradation`] holds.
+pub const DEGRADATION_VALUE: usize = 1;
+
 /// The policy hook of an "update" after a selection (sequence number set by the caller).
 #[inline]
 pub fn on_selected(info: &PolicyInfo, st: &mut SelectionState, seq: u64) {
@@ -246,6 +265,46 @@ mod tests {
                 changed |= (before.primary, before.secondary) != (after.primary, after.secondary);
             }
             assert_eq!(changed, !selection_renews_only_seq(p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_degrading_selection_adds_the_degradation_to_the_primary_key() {
+        use crate::core::types::PolicyValue;
+        for p in PolicyType::ALL {
+            if engine(p) != Engine::Sorted || !selection_adds_degradation(p) {
+                continue;
+            }
+            assert_eq!(
+                p.wire_values()[DEGRADATION_VALUE],
+                PolicyValue::LoadDegradation
+            );
+            for (load, inc, deg) in [
+                (1000, 77, 0),
+                (u32::MAX - 5, 3, 1),
+                (7, u32::MAX - 2, u32::MAX - 1),
+                (0, 1 << 20, u32::MAX),
+            ] {
+                let mut info = PolicyInfo::new(p);
+                info.load = load;
+                info.load_degradation = inc;
+                info.distance = 9;
+                info.load_dpf = 1 << 20;
+                let mut st = on_insert(&info, 4, 0);
+                st.degradation = deg;
+                let before = sort_key(&info, &st);
+                let mut expected = st;
+                expected.seq = 5;
+                expected.degradation = deg.saturating_add(inc);
+                on_selected(&info, &mut st, 5);
+                assert_eq!(st, expected, "{p:?}");
+                let after = sort_key(&info, &st);
+                assert_eq!(
+                    after.primary,
+                    (before.primary + u64::from(inc)).min(MAX_LOAD)
+                );
+                assert_eq!(after.secondary, before.secondary);
+            }
         }
     }
 

@@ -33,7 +33,7 @@ impl<T: Vacant> Slab<T> {
         }
     }
 
-    fn is_live(&self, slot: u32) -> bool {
+    pub(crate) fn is_live(&self, slot: u32) -> bool {
         self.live
             .get(slot as usize / 64)
             .is_some_and(|w| w & (1 << (slot % 64)) != 0)

@@ -17,7 +17,9 @@
 //! read and move the lowest entries, so they never enter the tree: a least-used resolution in a
 //! pool of 10^6 PEs costs what it costs in a pool of 100. The head is topped up from the tree
 //! (to [`HEAD_REFILL`] entries) when it falls below [`HEAD_LOW`], and gives its highest entry to
-//! the tree when it overflows: both O(log n) amortized over many operations.
+//! the tree when it overflows: both O(log n) amortized over many operations. Entries that go
+//! behind every other (a degraded least-used PE selected again, a WRR PE entering the next
+//! round) are appended to a second ring, the *tail* ([`Tail`]), instead of the tree's end.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -26,17 +28,31 @@ use super::prefetch::prefetch;
 /// Asks for every cache line of the ring at once, before a binary search whose probes would
 /// otherwise be a chain of dependent misses into a cold pool.
 fn prefetch_ring<T>(v: &VecDeque<T>) {
+    if v.len() > PREFETCH_MAX {
+        // A binary search touches a few of its lines, not all.
+        return;
+    }
     let (a, b) = v.as_slices();
     prefetch(a);
     prefetch(b);
 }
 
-/// Entries up to which the ring is kept (a ring of 256 × 16 bytes is 4 KiB).
+/// Rings up to this many entries are prefetched whole before a binary search.
+const PREFETCH_MAX: usize = 256;
+
+/// Entries up to which the ring is kept (a ring of 1024 × 16 bytes is 16 KiB).
 #[cfg(not(test))]
-pub(super) const SMALL_MAX: usize = 256;
+pub(super) const SMALL_MAX: usize = 1024;
 /// The unit tests convert early, so that every test runs through both forms.
 #[cfg(test)]
 pub(super) const SMALL_MAX: usize = 8;
+
+/// A removal from the middle of a large set's tail moves up to this many entries (2 KiB) to
+/// close the gap; beyond, the entry is listed as dead instead.
+#[cfg(not(test))]
+const TAIL_MOVE_MAX: usize = 128;
+#[cfg(test)]
+const TAIL_MOVE_MAX: usize = 2;
 
 /// The most entries a large set keeps in its head ring (4 KiB of 16-byte entries: a selected
 /// entry that moves back, as a degraded least-used PE does, mostly stays within it).
@@ -61,11 +77,151 @@ const HEAD_REFILL: usize = 3;
 
 pub(super) enum SortedSet<T: Ord> {
     Small(VecDeque<T>),
-    /// Every `head` entry is below every `tree` entry; `head` is empty only if `tree` is.
+    /// Every `head` entry is below every entry of `tree` and `tail`; `head` is empty only if
+    /// both are.
     Big {
         head: VecDeque<T>,
-        tree: BTreeSet<T>,
+        /// Boxed: a pool's selection index stays within its second cache line.
+        rest: Box<Rest<T>>,
     },
+}
+
+/// A large set's entries behind its head.
+pub(super) struct Rest<T: Ord> {
+    tree: BTreeSet<T>,
+    tail: Tail<T>,
+}
+
+/// A large set's entries that went behind all others (as a degraded least-used PE does on each
+/// selection once the pool's loads lie within one degradation step): appended to a ring, not
+/// inserted at the B-tree's end. Its entries ascend and may interleave with the tree's (an
+/// entry inserted later below the tail's last goes to the tree); the head is topped up from
+/// both in order. An entry removed from the middle of the ring, where that would move many
+/// entries, stays in its place marked dead (the ring may hold most of a large pool); the ring
+/// is compacted when the dead are more than half of it. Its ends are never dead.
+pub(super) struct Tail<T: Ord> {
+    /// (entry, dead), ascending by entry.
+    ring: VecDeque<(T, bool)>,
+    dead: usize,
+}
+
+impl<T: Ord + Copy> Tail<T> {
+    fn new() -> Self {
+        Tail {
+            ring: VecDeque::new(),
+            dead: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ring.len() - self.dead
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    fn back(&self) -> Option<&T> {
+        self.ring.back().map(|x| &x.0)
+    }
+
+    fn front(&self) -> Option<&T> {
+        self.ring.front().map(|x| &x.0)
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        let first = self.ring.pop_front()?.0;
+        self.drop_dead_ends();
+        Some(first)
+    }
+
+    /// Keeps the ends live.
+    fn drop_dead_ends(&mut self) {
+        while self.ring.front().is_some_and(|x| x.1) {
+            self.ring.pop_front();
+            self.dead -= 1;
+        }
+        while self.ring.back().is_some_and(|x| x.1) {
+            self.ring.pop_back();
+            self.dead -= 1;
+        }
+    }
+
+    /// The place of `e` in the ring, dead or alive.
+    fn find(&self, e: &T) -> Option<usize> {
+        let (f, b) = (self.front()?, self.back()?);
+        if e < f || e > b {
+            return None;
+        }
+        // No prefetch: the ring may hold most of a large pool.
+        self.ring.binary_search_by(|x| x.0.cmp(e)).ok()
+    }
+
+    /// Brings a dead `e` back to life; false if `e` is not a dead entry.
+    fn revive(&mut self, e: &T) -> bool {
+        if self.dead == 0 {
+            return false;
+        }
+        match self.find(e) {
+            Some(i) if self.ring[i].1 => {
+                self.ring[i].1 = false;
+                self.dead -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes `e`; false if it is not a live entry.
+    fn remove(&mut self, e: &T) -> bool {
+        let Some(i) = self.find(e) else {
+            return false;
+        };
+        if self.ring[i].1 {
+            return false;
+        }
+        let len = self.ring.len();
+        if i == 0 || i + 1 == len {
+            self.ring.remove(i);
+            self.drop_dead_ends();
+        } else if i.min(len - i) <= TAIL_MOVE_MAX {
+            // Few entries on one side: moving them is cheaper than leaving a dead one.
+            self.ring.remove(i);
+        } else {
+            self.ring[i].1 = true;
+            self.dead += 1;
+            if self.dead * 2 > len {
+                self.ring.retain(|x| !x.1);
+                self.dead = 0;
+            }
+        }
+        shrink_ring(&mut self.ring);
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.ring.iter().filter(|x| !x.1).map(|x| &x.0)
+    }
+}
+
+/// The entries of `a` and `b` (each ascending, disjoint) in ascending order.
+fn merge<'a, T: Ord + 'a>(
+    a: impl Iterator<Item = &'a T>,
+    b: impl Iterator<Item = &'a T>,
+) -> impl Iterator<Item = &'a T> {
+    let mut a = a.peekable();
+    let mut b = b.peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) => {
+            if x < y {
+                a.next()
+            } else {
+                b.next()
+            }
+        }
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// Inserts `e` into the sorted ring `v` (not present before).
@@ -134,7 +290,13 @@ impl<T: Ord + Copy> SortedSet<T> {
     fn big_from(mut v: VecDeque<T>) -> Self {
         let tree = v.drain(HEAD_REFILL.min(v.len())..).collect();
         v.shrink_to_fit();
-        SortedSet::Big { head: v, tree }
+        SortedSet::Big {
+            head: v,
+            rest: Box::new(Rest {
+                tree,
+                tail: Tail::new(),
+            }),
+        }
     }
 
     pub(super) fn first(&self) -> Option<&T> {
@@ -144,20 +306,27 @@ impl<T: Ord + Copy> SortedSet<T> {
         }
     }
 
+    /// Every entry in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.first_n(usize::MAX)
+    }
+
     /// The first `n` entries in order.
     pub(super) fn first_n(&self, n: usize) -> impl Iterator<Item = &T> + '_ {
         let (a, b) = match self {
             SortedSet::Small(v) => (v.iter(), None),
-            SortedSet::Big { head, tree } => (head.iter(), Some(tree.iter())),
+            SortedSet::Big { head, rest } => {
+                (head.iter(), Some(merge(rest.tree.iter(), rest.tail.iter())))
+            }
         };
         a.chain(b.into_iter().flatten()).take(n)
     }
 
     /// Appends the first `n` entries, in order, to `out`.
     pub(super) fn copy_first_n(&self, n: usize, out: &mut Vec<T>) {
-        let (ring, tree) = match self {
+        let (ring, rest) = match self {
             SortedSet::Small(v) => (v, None),
-            SortedSet::Big { head, tree } => (head, Some(tree)),
+            SortedSet::Big { head, rest } => (head, Some((&rest.tree, &rest.tail))),
         };
         let (a, b) = ring.as_slices();
         let from_a = n.min(a.len());
@@ -166,8 +335,8 @@ impl<T: Ord + Copy> SortedSet<T> {
         out.extend_from_slice(&b[..from_b]);
         let more = n - from_a - from_b;
         if more > 0 {
-            if let Some(t) = tree {
-                out.extend(t.iter().take(more));
+            if let Some((tree, tail)) = rest {
+                out.extend(merge(tree.iter(), tail.iter()).take(more));
             }
         }
     }
@@ -181,13 +350,22 @@ impl<T: Ord + Copy> SortedSet<T> {
                     *self = Self::big_from(std::mem::take(v));
                 }
             }
-            SortedSet::Big { head, tree } => {
-                if tree.is_empty() || head.back().is_some_and(|b| e < *b) {
+            SortedSet::Big { head, rest } => {
+                let Rest { tree, tail } = &mut **rest;
+                if (tree.is_empty() && tail.is_empty()) || head.back().is_some_and(|b| e < *b) {
                     ring_insert(head, e);
                     if head.len() > HEAD_MAX {
                         let last = head.pop_back().expect("a full head");
                         tree.insert(last);
                     }
+                } else if tail.revive(&e) {
+                    // Back to life at its place in the tail.
+                } else if match tail.back() {
+                    Some(b) => *b < e,
+                    None => tree.last().is_none_or(|t| *t < e),
+                } {
+                    // Behind every other entry (a degraded PE selected again).
+                    tail.ring.push_back((e, false));
                 } else {
                     let fresh = tree.insert(e);
                     debug_assert!(fresh, "entry already present");
@@ -207,13 +385,14 @@ impl<T: Ord + Copy> SortedSet<T> {
                 shrink_ring(v);
                 true
             }
-            SortedSet::Big { head, tree } => {
+            SortedSet::Big { head, rest } => {
+                let Rest { tree, tail } = &mut **rest;
                 if head.back().is_some_and(|b| e <= b) {
                     let Some(i) = ring_find(head, e) else {
                         return false;
                     };
                     head.remove(i);
-                } else if !tree.remove(e) {
+                } else if !tail.remove(e) && !tree.remove(e) {
                     return false;
                 }
                 self.after_big_removal();
@@ -224,22 +403,35 @@ impl<T: Ord + Copy> SortedSet<T> {
 
     /// Tops up a short head; returns to the small form when few entries are left.
     fn after_big_removal(&mut self) {
-        let SortedSet::Big { head, tree } = self else {
+        let SortedSet::Big { head, rest } = self else {
             return;
         };
-        if head.len() + tree.len() < SMALL_MAX / 4 {
+        let Rest { tree, tail } = &mut **rest;
+        if head.len() + tree.len() + tail.len() < SMALL_MAX / 4 {
             let mut v = std::mem::take(head);
-            v.extend(std::mem::take(tree));
+            v.extend(merge(tree.iter(), tail.iter()));
             *self = SortedSet::Small(v);
             return;
         }
         if head.len() < HEAD_LOW {
             while head.len() < HEAD_REFILL {
-                match tree.pop_first() {
+                // The lower of the tree's first and the tail's first.
+                let from_tail = match (tree.first(), tail.front()) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(t), Some(r)) => r < t,
+                };
+                let next = if from_tail {
+                    tail.pop_front()
+                } else {
+                    tree.pop_first()
+                };
+                match next {
                     Some(x) => head.push_back(x),
                     None => break,
                 }
             }
+            shrink_ring(&mut tail.ring);
         }
     }
 
@@ -296,7 +488,7 @@ impl<T: Ord + Copy> SortedSet<T> {
     pub(super) fn len(&self) -> usize {
         match self {
             SortedSet::Small(v) => v.len(),
-            SortedSet::Big { head, tree } => head.len() + tree.len(),
+            SortedSet::Big { head, rest } => head.len() + rest.tree.len() + rest.tail.len(),
         }
     }
 
@@ -319,6 +511,7 @@ mod tests {
         let mut x: u64 = 7;
         let mut seen_big = false;
         let mut back_to_small = false;
+        let (mut seen_tail, mut seen_dead) = (false, false);
         for step in 0..4000u64 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -327,9 +520,9 @@ mod tests {
             let grow = (step / 500) % 2 == 0;
             if (x % 3 != 0) == grow || model.is_empty() {
                 let e = match x % 4 {
-                    0 => step,            // back
-                    1 => u64::MAX - step, // beyond every other
-                    _ => x % 10_000,      // anywhere
+                    0 => step,             // back
+                    1 => (1 << 40) - step, // beyond every other
+                    _ => x % 10_000,       // anywhere
                 };
                 assert_eq!(set.remove(&e), model.remove(&e));
                 set.insert(e);
@@ -350,10 +543,11 @@ mod tests {
                     (x as usize >> 3) % model.len()
                 };
                 let e = *model.iter().nth(k).unwrap();
-                let new = if (x >> 20) % 3 == 0 {
-                    (x >> 5) % 10_000
-                } else {
-                    e + 1
+                let new = match (x >> 20) % 4 {
+                    0 => (x >> 5) % 10_000,
+                    // Behind every other (a degraded least-used PE): into the tail.
+                    1 => model.last().unwrap() + 1 + (x >> 40) % 3,
+                    _ => e + 1,
                 };
                 if !model.contains(&new) {
                     set.replace(&e, new);
@@ -368,6 +562,10 @@ mod tests {
             let mut copied = Vec::new();
             set.copy_first_n(n, &mut copied);
             assert!(copied.iter().eq(model.iter().take(n)));
+            if let SortedSet::Big { rest, .. } = &set {
+                seen_tail |= rest.tail.ring.len() > 4;
+                seen_dead |= rest.tail.dead > 0;
+            }
             if !set.is_small() {
                 seen_big = true;
             } else if seen_big {
@@ -375,6 +573,6 @@ mod tests {
             }
         }
         assert!(set.first_n(usize::MAX).eq(model.iter()));
-        assert!(seen_big && back_to_small);
+        assert!(seen_big && back_to_small && seen_tail && seen_dead);
     }
 }
