@@ -551,7 +551,8 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         registrar.poll(sockets.now(), &mut outputs);
         sockets.dispatch(&mut registrar, &mut outputs);
         sockets.outputs = outputs;
-        // The round's answers go out: one write per connection.
+        // What the round queued and did not write yet (keep-alives, updates to peers, SCTP
+        // output) goes out: one write per TCP connection, 16 messages per SCTP call.
         sockets.flush(&mut registrar, &mut transport_events);
         let now = Instant::now();
         sockets.reports.tick(now, &registrar);

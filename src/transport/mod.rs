@@ -143,14 +143,12 @@ impl Selection {
     }
 }
 
-/// What one readiness event says about a socket.
+/// What one readiness event says about a socket (a close or an error counts as both: the
+/// next read or write reports it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Readiness {
     pub readable: bool,
     pub writable: bool,
-    /// The peer closed its side, or an error is pending: reading ends instead of blocking,
-    /// and no further edge will announce it.
-    pub read_closed: bool,
 }
 
 impl Readiness {
@@ -158,7 +156,6 @@ impl Readiness {
         Readiness {
             readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
             writable: ev.is_writable() || ev.is_write_closed() || ev.is_error(),
-            read_closed: ev.is_read_closed() || ev.is_error(),
         }
     }
 }
@@ -324,9 +321,10 @@ impl Server {
         }
     }
 
-    /// Writes what [`Server::send`] queued during the round: all answers for one connection in
-    /// one call. To be called before the caller waits for events again; a connection that
-    /// fails is reported in `out` (`Down`).
+    /// Writes what [`Server::send`] queued during the round and has not written yet (TCP:
+    /// output not answering the connection's own input, e.g. keep-alives; SCTP: everything),
+    /// one call per connection (TCP) or per 16 messages (SCTP). To be called before the caller
+    /// waits for events again; a connection that fails is reported in `out` (`Down`).
     pub fn flush(&mut self, registry: &Registry, out: &mut Vec<Event>) {
         match &mut self.inner {
             ServerInner::Sctp(s) => s.flush(registry),

@@ -4,7 +4,9 @@
 //! Input is pulled, not pushed: [`TcpServer::ready`] only notes that a stream is readable and
 //! puts it on the `active` list; [`TcpServer::next_input`] then hands over one message at a
 //! time, at most [`Limits::batch`] per connection and round, so that the caller queues each
-//! message's answers before the next message of that connection is read. A connection whose
+//! message's answers before the next message of that connection is read. The answers are
+//! written once the last whole message held from the connection is answered: one write for all
+//! that one read brought. A connection whose
 //! unsent output reaches [`Limits::soft_output`] is paused (nothing is read from it) until a
 //! writable event drains it; the kernel's socket buffers then push back on the peer. What one
 //! connection costs us is bounded: its deframer holds at most [`MAX_BUFFERED_INPUT`] bytes
@@ -44,8 +46,9 @@ const ACCEPT_BATCH: usize = 64;
 /// after this long.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// Output queued for a connection is written when the round ends ([`TcpServer::flush`]), all
-/// answers of the round in one write; once this much is queued it is written at once.
+/// Answers to a connection are written, in one write, once the registrar has answered every
+/// whole message it holds from that connection; other output (keep-alives, updates to peers)
+/// when the round ends ([`TcpServer::flush`]); once this much is queued, at once.
 const FLUSH_AT: usize = 16 * 1024;
 
 /// Log lines about closed connections: a few per 10 s, then a count.
@@ -58,11 +61,8 @@ pub(super) struct TcpConn {
     deframer: Deframer,
     output: VecDeque<u8>,
     /// The socket may hold unread bytes: an edge was reported and no read has since said
-    /// WouldBlock or come back short.
+    /// WouldBlock.
     readable: bool,
-    /// The peer's FIN (or an error) was reported: no edge will follow it, so a short read does
-    /// not end `readable`; reading goes on until EOF.
-    read_closed: bool,
     /// On the server's `active` list.
     queued: bool,
     /// Messages handed over in the current round.
@@ -114,6 +114,8 @@ pub(super) struct TcpServer {
     watched: Vec<Token>,
     /// Connections with output queued since the last [`TcpServer::flush`].
     dirty: Vec<Token>,
+    /// The connection whose message [`TcpServer::next_input`] handed over last.
+    current: Option<Token>,
     /// The earliest time a watched connection can time out.
     next_sweep: Option<Instant>,
     /// The backlog may hold connections (an edge was seen, accept has not said WouldBlock).
@@ -169,6 +171,7 @@ impl TcpServer {
             round_left: 0,
             watched: Vec::new(),
             dirty: Vec::new(),
+            current: None,
             next_sweep: None,
             // A backlog that filled before registration would raise no edge.
             accept_pending: true,
@@ -204,9 +207,6 @@ impl TcpServer {
         };
         if ready.readable {
             conn.readable = true;
-        }
-        if ready.read_closed {
-            conn.read_closed = true;
         }
         if ready.writable {
             if let Err(reason) = flush(conn) {
@@ -251,6 +251,7 @@ impl TcpServer {
     /// The next input of this round: a message, or a connection ending (`Down`, after which
     /// the connection is gone). `None` when the round is over.
     pub(super) fn next_input(&mut self, registry: &Registry) -> Option<Event> {
+        self.current = None;
         while self.round_left > 0 {
             let token = *self.active.front()?;
             let Some(conn) = self.conns.get_mut(&token) else {
@@ -262,6 +263,7 @@ impl TcpServer {
                 match pull(conn, &mut self.buf) {
                     Pulled::Message(data) => {
                         conn.batch += 1;
+                        self.current = Some(token);
                         return Some(Event::Message {
                             conn: token.0 as ConnId,
                             ppid: self.ppid,
@@ -296,9 +298,9 @@ impl TcpServer {
         None
     }
 
-    /// Queues one message, to be written by [`TcpServer::flush`] with the connection's other
-    /// answers of the round (at once when [`FLUSH_AT`] bytes are queued); a connection whose
-    /// output exceeds the hard cap is closed (error).
+    /// Queues one message and writes the connection's output if this answers the last whole
+    /// message held from it (or [`FLUSH_AT`] bytes are queued); else it waits for that or for
+    /// [`TcpServer::flush`]. A connection whose output exceeds the hard cap is closed (error).
     pub(super) fn send(
         &mut self,
         registry: &Registry,
@@ -311,7 +313,10 @@ impl TcpServer {
             .get_mut(&token)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
         conn.output.extend(data);
-        let written = if conn.output.len() >= FLUSH_AT {
+        // The answer to the connection's last whole message held here: its answers go out
+        // now, in one write, while its peer's next requests may be on their way.
+        let answered_all = self.current == Some(token) && !conn.deframer.has_message();
+        let written = if answered_all || conn.output.len() >= FLUSH_AT {
             flush(conn)
         } else {
             if !conn.dirty {
@@ -393,7 +398,6 @@ impl TcpServer {
                 deframer: Deframer::new(),
                 output: VecDeque::new(),
                 readable: false,
-                read_closed: false,
                 queued: false,
                 batch: 0,
                 partial_since: None,
@@ -669,7 +673,6 @@ impl TcpServer {
                 output: VecDeque::new(),
                 // Bytes that arrived before registration raise no edge: look once.
                 readable: true,
-                read_closed: false,
                 queued: true,
                 batch: 0,
                 partial_since: None,
@@ -716,15 +719,7 @@ fn pull(conn: &mut TcpConn, buf: &mut [u8]) -> Pulled {
         let room = MAX_BUFFERED_INPUT - pending;
         match conn.stream.read(&mut buf[..room]) {
             Ok(0) => return Pulled::Down(DownReason::Closed),
-            Ok(n) => {
-                // A short read emptied the socket: Linux raises a new edge for every arrival
-                // after it, so asking again would only return WouldBlock (a wasted syscall per
-                // message when a peer waits for its answer before it sends more).
-                if n < room && !conn.read_closed {
-                    conn.readable = false;
-                }
-                conn.deframer.push(&buf[..n]);
-            }
+            Ok(n) => conn.deframer.push(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 conn.readable = false;
                 return Pulled::Nothing;

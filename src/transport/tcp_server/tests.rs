@@ -186,9 +186,8 @@ fn tcp_server_delivers_whole_messages_and_reports_close() {
         .is_err());
 }
 
-/// A message and the FIN behind it arrive before the server looks: one edge announces both.
-/// The read that takes the message comes back short, which otherwise means "drained, wait for
-/// the next edge"; here no edge follows, so the close must still be seen.
+/// A message and the FIN behind it arrive before the server looks: one edge announces both,
+/// and no edge follows, so the read that takes the message must not be the last one.
 #[test]
 fn a_close_right_behind_a_message_is_seen_without_another_edge() {
     let mut h = Harness::new(Limits::default());
