@@ -46,6 +46,19 @@ static const char* captured(FILE* fd)
    return text;
 }
 
+/* A file's contents as a string (static buffer, up to 4 KiB), or NULL if it cannot be read. */
+static const char* file_text(const char* path)
+{
+   static char text[4096];
+   size_t n;
+   FILE* f = fopen(path, "r");
+   if (f == NULL) return NULL;
+   n = fread(text, 1, sizeof(text) - 1, f);
+   text[n] = 0;
+   fclose(f);
+   return text;
+}
+
 static uint16_t bound_port(int fd)
 {
    union sockaddr_union a;
@@ -57,9 +70,7 @@ static uint16_t bound_port(int fd)
 static void test_logging(void)
 {
    char path[64];
-   char text[4096];
-   FILE* f;
-   size_t n;
+   const char* text;
    snprintf(path, sizeof(path), "/tmp/rsplib-test-helpers-%d.log", (int)getpid());
    char option[96];
 
@@ -84,12 +95,9 @@ static void test_logging(void)
    CHECK(initLogging(option));
    beginLogging();
    finishLogging();
-   f = fopen(path, "r");
-   CHECK(f != NULL);
-   if (f != NULL) {
-      n = fread(text, 1, sizeof(text) - 1, f);
-      text[n] = 0;
-      fclose(f);
+   text = file_text(path);
+   CHECK(text != NULL);
+   if (text != NULL) {
       CHECK(strstr(text, "Logging started") != NULL);
       CHECK(strstr(text, "Logging finished") != NULL);
       CHECK(strstr(text, "####") != NULL); /* separator: the appended file was not empty */
@@ -409,9 +417,8 @@ static void* log_from_other_thread(void* arg)
 
 static void test_log_color_and_mutex(void)
 {
-   char path[64], option[96], text[256];
-   FILE* f;
-   size_t n;
+   char path[64], option[96];
+   const char* text;
    pthread_t t;
    CHECK_EQ(LOGLEVEL_NOTE, 3);
    CHECK_EQ(LOGLEVEL_ACTION, 4);
@@ -426,12 +433,9 @@ static void test_log_color_and_mutex(void)
    CHECK(initLogging("-logcolor=off"));
    setLogColor(4);
    finishLogging();
-   f = fopen(path, "r");
-   CHECK(f != NULL);
-   if (f != NULL) {
-      n = fread(text, 1, sizeof(text) - 1, f);
-      text[n] = 0;
-      fclose(f);
+   text = file_text(path);
+   CHECK(text != NULL);
+   if (text != NULL) {
       CHECK(strstr(text, "\x1b[91m\x1b[30m") != NULL);
       CHECK(strstr(text, "\x1b[34m") == NULL);
    }
