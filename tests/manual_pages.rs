@@ -90,6 +90,7 @@ fn tool_pages_name_every_option() {
         "lib-resolve",
         "lib-pe",
         "hsdump",
+        "bench",
         "completions",
     ] {
         assert!(

@@ -30,6 +30,7 @@ fn help_version_and_completions() {
         "lib-resolve",
         "lib-pe",
         "hsdump",
+        "bench",
         "completions",
     ] {
         assert!(stdout(&help).contains(sub), "{sub} in {}", stdout(&help));
