@@ -30,6 +30,10 @@ const HEADERS: &[(&str, &str)] = &[
     ("componentstatusprotocol", "componentstatusprotocol.h"),
     ("rsplib", "rsplib.h"),
     ("rsplib_internals", "rsplib-internals.h"),
+    // Not classic: server-initiated handoff (docs/handoff.md) and contact-node descriptor
+    // passing (docs/contact-node.md), in a header of their own.
+    ("handoff", "rsplib-handoff.h"),
+    ("contact", "rsplib-handoff.h"),
 ];
 
 /// Headers without an ffi module: written from their template alone (macros, forward

@@ -54,12 +54,12 @@ pub struct EndpointAddressInfo {
 
 /// Opaque Enhanced Mode pool element descriptor.
 pub struct PoolElementDescriptor {
-    pe: EnhancedPe,
+    pub(crate) pe: EnhancedPe,
 }
 
 /// Opaque Enhanced Mode session descriptor.
 pub struct SessionDescriptor {
-    session: Session,
+    pub(crate) session: Session,
 }
 
 // ------------------------------------------------------------------------- the instance

@@ -828,6 +828,16 @@ impl EnhancedPe {
         self.listener.as_raw_fd()
     }
 
+    /// The pool this PE is registered in.
+    pub fn pool(&self) -> &PoolHandle {
+        &self.pool
+    }
+
+    /// The library instance this PE registers through.
+    pub fn library(&self) -> &Arc<Library> {
+        &self.lib
+    }
+
     pub fn identifier(&self) -> u32 {
         *self.id.lock()
     }

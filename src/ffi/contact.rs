@@ -1,0 +1,2 @@
+//! `rsplib-handoff.h`, part 2: contact-node descriptor passing for plain clients
+//! (docs/contact-node.md).

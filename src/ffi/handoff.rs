@@ -1,0 +1,1 @@
+//! `rsplib-handoff.h`, part 1: server-initiated session handoff (docs/handoff.md).
