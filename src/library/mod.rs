@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod session;
+pub mod stream;
 
 use parking_lot::{Condvar, Mutex};
 

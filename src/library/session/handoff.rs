@@ -221,6 +221,19 @@ impl Queue {
     }
 }
 
+/// Donor: when the commit may be sent. Handoff Ready may be read by a write's look-ahead
+/// while the application has read data it has not yet covered by a cookie: then the commit
+/// waits for its next cookie or read, so that the state handed over covers every byte read.
+#[derive(Default)]
+pub(super) struct CommitPoint {
+    /// Handoff Ready was read; the commit is pending.
+    pub ready: bool,
+    /// User data was delivered since the last cookie the application sent.
+    pub read_since_cookie: bool,
+    /// A write's look-ahead read is running.
+    pub probing: bool,
+}
+
 /// What a control message means for the read that consumed it.
 pub(super) enum Control {
     /// Consumed; the read reports it (or a stored cookie echo).
@@ -453,8 +466,15 @@ impl Session {
                 Control::Consumed
             }
             HandoffMessage::Ready if self.donor.as_ref().is_some_and(|d| d.requested()) => {
-                self.donor_commit();
-                Control::HandedOff
+                self.commit_point.ready = true;
+                // In a read, the application has handled all it read before: commit. In a
+                // write's look-ahead, only if its cookie covers what it read.
+                if self.commit_point.probing && self.commit_point.read_since_cookie {
+                    Control::Consumed
+                } else {
+                    self.donor_commit();
+                    Control::HandedOff
+                }
             }
             HandoffMessage::Refuse { .. } if self.donor.as_ref().is_some_and(|d| d.requested()) => {
                 if let Some(side) = &self.donor {
@@ -509,6 +529,7 @@ impl Session {
 
     /// Donor: the PU is ready: send the commit with the state, close.
     fn donor_commit(&mut self) {
+        self.commit_point.ready = false;
         let Some(side) = self.donor.clone() else {
             return;
         };
@@ -573,6 +594,7 @@ impl Session {
         if let Some(c) = cookie {
             self.cookie = Some(c.into());
         }
+        self.handoff_times = Some((follow.since, Instant::now()));
         self.conn = None;
         match connect_pe(&follow.receiver.user_transport, self.opts.connect_timeout) {
             Ok(conn) => {
@@ -640,13 +662,49 @@ impl Session {
     /// Donor: a write while a handoff is requested first looks for the PU's answer (a PU
     /// that only reads answers at once). True if the session was handed off.
     pub(super) fn donor_check_before_write(&mut self) -> bool {
+        if self.handed_off() {
+            return true;
+        }
+        if self.commit_point.ready {
+            if self.commit_point.read_since_cookie {
+                return false;
+            }
+            self.donor_commit();
+            return true;
+        }
         if !self.donor.as_ref().is_some_and(|d| d.requested()) {
             return false;
         }
-        matches!(
-            self.read(None, Some(Duration::ZERO), false),
-            ReadOutcome::HandedOff
-        )
+        self.commit_point.probing = true;
+        let outcome = self.read(None, Some(Duration::ZERO), false);
+        self.commit_point.probing = false;
+        outcome == ReadOutcome::HandedOff
+    }
+
+    /// Donor: the session is over here (handed off).
+    pub(super) fn handed_off(&self) -> bool {
+        self.donor
+            .as_ref()
+            .is_some_and(|d| d.state() == HandoffState::HandedOff)
+            && self.conn.is_none()
+    }
+
+    /// Donor: at the start of a read, a pending commit is made (the application has handled
+    /// all it read). True if the session is handed off.
+    pub(super) fn donor_check_before_read(&mut self) -> bool {
+        if self.commit_point.ready {
+            self.donor_commit();
+        }
+        self.handed_off()
+    }
+
+    /// Donor: the application sent a cookie (it covers all it read); a pending commit is made.
+    pub(super) fn donor_cookie_sent(&mut self, cookie: &[u8]) {
+        self.sent_cookie = Some(cookie.to_vec());
+        self.commit_point.read_since_cookie = false;
+        if self.commit_point.ready {
+            self.donor_commit();
+        }
     }
 }
 
