@@ -47,7 +47,9 @@ impl Pe {
     /// The PE's count of sessions it handed off.
     fn handed_off(&mut self) -> u64 {
         self.command("quit");
-        let line = self.proc.wait_for("exit handed_off=", Duration::from_secs(10));
+        let line = self
+            .proc
+            .wait_for("exit handed_off=", Duration::from_secs(10));
         line.rsplit('=').next().unwrap().parse().unwrap()
     }
 }
@@ -61,7 +63,10 @@ fn pu(reg: &Registrar, args: &[&str]) -> (Vec<String>, bool) {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    (text.lines().map(str::to_string).collect(), out.status.success())
+    (
+        text.lines().map(str::to_string).collect(),
+        out.status.success(),
+    )
 }
 
 /// `key=value` of a line.
@@ -128,7 +133,11 @@ fn a_refused_handoff_keeps_the_session() {
     assert!(ok, "{lines:?}");
     for l in lines.iter().filter(|l| l.starts_with("session ")) {
         assert_eq!(field(l, "handoffs"), "0", "{l}");
-        assert_eq!(field(l, "pes"), field(l, "pe"), "served by one PE only: {l}");
+        assert_eq!(
+            field(l, "pes"),
+            field(l, "pe"),
+            "served by one PE only: {l}"
+        );
     }
     // The receivers refuse the offers (limit 0).
     let reg = registrar("handoff-offer-refused");
@@ -201,7 +210,9 @@ fn draining_a_pe_with_100_sessions_moves_them_all() {
     let _b = Pe::start(&reg, 0xb, &[]);
     let _c = Pe::start(&reg, 0xc, &[]);
     a.command("drain");
-    let line = a.proc.wait_for("drain handed_off=", Duration::from_secs(30));
+    let line = a
+        .proc
+        .wait_for("drain handed_off=", Duration::from_secs(30));
     assert_eq!(field(&line, "handed_off"), "100", "{line}");
     assert_eq!(field(&line, "closed"), "0", "{line}");
     assert_eq!(field(&line, "sessions"), "0", "{line}");
@@ -210,11 +221,18 @@ fn draining_a_pe_with_100_sessions_moves_them_all() {
     let status = pu.child.wait().unwrap();
     assert!(status.success());
     let sessions = pu.seen_lines();
-    let served: Vec<&String> = sessions.iter().filter(|l| l.starts_with("session ")).collect();
+    let served: Vec<&String> = sessions
+        .iter()
+        .filter(|l| l.starts_with("session "))
+        .collect();
     assert_eq!(served.len(), 100);
     for l in served {
         assert!(l.contains(" ok "), "{l}");
-        assert_ne!(field(l, "pe"), format!("{:08x}", a.id), "still on the drained PE: {l}");
+        assert_ne!(
+            field(l, "pe"),
+            format!("{:08x}", a.id),
+            "still on the drained PE: {l}"
+        );
         assert_eq!(field(l, "failovers"), "0", "{l}");
     }
 }

@@ -101,7 +101,7 @@ fn serve(mut s: Session, every: u64, opts: &HandoffOptions, target: &HandoffTarg
     let mut buf = vec![0u8; 65536];
     loop {
         match s.read(Some(&mut buf), Some(Duration::from_secs(30)), true) {
-            ReadOutcome::CookieEcho { len } if len == 16 => {
+            ReadOutcome::CookieEcho { len: 16 } => {
                 pu_received = u64::from_be_bytes(buf[..8].try_into().unwrap());
                 pe_sent = u64::from_be_bytes(buf[8..16].try_into().unwrap());
             }
@@ -153,20 +153,20 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
     };
     let lib = library(registrar);
     let pe = match EnhancedPe::create(
-            lib,
-            PoolHandle::from(pool.as_str()),
-            PeOptions {
-                identifier: id,
-                domain: libc::AF_INET,
-                socket_type: libc::SOCK_STREAM,
-                protocol: TransportProtocol::Tcp,
-                local_port: 0,
-                reregistration_interval: Duration::from_secs(5),
-                registration_life_ms: 20_000,
-                policy: PolicyInfo::new(PolicyType::RoundRobin),
-                control_channel: true,
-            },
-        ) {
+        lib,
+        PoolHandle::from(pool.as_str()),
+        PeOptions {
+            identifier: id,
+            domain: libc::AF_INET,
+            socket_type: libc::SOCK_STREAM,
+            protocol: TransportProtocol::Tcp,
+            local_port: 0,
+            reregistration_interval: Duration::from_secs(5),
+            registration_life_ms: 20_000,
+            policy: PolicyInfo::new(PolicyType::RoundRobin),
+            control_channel: true,
+        },
+    ) {
         Ok(pe) => Arc::new(pe),
         Err(e) => {
             eprintln!("pool element: {e}");
@@ -175,13 +175,12 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
     };
     pe.set_handoff_limit(limit);
     // SAFETY: a borrowed view of the PE's listening socket, which outlives this statement.
-    let port = socket2::SockRef::from(&unsafe {
-        std::os::fd::BorrowedFd::borrow_raw(pe.listener_fd())
-    })
-    .local_addr()
-    .ok()
-    .and_then(|a| a.as_socket())
-    .map_or(0, |a| a.port());
+    let port =
+        socket2::SockRef::from(&unsafe { std::os::fd::BorrowedFd::borrow_raw(pe.listener_fd()) })
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or(0, |a| a.port());
     println!("ready id={:08x} port={port}", pe.identifier());
     let _ = std::io::stdout().flush();
     let opts = HandoffOptions {
@@ -351,16 +350,7 @@ pub fn run_pu(cfg: StreamPu) -> i32 {
         .map(|n| {
             let (lib, pool, total) = (lib.clone(), pool.clone(), total.clone());
             std::thread::spawn(move || {
-                stream(
-                    lib,
-                    &pool,
-                    n,
-                    messages,
-                    chunk,
-                    interval,
-                    refuse,
-                    &total,
-                )
+                stream(lib, &pool, n, messages, chunk, interval, refuse, &total)
             })
         })
         .collect();
@@ -387,4 +377,3 @@ pub fn run_pu(cfg: StreamPu) -> i32 {
     );
     i32::from(failed != 0)
 }
-

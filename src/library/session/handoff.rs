@@ -299,9 +299,7 @@ pub fn offer(receiver: &PoolElement, donor: u32, timeout: Duration) -> io::Resul
     }
     let conn = connect_pe(t, timeout)?;
     conn.link.send_control(
-        &encode(&HandoffMessage::Offer {
-            donor: PeId(donor),
-        }),
+        &encode(&HandoffMessage::Offer { donor: PeId(donor) }),
         Some(timeout),
     )?;
     let answer = read_control(&conn.link, timeout)?;
@@ -345,7 +343,10 @@ fn read_control(link: &Link, timeout: Duration) -> io::Result<Vec<u8>> {
                 }
                 match sctp::recv(fd, &mut buf)? {
                     sctp::Received::Data {
-                        len, ppid, complete, ..
+                        len,
+                        ppid,
+                        complete,
+                        ..
                     } if ppid == PPID_ASAP && complete => {
                         buf.truncate(len);
                         return Ok(buf);
@@ -405,10 +406,10 @@ fn request(
     *side.state.lock() = DonorState::Requested {
         cookie: opts.cookie.clone(),
     };
-    if let Err(e) = side
-        .link
-        .send_control(&encode(&HandoffMessage::Request { receiver }), Some(opts.timeout))
-    {
+    if let Err(e) = side.link.send_control(
+        &encode(&HandoffMessage::Request { receiver }),
+        Some(opts.timeout),
+    ) {
         *side.state.lock() = DonorState::Done(HandoffState::Failed);
         return Err(HandoffError::Io(e));
     }
@@ -569,8 +570,9 @@ impl Session {
         }
         let h = self.opts.handoff;
         // SAFETY: the application registered this callback with its user data.
-        let willing =
-            !h.refuse && h.callback.is_none_or(|(cb, data)| unsafe { cb(receiver.id.0, data) } != 0);
+        let willing = !h.refuse
+            && h.callback
+                .is_none_or(|(cb, data)| unsafe { cb(receiver.id.0, data) } != 0);
         let answer = if willing {
             HandoffMessage::Ready
         } else {

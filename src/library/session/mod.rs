@@ -19,13 +19,13 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::conn::{connect_pe, errno, recv_exact, wait, Conn, Wire};
 pub use self::conn::framing;
-use self::handoff::{CommitPoint, Control, DonorSide, Follow, Queue};
+use self::conn::{connect_pe, errno, recv_exact, wait, Conn, Wire};
 pub use self::handoff::{
-    offer, DrainReport, HandoffCallback, HandoffError, HandoffOptions, HandoffState,
-    HandoffTarget, PuHandoff,
+    offer, DrainReport, HandoffCallback, HandoffError, HandoffOptions, HandoffState, HandoffTarget,
+    PuHandoff,
 };
+use self::handoff::{CommitPoint, Control, DonorSide, Follow, Queue};
 use self::pe::PeShared;
 pub use self::pe::{EnhancedPe, PeOptions};
 use super::Library;
