@@ -284,6 +284,26 @@ impl Library {
         }
     }
 
+    /// Asks the registrar (never the cache) for up to `items` PEs of a pool, in the order its
+    /// policy selects them (a registrar caps the number: rsplib's default is 3).
+    pub fn resolve_fresh(
+        &self,
+        pool: &PoolHandle,
+        items: u32,
+    ) -> Result<Vec<wire::PoolElement>, RequestError> {
+        match self.operation(Operation::Resolve {
+            pool: pool.clone(),
+            items: Some(items),
+        }) {
+            Ok(Answer::Resolved(pes)) => Ok(pes),
+            Ok(_) => Err(RequestError::Disconnected),
+            Err(RequestError::Refused(c)) if c == wire::cause::UNKNOWN_POOL_HANDLE => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Drops a PE from the cache and reports it unreachable to the registrar.
     pub fn report_failure(&self, pool: PoolHandle, pe: PeId) -> Result<(), RequestError> {
         self.shared.inner.lock().client.cache_remove(&pool, pe);

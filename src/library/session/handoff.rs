@@ -248,7 +248,8 @@ fn encode(m: &HandoffMessage) -> Vec<u8> {
     m.to_bytes().expect("handoff messages are small")
 }
 
-/// Chooses a receiver of `pool` by policy, never `exclude`; asks it first if `opts.offer`.
+/// Chooses a receiver of `pool` by policy (asking the registrar, not the cache), never
+/// `donor`; asks it first if `opts.offer`, and the next candidate if it refuses.
 fn choose_receiver(
     lib: &Library,
     pool: &PoolHandle,
@@ -257,28 +258,36 @@ fn choose_receiver(
 ) -> Result<PoolElement, HandoffError> {
     let mut refused = false;
     let mut tried: Vec<PeId> = Vec::new();
-    for _ in 0..8 {
-        let pe = match lib.resolve(pool) {
-            Ok(Some(pe)) => pe,
-            _ => break,
+    for _ in 0..3 {
+        let candidates = match lib.resolve_fresh(pool, 4) {
+            Ok(c) => c,
+            Err(_) => break,
         };
-        if pe.id.0 == donor || tried.contains(&pe.id) {
-            continue;
-        }
-        tried.push(pe.id);
-        if !opts.offer {
-            return Ok(pe);
-        }
-        match offer(&pe, donor, opts.timeout) {
-            Ok(true) => return Ok(pe),
-            Ok(false) => refused = true,
-            Err(e) => {
-                logging::log(
-                    logging::VERBOSE,
-                    &format!("rsplib: handoff offer to PE {} failed: {e}", pe.id),
-                );
-                let _ = lib.report_failure(pool.clone(), pe.id);
+        let mut fresh = 0;
+        for pe in candidates {
+            if pe.id.0 == donor || tried.contains(&pe.id) {
+                continue;
             }
+            fresh += 1;
+            tried.push(pe.id);
+            if !opts.offer {
+                return Ok(pe);
+            }
+            match offer(&pe, donor, offer_wait(opts)) {
+                Ok(Offered::Accepted) => return Ok(pe),
+                Ok(Offered::Refused) => refused = true,
+                Ok(Offered::NoAnswer) => {}
+                Err(e) => {
+                    logging::log(
+                        logging::VERBOSE,
+                        &format!("rsplib: handoff offer to PE {} failed: {e}", pe.id),
+                    );
+                    let _ = lib.report_failure(pool.clone(), pe.id);
+                }
+            }
+        }
+        if fresh == 0 {
+            break;
         }
     }
     Err(if refused {
@@ -288,8 +297,23 @@ fn choose_receiver(
     })
 }
 
-/// Handoff Offer to `receiver`: true if it accepts.
-pub fn offer(receiver: &PoolElement, donor: u32, timeout: Duration) -> io::Result<bool> {
+/// How long a donor waits for the answer to an offer (the receiver answers in its accept).
+fn offer_wait(opts: &HandoffOptions) -> Duration {
+    opts.timeout.min(Duration::from_secs(2))
+}
+
+/// The answer to a Handoff Offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offered {
+    Accepted,
+    Refused,
+    /// Connected, but no answer within the time (the receiver's application did not accept).
+    NoAnswer,
+}
+
+/// Handoff Offer to `receiver`; an error if it cannot be reached (or speaks no control
+/// channel).
+pub fn offer(receiver: &PoolElement, donor: u32, timeout: Duration) -> io::Result<Offered> {
     let t = &receiver.user_transport;
     if t.protocol == TransportProtocol::Tcp && t.transport_use != TRANSPORT_USE_DATA_PLUS_CONTROL {
         return Err(io::Error::new(
@@ -302,10 +326,21 @@ pub fn offer(receiver: &PoolElement, donor: u32, timeout: Duration) -> io::Resul
         &encode(&HandoffMessage::Offer { donor: PeId(donor) }),
         Some(timeout),
     )?;
-    let answer = read_control(&conn.link, timeout)?;
+    let answer = match read_control(&conn.link, timeout) {
+        Ok(a) => a,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Ok(Offered::NoAnswer)
+        }
+        Err(e) => return Err(e),
+    };
     match HandoffMessage::decode(&answer).map(|d| d.message) {
-        Ok(HandoffMessage::Accept) => Ok(true),
-        Ok(HandoffMessage::Refuse { .. }) => Ok(false),
+        Ok(HandoffMessage::Accept) => Ok(Offered::Accepted),
+        Ok(HandoffMessage::Refuse { .. }) => Ok(Offered::Refused),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "unexpected answer to a handoff offer",
@@ -378,10 +413,10 @@ fn request(
     let chosen = match target {
         HandoffTarget::Pe(receiver) => {
             if opts.offer {
-                match offer(receiver, donor, opts.timeout) {
-                    Ok(true) => Ok(receiver.clone()),
-                    Ok(false) => Err(HandoffError::Refused),
-                    Err(_) => Err(HandoffError::NoReceiver),
+                match offer(receiver, donor, offer_wait(opts)) {
+                    Ok(Offered::Accepted) => Ok(receiver.clone()),
+                    Ok(Offered::Refused) => Err(HandoffError::Refused),
+                    Ok(Offered::NoAnswer) | Err(_) => Err(HandoffError::NoReceiver),
                 }
             } else {
                 Ok(receiver.clone())

@@ -23,7 +23,7 @@ pub use self::conn::framing;
 use self::conn::{connect_pe, errno, recv_exact, wait, Conn, Wire};
 pub use self::handoff::{
     offer, DrainReport, HandoffCallback, HandoffError, HandoffOptions, HandoffState, HandoffTarget,
-    PuHandoff,
+    Offered, PuHandoff,
 };
 use self::handoff::{CommitPoint, Control, DonorSide, Follow, Queue};
 use self::pe::PeShared;
