@@ -222,6 +222,9 @@ struct HandoffPeArgs {
     /// Hand off to this PE (ID@ADDR:PORT, ID hexadecimal) instead of a policy choice.
     #[arg(long, value_name = "ID@ADDR:PORT")]
     handoff_to: Option<String>,
+    /// Do not check the PU's numbering (for failover measurements after kill -9).
+    #[arg(long)]
+    no_check: bool,
 }
 
 #[derive(Args)]
@@ -247,6 +250,10 @@ struct HandoffPuArgs {
     /// Refuse every handoff.
     #[arg(long)]
     refuse: bool,
+    /// Do not check the answers' numbering or that every byte is answered (for failover
+    /// measurements after kill -9, which lose what the dead PE had not covered by a cookie).
+    #[arg(long)]
+    no_check: bool,
 }
 
 fn handoff(cmd: HandoffCmd) -> i32 {
@@ -260,6 +267,7 @@ fn handoff(cmd: HandoffCmd) -> i32 {
             offer: a.offer,
             limit: a.limit,
             handoff_to: a.handoff_to,
+            check: !a.no_check,
         }),
         HandoffCmd::Pu(a) => stream::run_pu(stream::StreamPu {
             registrar: a.registrar,
@@ -269,6 +277,7 @@ fn handoff(cmd: HandoffCmd) -> i32 {
             chunk: a.chunk.clamp(1, 65536),
             interval: Duration::from_millis(a.interval),
             refuse: a.refuse,
+            check: !a.no_check,
         }),
     }
 }

@@ -284,6 +284,11 @@ impl Library {
         }
     }
 
+    /// True if handle resolutions are cached (`TAG_RspLib_CacheElementTimeout` > 0).
+    pub fn caches(&self) -> bool {
+        self.shared.cfg.cache_timeout > 0
+    }
+
     /// Asks the registrar (never the cache) for up to `items` PEs of a pool, in the order its
     /// policy selects them (a registrar caps the number: rsplib's default is 3).
     pub fn resolve_fresh(

@@ -42,6 +42,9 @@ pub struct StreamPe {
     pub limit: Option<usize>,
     /// Hand off to this PE (`ID@ADDR:PORT`, ID hexadecimal) instead of one the policy chooses.
     pub handoff_to: Option<String>,
+    /// Check the PU's numbering (off for failover measurements: what a killed PE had read
+    /// after its last cookie is lost, so the numbering skips).
+    pub check: bool,
 }
 
 /// A pool user with streaming sessions.
@@ -57,6 +60,10 @@ pub struct StreamPu {
     pub interval: Duration,
     /// Refuse every handoff.
     pub refuse: bool,
+    /// Check the PEs' numbering and that every byte is answered (off for failover
+    /// measurements: a failover after kill -9 loses what the dead PE had not covered by a
+    /// cookie; writes that fail over are then skipped).
+    pub check: bool,
 }
 
 /// Byte `i` of a PU's stream.
@@ -71,7 +78,8 @@ pub fn pe_byte(i: u64) -> u8 {
 
 fn library(registrar: SocketAddr) -> Arc<Library> {
     let lib = Library::start(LibraryConfig {
-        cache_timeout: 0,
+        // A short cache: a donor finds receivers there (a dead one is reported and dropped).
+        cache_timeout: 1_000_000,
         announce_groups: Vec::new(),
         transport: Protocol::Tcp,
         ..LibraryConfig::default()
@@ -96,7 +104,7 @@ pub fn parse_target(s: &str) -> Result<PoolElement, String> {
 }
 
 /// One accepted session: verify, answer, cookie; hand off every `every` messages.
-fn serve(mut s: Session, every: u64, opts: &HandoffOptions, target: &HandoffTarget) {
+fn serve(mut s: Session, every: u64, check: bool, opts: &HandoffOptions, target: &HandoffTarget) {
     let (mut pu_received, mut pe_sent, mut messages) = (0u64, 0u64, 0u64);
     let mut buf = vec![0u8; 65536];
     loop {
@@ -107,7 +115,7 @@ fn serve(mut s: Session, every: u64, opts: &HandoffOptions, target: &HandoffTarg
             }
             ReadOutcome::Data { len, .. } => {
                 for (k, b) in buf[..len].iter().enumerate() {
-                    if *b != pu_byte(pu_received + k as u64) {
+                    if check && *b != pu_byte(pu_received + k as u64) {
                         println!("MISMATCH pe: PU byte {} is {b}", pu_received + k as u64);
                         std::process::exit(3);
                     }
@@ -142,6 +150,7 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
         offer,
         limit,
         handoff_to,
+        check,
     } = cfg;
     let target = match handoff_to.as_deref().map(parse_target) {
         Some(Ok(t)) => HandoffTarget::Pe(t),
@@ -193,7 +202,7 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
             match pe.accept() {
                 Ok(s) => {
                     let (opts, target) = (opts.clone(), target.clone());
-                    std::thread::spawn(move || serve(s, handoff_every, &opts, &target));
+                    std::thread::spawn(move || serve(s, handoff_every, check, &opts, &target));
                 }
                 Err(_) => return,
             }
@@ -229,6 +238,20 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
 
 /// Latencies (µs) of all sessions, for percentiles.
 static LATENCIES: parking_lot::Mutex<Vec<u64>> = parking_lot::Mutex::new(Vec::new());
+/// CLOCK_MONOTONIC (ns) of the first answer after each failover, for a benchmark that knows
+/// when it killed the PE.
+static FAILOVER_RESUMED: parking_lot::Mutex<Vec<u64>> = parking_lot::Mutex::new(Vec::new());
+
+/// CLOCK_MONOTONIC in nanoseconds (comparable between processes).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 #[allow(clippy::too_many_arguments)]
 fn stream(
@@ -239,6 +262,7 @@ fn stream(
     chunk: usize,
     interval: Duration,
     refuse: bool,
+    check: bool,
     total_handoffs: &AtomicU64,
 ) -> Result<String, String> {
     let opts = SessionOptions {
@@ -252,7 +276,7 @@ fn stream(
     let mut s = Session::connect(lib, PoolHandle::from(pool), opts);
     let (mut sent, mut received) = (0u64, 0u64);
     let mut buf = vec![0u8; 65536];
-    let mut seen_handoffs = 0;
+    let (mut seen_handoffs, mut seen_failovers) = (0, 0);
     let mut pes = Vec::new();
     let window = 4 * chunk as u64;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -265,7 +289,7 @@ fn stream(
         match s.read(Some(&mut buf), Some(timeout), true) {
             ReadOutcome::Data { len, .. } => {
                 for (k, b) in buf[..len].iter().enumerate() {
-                    if *b != pe_byte(*received + k as u64) {
+                    if check && *b != pe_byte(*received + k as u64) {
                         return Err(format!(
                             "session {n}: PE byte {} is {b}, want {}",
                             *received + k as u64,
@@ -274,6 +298,10 @@ fn stream(
                     }
                 }
                 *received += len as u64;
+                if s.failovers() > seen_failovers {
+                    seen_failovers = s.failovers();
+                    FAILOVER_RESUMED.lock().push(monotonic_ns());
+                }
                 if s.handoffs() > seen_handoffs {
                     seen_handoffs = s.handoffs();
                     if let Some((_, commit)) = s.last_handoff_times() {
@@ -296,9 +324,10 @@ fn stream(
         match s.write(&data, 0x5555_5555, 0, Some(Duration::from_secs(5))) {
             WriteOutcome::Sent(_) => sent += chunk as u64,
             WriteOutcome::WouldBlock => {}
+            WriteOutcome::Failover if !check => {}
             other => return Err(format!("session {n}: write {other:?}")),
         }
-        while received + window < sent {
+        while check && received + window < sent {
             if Instant::now() > deadline {
                 return Err(format!("session {n}: no answers ({received}/{sent})"));
             }
@@ -309,13 +338,17 @@ fn stream(
             std::thread::sleep(interval);
         }
     }
+    let settle = Instant::now() + Duration::from_secs(2);
     while received < sent {
+        if !check && Instant::now() > settle {
+            break;
+        }
         if Instant::now() > deadline {
             return Err(format!("session {n}: missing answers ({received}/{sent})"));
         }
         read_some(&mut s, &mut received, true)?;
     }
-    if received != sent {
+    if check && received != sent {
         return Err(format!("session {n}: received {received} of {sent}"));
     }
     total_handoffs.fetch_add(s.handoffs(), Ordering::Relaxed);
@@ -342,6 +375,7 @@ pub fn run_pu(cfg: StreamPu) -> i32 {
         chunk,
         interval,
         refuse,
+        check,
     } = cfg;
     let lib = library(registrar);
     let total = Arc::new(AtomicU64::new(0));
@@ -350,7 +384,9 @@ pub fn run_pu(cfg: StreamPu) -> i32 {
         .map(|n| {
             let (lib, pool, total) = (lib.clone(), pool.clone(), total.clone());
             std::thread::spawn(move || {
-                stream(lib, &pool, n, messages, chunk, interval, refuse, &total)
+                stream(
+                    lib, &pool, n, messages, chunk, interval, refuse, check, &total,
+                )
             })
         })
         .collect();
@@ -368,6 +404,11 @@ pub fn run_pu(cfg: StreamPu) -> i32 {
     let mut lat = LATENCIES.lock().clone();
     lat.sort_unstable();
     let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)));
+    let resumed = FAILOVER_RESUMED.lock().clone();
+    if !resumed.is_empty() {
+        let list: Vec<String> = resumed.iter().map(u64::to_string).collect();
+        println!("failover_resumed_ns={}", list.join(","));
+    }
     println!(
         "total sessions={sessions} failed={failed} handoffs={} seconds={secs:.2} handoffs_per_s={:.0} latency_us_p50={} latency_us_p99={}",
         total.load(Ordering::Relaxed),

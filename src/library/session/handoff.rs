@@ -248,8 +248,9 @@ fn encode(m: &HandoffMessage) -> Vec<u8> {
     m.to_bytes().expect("handoff messages are small")
 }
 
-/// Chooses a receiver of `pool` by policy (asking the registrar, not the cache), never
-/// `donor`; asks it first if `opts.offer`, and the next candidate if it refuses.
+/// Chooses a receiver of `pool` by policy, never `donor`: from the library's cache when it
+/// has one (a PE that does not answer is reported and dropped from it), else or then from a
+/// fresh handle resolution; asks each first if `opts.offer`, and the next if it refuses.
 fn choose_receiver(
     lib: &Library,
     pool: &PoolHandle,
@@ -258,35 +259,48 @@ fn choose_receiver(
 ) -> Result<PoolElement, HandoffError> {
     let mut refused = false;
     let mut tried: Vec<PeId> = Vec::new();
-    for _ in 0..3 {
-        let candidates = match lib.resolve_fresh(pool, 4) {
-            Ok(c) => c,
-            Err(_) => break,
-        };
-        let mut fresh = 0;
-        for pe in candidates {
-            if pe.id.0 == donor || tried.contains(&pe.id) {
-                continue;
-            }
-            fresh += 1;
-            tried.push(pe.id);
-            if !opts.offer {
-                return Ok(pe);
-            }
-            match offer(&pe, donor, offer_wait(opts)) {
-                Ok(Offered::Accepted) => return Ok(pe),
-                Ok(Offered::Refused) => refused = true,
-                Ok(Offered::NoAnswer) => {}
-                Err(e) => {
-                    logging::log(
-                        logging::VERBOSE,
-                        &format!("rsplib: handoff offer to PE {} failed: {e}", pe.id),
-                    );
-                    let _ = lib.report_failure(pool.clone(), pe.id);
-                }
+    let mut try_one = |pe: PoolElement, tried: &mut Vec<PeId>| -> Option<PoolElement> {
+        if pe.id.0 == donor || tried.contains(&pe.id) {
+            return None;
+        }
+        tried.push(pe.id);
+        if !opts.offer {
+            return Some(pe);
+        }
+        match offer(&pe, donor, offer_wait(opts)) {
+            Ok(Offered::Accepted) => return Some(pe),
+            Ok(Offered::Refused) => refused = true,
+            Ok(Offered::NoAnswer) => {}
+            Err(e) => {
+                logging::log(
+                    logging::VERBOSE,
+                    &format!("rsplib: handoff offer to PE {} failed: {e}", pe.id),
+                );
+                let _ = lib.report_failure(pool.clone(), pe.id);
             }
         }
-        if fresh == 0 {
+        None
+    };
+    if lib.caches() {
+        for _ in 0..3 {
+            match lib.resolve(pool) {
+                Ok(Some(pe)) => {
+                    if let Some(chosen) = try_one(pe, &mut tried) {
+                        return Ok(chosen);
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    for _ in 0..3 {
+        let before = tried.len();
+        for pe in lib.resolve_fresh(pool, 4).unwrap_or_default() {
+            if let Some(chosen) = try_one(pe, &mut tried) {
+                return Ok(chosen);
+            }
+        }
+        if tried.len() == before {
             break;
         }
     }

@@ -1,0 +1,320 @@
+//! Server-initiated session handoff over loopback TCP: `cargo bench --bench handoff`.
+//!
+//! Real processes: our registrar, `rsptool handoff pe` pool elements and an `rsptool handoff
+//! pu` (docs/handoff.md). Measures, as medians of `HANDOFF_ROUNDS` (default 5) rounds:
+//! * handoffs per second with 10 streaming sessions that two PEs hand to each other after
+//!   every message, and the CPU time per handoff of the PEs (each handoff has one donor and
+//!   one receiver: PE CPU / handoffs is the cost of donating plus receiving one), of the PU
+//!   and of the registrar; the same load without handoffs is run alternately, and the
+//!   difference is the handoffs' own cost;
+//! * the client-seen handoff latency (the PU reads the commit, the last message from the
+//!   donor, until the receiver's first answer), median and 99th percentile, with one session
+//!   and with ten;
+//! * the failover latency after kill -9 of the serving PE (the kill until the first answer
+//!   from the new PE, CLOCK_MONOTONIC in both processes).
+//!
+//! `HANDOFF_MESSAGES` sets the messages per session (default 3000).
+
+use std::io::Write;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc::{channel, Receiver};
+
+const REGISTRAR: &str = env!("CARGO_BIN_EXE_rspregistrar");
+const TOOL: &str = env!("CARGO_BIN_EXE_rsptool");
+
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let out = child.stdout.take().unwrap();
+        let stdin = child.stdin.take();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Proc {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line with {text:?}"));
+            if l.contains(text) {
+                return l;
+            }
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn command(&mut self, c: &str) {
+        if let Some(s) = &mut self.stdin {
+            let _ = writeln!(s, "{c}");
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// user + system CPU time of a process, in µs.
+fn cpu_us(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks * 1e6 / hz
+}
+
+fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .to_string()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn registrar() -> (Proc, String) {
+    let p = Proc::spawn(Command::new(REGISTRAR).args([
+        "-asap=127.0.0.1:0",
+        "-enrp=127.0.0.1:0",
+        "-asapannounce=off",
+        "-enrpannounce=off",
+        "-transport=tcp",
+        "-minaddressscope=loopback",
+        "-loglevel=3",
+    ]));
+    let line = p.wait_for("Listening: ASAP over TCP on ");
+    let addr = line.rsplit(' ').next().unwrap().to_string();
+    (p, addr)
+}
+
+fn pe(reg: &str, id: u32, extra: &[&str]) -> Proc {
+    let p = Proc::spawn(
+        Command::new(TOOL)
+            .args(["handoff", "pe", "--registrar", reg])
+            .arg(format!("--identifier={id}"))
+            .args(extra),
+    );
+    p.wait_for("ready id=");
+    p
+}
+
+/// Runs a PU; returns its output lines and (user+system) CPU µs.
+fn pu(reg: &str, args: &[&str]) -> (Vec<String>, f64) {
+    let mut child = Command::new(TOOL)
+        .args(["handoff", "pu", "--registrar", reg])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pu");
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    // The child's CPU, from wait4's rusage.
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child.
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let cpu = (ru.ru_utime.tv_sec as f64 + ru.ru_stime.tv_sec as f64) * 1e6
+        + ru.ru_utime.tv_usec as f64
+        + ru.ru_stime.tv_usec as f64;
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "PU failed: {out}"
+    );
+    (out.lines().map(str::to_string).collect(), cpu)
+}
+
+fn total(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find(|l| l.starts_with("total "))
+        .cloned()
+        .expect("total line")
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rounds: usize = std::env::var("HANDOFF_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let messages: u64 = std::env::var("HANDOFF_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let msgs = format!("--messages={messages}");
+    println!("handoff benchmark: {rounds} rounds, 10 sessions x {messages} messages");
+
+    // 1. Throughput and CPU: handing off after every message, alternating with no handoffs.
+    let (r, reg) = registrar();
+    let (mut rate, mut pe_cpu, mut pu_cpu, mut reg_cpu, mut p50, mut p99) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut pe_base, mut pu_base) = (vec![], vec![]);
+    for _ in 0..rounds {
+        for with in [true, false] {
+            let every = if with {
+                "--handoff-every=1"
+            } else {
+                "--handoff-every=0"
+            };
+            let mut pes = [pe(&reg, 1, &[every]), pe(&reg, 2, &[every])];
+            let before: f64 = pes.iter().map(|p| cpu_us(p.pid())).sum();
+            let reg_before = cpu_us(r.pid());
+            let (lines, cpu) = pu(&reg, &["--sessions=10", &msgs]);
+            let pe_used: f64 = pes.iter().map(|p| cpu_us(p.pid())).sum::<f64>() - before;
+            let reg_used = cpu_us(r.pid()) - reg_before;
+            let t = total(&lines);
+            let handoffs: f64 = field(&t, "handoffs").parse().unwrap();
+            for p in &mut pes {
+                p.command("quit");
+            }
+            if with {
+                rate.push(field(&t, "handoffs_per_s").parse().unwrap());
+                pe_cpu.push(pe_used / handoffs);
+                pu_cpu.push(cpu / handoffs);
+                reg_cpu.push(reg_used / handoffs);
+                p50.push(field(&t, "latency_us_p50").parse().unwrap());
+                p99.push(field(&t, "latency_us_p99").parse().unwrap());
+                // The same load's cost without handoffs, per handoff of this round.
+                pe_base.push(f64::NAN);
+                pu_base.push(handoffs);
+            } else {
+                let n = pu_base.len() - 1;
+                let h = pu_base[n];
+                pe_base[n] = pe_used / h;
+                pu_base[n] = cpu / h;
+            }
+        }
+    }
+    let (pe_m, pe_b) = (median(&mut pe_cpu), median(&mut pe_base));
+    let (pu_m, pu_b) = (median(&mut pu_cpu), median(&mut pu_base));
+    println!(
+        "10 sessions, handoff after every message: {:.0} handoffs/s (whole machine: PU, 2 PEs, registrar on these cores)",
+        median(&mut rate)
+    );
+    println!(
+        "  CPU per handoff: PEs (donor + receiver) {pe_m:.0} us, of which the data {pe_b:.0} us -> handoff {:.0} us ({:.0} handoffs/s per core); PU {pu_m:.0} us (data {pu_b:.0} us -> {:.0} us); registrar {:.1} us",
+        pe_m - pe_b,
+        1e6 / (pe_m - pe_b).max(1.0),
+        pu_m - pu_b,
+        median(&mut reg_cpu)
+    );
+    println!(
+        "  client-seen latency (commit read -> receiver's first answer): p50 {:.0} us, p99 {:.0} us",
+        median(&mut p50),
+        median(&mut p99)
+    );
+
+    // 2. Latency with one session.
+    let mut pes = [
+        pe(&reg, 1, &["--handoff-every=1"]),
+        pe(&reg, 2, &["--handoff-every=1"]),
+    ];
+    let (mut q50, mut q99) = (vec![], vec![]);
+    for _ in 0..rounds {
+        let (lines, _) = pu(&reg, &["--sessions=1", "--messages=1000"]);
+        let t = total(&lines);
+        q50.push(field(&t, "latency_us_p50").parse().unwrap());
+        q99.push(field(&t, "latency_us_p99").parse().unwrap());
+    }
+    println!(
+        "1 session: client-seen handoff latency p50 {:.0} us, p99 {:.0} us",
+        median(&mut q50),
+        median(&mut q99)
+    );
+    for p in &mut pes {
+        p.command("quit");
+    }
+    drop(pes);
+
+    // 3. Failover after kill -9.
+    let mut lat = vec![];
+    for i in 0..rounds {
+        let mut a = pe(&reg, 0x100 + i as u32 * 2, &["--no-check"]);
+        let b = pe(&reg, 0x101 + i as u32 * 2, &["--no-check"]);
+        let mut child = Command::new(TOOL)
+            .args(["handoff", "pu", "--registrar", &reg])
+            .args([
+                "--sessions=1",
+                "--messages=1500",
+                "--interval=1",
+                "--no-check",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        // Which PE serves the session?
+        a.command("stats");
+        let serving_a = a.wait_for("sessions=").contains("sessions=1");
+        let victim = if serving_a { &a } else { &b };
+        let killed_at = rsplib::library::stream::monotonic_ns();
+        // SAFETY: killing our own child.
+        unsafe { libc::kill(victim.pid(), libc::SIGKILL) };
+        let mut out = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let _ = child.wait();
+        if let Some(l) = out.lines().find(|l| l.starts_with("failover_resumed_ns=")) {
+            let first: u64 = l["failover_resumed_ns=".len()..]
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            lat.push(first.saturating_sub(killed_at) as f64 / 1000.0);
+        }
+        drop((a, b));
+    }
+    if lat.is_empty() {
+        println!("failover after kill -9: no failover seen");
+    } else {
+        let n = lat.len();
+        println!(
+            "failover after kill -9 (kill -> first answer of the new PE): median {:.0} us of {n} (min {:.0}, max {:.0})",
+            median(&mut lat),
+            lat[0],
+            lat[n - 1]
+        );
+    }
+    drop(r);
+}
