@@ -146,19 +146,20 @@ fn pu(reg: &str, args: &[&str]) -> (Vec<String>, f64) {
         .expect("pu");
     let mut out = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
-    // The child's CPU, from wait4's rusage.
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    let cpu = (ru.ru_utime.tv_sec as f64 + ru.ru_stime.tv_sec as f64) * 1e6
-        + ru.ru_utime.tv_usec as f64
-        + ru.ru_stime.tv_usec as f64;
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "PU failed: {out}"
-    );
+    // The child's CPU: what the children reaped by this wait add to RUSAGE_CHILDREN.
+    let children = || {
+        // SAFETY: an all-zero rusage is valid; getrusage fills it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+        (ru.ru_utime.tv_sec as f64 + ru.ru_stime.tv_sec as f64) * 1e6
+            + ru.ru_utime.tv_usec as f64
+            + ru.ru_stime.tv_usec as f64
+    };
+    let before = children();
+    let status = child.wait().expect("wait for the PU");
+    let cpu = children() - before;
+    assert!(status.success(), "PU failed: {out}");
     (out.lines().map(str::to_string).collect(), cpu)
 }
 
