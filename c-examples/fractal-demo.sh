@@ -11,7 +11,8 @@
 # pkg-config (`make examples`). Exit code 0 iff the PNG exists, three distinct PEs computed its
 # rows and the drained PE exited 0.
 # Environment: WIDTH, HEIGHT, ITERATIONS, DELAY (µs per row), VALGRIND (a command prefix for
-# the PU and the PEs, e.g. "valgrind -q --error-exitcode=99 --leak-check=full").
+# the PU and the PEs, e.g. "valgrind -q --error-exitcode=99 --leak-check=full"); REGISTRAR and
+# LIBDIR (default: under STAGE).
 set -u
 STAGE=${STAGE:-build/stage}
 STAGE_PREFIX=${STAGE_PREFIX:-/usr/local}
@@ -22,8 +23,9 @@ HEIGHT=${HEIGHT:-360}
 ITERATIONS=${ITERATIONS:-512}
 DELAY=${DELAY:-25000}
 VALGRIND=${VALGRIND:-}
-REGISTRAR=$STAGE$STAGE_PREFIX/bin/rspregistrar
-export LD_LIBRARY_PATH=$STAGE$STAGE_PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+REGISTRAR=${REGISTRAR:-$STAGE$STAGE_PREFIX/bin/rspregistrar}
+LIBDIR=${LIBDIR:-$STAGE$STAGE_PREFIX/lib}
+export LD_LIBRARY_PATH=$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # Only the static registrar: never join the announce groups (nothing leaves loopback).
 export RSPLIB_ANNOUNCE=off
 
@@ -124,6 +126,8 @@ sleep 0.3   # let the prefixers print the last lines
 third=$((6 - first - second))
 kill -TERM "${pe_pid[$third]}" 2>/dev/null
 wait_for 100 eval '! kill -0 "${pe_pid[$third]}" 2>/dev/null'
+wait "${pe_pid[$third]}" 2>/dev/null
+THIRD_RC=$?
 kill -TERM "${pids[0]}" 2>/dev/null
 wait "${pids[0]}" 2>/dev/null
 
@@ -144,6 +148,9 @@ if [ "$DRAIN" = 1 ]; then
    else
       say "OK: pe$first was drained (exit 0) and handed the session to pe$second"
    fi
+fi
+if [ "$THIRD_RC" -ne 0 ]; then
+   say "FAILED: pe$third exited with $THIRD_RC on SIGTERM"; ok=0
 fi
 if grep -q 'cookie echo, resuming' "$OUT/pe$third.log"; then
    say "OK: after pe$second was killed the PU failed over to pe$third, which resumed from the cookie"
