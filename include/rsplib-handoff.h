@@ -10,7 +10,30 @@
 extern "C" {
 #endif
 
-
+#define RSPHANDOFF_NONE 0
+#define RSPHANDOFF_REQUESTED 1
+#define RSPHANDOFF_HANDED_OFF 2
+#define RSPHANDOFF_REFUSED 3
+#define RSPHANDOFF_FAILED 4
+#define RSPHANDOFF_RESUMED 5
+typedef bool (*HandoffCallbackPtr)(uint32_t receiverIdentifier, void *userData);
+#define TAG_RspHandoff_Callback (TAG_USER + 12000)
+#define TAG_RspHandoff_UserData (TAG_USER + 12001)
+#define TAG_RspHandoff_Refuse (TAG_USER + 12002)
+#define TAG_RspHandoff_Offer (TAG_USER + 12003)
+#define TAG_RspHandoff_Timeout (TAG_USER + 12004)
+unsigned int rspSessionHandoff(struct SessionDescriptor *sd,
+                               const struct EndpointAddressInfo *receiver,
+                               struct TagItem *tags);
+unsigned int rspSessionHandoffToPool(struct SessionDescriptor *sd,
+                                     const unsigned char *poolHandle,
+                                     size_t poolHandleSize,
+                                     struct TagItem *tags);
+unsigned int rspSessionHandoffState(struct SessionDescriptor *sd);
+const char *rspHandoffStateText(unsigned int state);
+size_t rspPoolElementDrain(struct PoolElementDescriptor *ped, struct TagItem *tags);
+void rspPoolElementSetHandoffLimit(struct PoolElementDescriptor *ped, size_t maxSessions);
+size_t rspPoolElementSessions(struct PoolElementDescriptor *ped);
 
 #ifdef __cplusplus
 }

@@ -297,7 +297,7 @@ unsafe fn registration_tags(tags: *mut TagItem) -> Result<(PolicyInfo, bool, u32
 ///
 /// # Safety
 /// `eai.ai_addr` must point to `eai.ai_addrs` unions (or be NULL).
-unsafe fn user_transport(eai: &EndpointAddressInfo) -> Result<TransportAddress, c_uint> {
+pub(crate) unsafe fn user_transport(eai: &EndpointAddressInfo) -> Result<TransportAddress, c_uint> {
     let protocol =
         TransportProtocol::from_ip_protocol(eai.ai_protocol).ok_or(RSPERR_INVALID_VALUES)?;
     if eai.ai_addrs == 0 || eai.ai_addrs > 32 || eai.ai_addr.is_null() {
@@ -700,6 +700,7 @@ pub unsafe extern "C" fn rspCreateSession(
                     250_000,
                 ))),
                 callback,
+                handoff: super::handoff::pu_handoff_from_tags(tags),
             };
             Ok(Box::into_raw(Box::new(SessionDescriptor {
                 session: Session::connect(lib, pool, opts),
@@ -769,7 +770,9 @@ pub unsafe extern "C" fn rspSessionRead(
                 RspRead_Timeout as isize
             }
             ReadOutcome::ReadError => RspRead_ReadError as isize,
-            ReadOutcome::Failover => RspRead_Failover as isize,
+            // A classic PE's read loop ends the session on this, as when the PU went away;
+            // rspSessionHandoffState() tells the two apart.
+            ReadOutcome::Failover | ReadOutcome::HandedOff => RspRead_Failover as isize,
             ReadOutcome::TooBig => {
                 set_errno(libc::EIO);
                 RspRead_TooBig as isize
@@ -811,7 +814,7 @@ pub unsafe extern "C" fn rspSessionWrite(
                 set_errno(libc::EAGAIN);
                 -1
             }
-            WriteOutcome::Failover => RspRead_Failover as isize,
+            WriteOutcome::Failover | WriteOutcome::HandedOff => RspRead_Failover as isize,
         }
     })
 }

@@ -3,6 +3,7 @@
 //! * [`header`] — the common 4-byte header and a checked [`MessageView`].
 //! * [`param`] — parameter type codes, the checked [`Tlv`] view and the owned parameter types
 //!   ([`PoolElement`], [`ServerInformation`], [`OperationError`], …).
+//! * [`handoff`] — our session handoff messages (docs/handoff.md), ASAP-shaped, types 0xC0–0xC5.
 //! * [`asap`] / [`enrp`] — [`AsapMessage`] / [`EnrpMessage`]: `decode(&[u8])` and `emit`.
 //! * [`error`](WireError) — typed decoding errors and their Operation Error cause codes.
 //!
@@ -23,6 +24,7 @@
 pub mod asap;
 pub mod enrp;
 mod error;
+pub mod handoff;
 pub mod header;
 pub mod param;
 
