@@ -136,8 +136,11 @@ static int receiveStart(struct Worker* w, struct FractalParameters* fp, uint32_t
       break;
    }
    if (n <= 0) {
-      printf("[PE 0x%08x] session %u: no request (%s)\n", gIdentifier, w->Number,
-             (n == RspRead_Timeout) ? "timeout" : endReason(w->Session, n));
+      /* A connection that only brought a handoff offer (another PE asking whether we take a
+         session; the library answered it) is accepted like this too when nothing else waits. */
+      printf("[PE 0x%08x] session %u: %s\n", gIdentifier, w->Number,
+             (n == RspRead_Timeout) ? "no request in time"
+                                    : "closed without a request (a handoff offer, or the PU left)");
       return 0;
    }
    if (tags[1].Data) {
