@@ -1,5 +1,5 @@
-/* All 23 headers of the classic library, each twice (include guards), in an order that does not
-   rely on one header having been included by another. */
+/* All 23 headers of the classic library and ours (rsplib-handoff.h), each twice (include
+   guards), in an order that does not rely on one header having been included by another. */
 #include <ext_socket.h>
 #include "config.h"
 #include "dispatcher.h"
@@ -23,6 +23,7 @@
 #include "poolpolicysettings.h"
 #include "sockaddrunion.h"
 #include "tdtypes.h"
+#include "rsplib-handoff.h"
 
 #include <ext_socket.h>
 #include "config.h"
@@ -47,3 +48,4 @@
 #include "poolpolicysettings.h"
 #include "sockaddrunion.h"
 #include "tdtypes.h"
+#include "rsplib-handoff.h"

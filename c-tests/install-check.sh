@@ -40,7 +40,8 @@ check "pkg-config cflags" sh -c "PKG_CONFIG_PATH='$L/pkgconfig' PKG_CONFIG_SYSRO
 for h in rsplib.h rsplib-tags.h rsplib-internals.h tagitem.h tdtypes.h sockaddrunion.h \
          poolpolicysettings.h rserpoolerror.h componentstatusprotocol.h ext_socket.h loglevel.h \
          netutilities.h breakdetector.h timeutilities.h randomizer.h threadsafety.h debug.h \
-         dispatcher.h timer.h fdcallback.h leaflinkedredblacktree.h doublelinkedringlist.h config.h; do
+         dispatcher.h timer.h fdcallback.h leaflinkedredblacktree.h doublelinkedringlist.h config.h \
+         rsplib-handoff.h; do
    check "header $h" test -f "$DEST$PREFIX/include/rsplib/$h"
    check "header rserpool/$h" test "$(readlink "$DEST$PREFIX/include/rserpool/$h")" = "../rsplib/$h"
 done

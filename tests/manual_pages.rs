@@ -91,13 +91,17 @@ fn tool_pages_name_every_option() {
         "lib-pe",
         "hsdump",
         "bench",
+        "handoff pe",
+        "handoff pu",
         "completions",
     ] {
         assert!(
             man.contains(&format!(".B {sub}")) || man.contains(&format!(".BI {sub}")),
             "{sub}"
         );
-        for opt in long_options(&help(tool, &["help", sub])) {
+        let mut args = vec!["help"];
+        args.extend(sub.split(' '));
+        for opt in long_options(&help(tool, &args)) {
             assert!(
                 man.contains(&format!("--{opt}")),
                 "rsptool {sub} --{opt} not in rsptool(1)"

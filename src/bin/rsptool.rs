@@ -58,6 +58,10 @@ enum Cmd {
     /// back to back; prints resolutions per second, latency percentiles and (with
     /// --registrar-pid) the registrar's CPU time per resolution.
     Bench(BenchArgs),
+    /// Streaming sessions that pool elements hand to each other (server-initiated handoff):
+    /// `handoff pe` serves and hands off, `handoff pu` streams and checks every byte.
+    #[command(subcommand)]
+    Handoff(HandoffCmd),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -183,6 +187,90 @@ struct HsdumpArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+}
+
+#[derive(Subcommand)]
+enum HandoffCmd {
+    /// A PE (TCP, control channel) answering every message with as many numbered bytes and
+    /// a cookie; reads `drain`, `stats`, `quit` on stdin.
+    Pe(HandoffPeArgs),
+    /// A PU streaming numbered bytes over sessions, checking every byte of the answers; one
+    /// line per session, then a total with handoffs per second and latency percentiles.
+    Pu(HandoffPuArgs),
+}
+
+#[derive(Args)]
+struct HandoffPeArgs {
+    /// The registrar (host:port, TCP).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint)]
+    registrar: SocketAddr,
+    /// The pool handle.
+    #[arg(long, value_name = "NAME", default_value = "HandoffPool")]
+    poolhandle: String,
+    /// PE identifier (hexadecimal 0x... or decimal; 0: random).
+    #[arg(long, value_parser = parse_u32, default_value = "0")]
+    identifier: u32,
+    /// Hand each session off after every this many messages (0: never).
+    #[arg(long, default_value_t = 0)]
+    handoff_every: u64,
+    /// Ask the receiver first (Handoff Offer).
+    #[arg(long)]
+    offer: bool,
+    /// Refuse offers while this many sessions are open.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Hand off to this PE (ID@ADDR:PORT, ID hexadecimal) instead of a policy choice.
+    #[arg(long, value_name = "ID@ADDR:PORT")]
+    handoff_to: Option<String>,
+}
+
+#[derive(Args)]
+struct HandoffPuArgs {
+    /// The registrar (host:port, TCP).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint)]
+    registrar: SocketAddr,
+    /// The pool handle.
+    #[arg(long, value_name = "NAME", default_value = "HandoffPool")]
+    poolhandle: String,
+    /// Sessions (one thread each).
+    #[arg(long, default_value_t = 1)]
+    sessions: usize,
+    /// Messages per session.
+    #[arg(long, default_value_t = 100)]
+    messages: u64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 64)]
+    chunk: usize,
+    /// Pause between messages (milliseconds).
+    #[arg(long, default_value_t = 0)]
+    interval: u64,
+    /// Refuse every handoff.
+    #[arg(long)]
+    refuse: bool,
+}
+
+fn handoff(cmd: HandoffCmd) -> i32 {
+    use rsplib::library::stream;
+    match cmd {
+        HandoffCmd::Pe(a) => stream::run_pe(stream::StreamPe {
+            registrar: a.registrar,
+            pool: a.poolhandle,
+            id: a.identifier,
+            handoff_every: a.handoff_every,
+            offer: a.offer,
+            limit: a.limit,
+            handoff_to: a.handoff_to,
+        }),
+        HandoffCmd::Pu(a) => stream::run_pu(stream::StreamPu {
+            registrar: a.registrar,
+            pool: a.poolhandle,
+            sessions: a.sessions,
+            messages: a.messages,
+            chunk: a.chunk.clamp(1, 65536),
+            interval: Duration::from_millis(a.interval),
+            refuse: a.refuse,
+        }),
+    }
 }
 
 #[derive(Args)]
@@ -763,6 +851,7 @@ fn main() {
         Cmd::LibPe(a) => lib_pe(a),
         Cmd::Hsdump(a) => hsdump(a),
         Cmd::Bench(a) => bench(a),
+        Cmd::Handoff(c) => exit(handoff(c)),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rsptool", &mut io::stdout())
         }

@@ -8,7 +8,9 @@ use libc::{c_char, c_uchar, c_uint};
 
 use super::guard::{guard, try_mut, try_ref, try_slice};
 use super::rserpoolerror::*;
-use super::rsplib::{user_transport, EndpointAddressInfo, PoolElementDescriptor, SessionDescriptor};
+use super::rsplib::{
+    user_transport, EndpointAddressInfo, PoolElementDescriptor, SessionDescriptor,
+};
 use super::tagitem::{tagListGetData, tag_t, tagdata_t, TagItem, TAG_USER};
 use crate::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, TransportProtocol, TRANSPORT_USE_DATA_PLUS_CONTROL,
@@ -148,7 +150,10 @@ pub unsafe extern "C" fn rspSessionHandoffToPool(
                 _ => return RSPERR_INVALID_POOL_HANDLE,
             }
         };
-        code(d.session.hand_off(HandoffTarget::Pool(pool), &options(tags)))
+        code(
+            d.session
+                .hand_off(HandoffTarget::Pool(pool), &options(tags)),
+        )
     })
 }
 
@@ -173,9 +178,7 @@ pub extern "C" fn rspHandoffStateText(state: c_uint) -> *const c_char {
             Some(HandoffState::HandedOff) => b"session handed off\0",
             Some(HandoffState::Refused) => b"handoff refused, the session stays\0",
             Some(HandoffState::Failed) => b"handoff failed (no receiver), the session stays\0",
-            Some(HandoffState::Resumed) => {
-                b"session resumed at a new pool element by handoff\0"
-            }
+            Some(HandoffState::Resumed) => b"session resumed at a new pool element by handoff\0",
             None => b"unknown handoff state\0",
         };
         text.as_ptr().cast()
@@ -212,8 +215,7 @@ pub unsafe extern "C" fn rspPoolElementSetHandoffLimit(
 ) {
     guard("rspPoolElementSetHandoffLimit", || {
         if let Some(d) = try_ref(ped) {
-            d.pe
-                .set_handoff_limit((maxSessions != usize::MAX).then_some(maxSessions));
+            d.pe.set_handoff_limit((maxSessions != usize::MAX).then_some(maxSessions));
         }
     })
 }

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod session;
+pub mod stream;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -279,6 +280,26 @@ impl Library {
             }
             Ok(_) => Err(RequestError::Disconnected),
             Err(RequestError::Refused(c)) if c == wire::cause::UNKNOWN_POOL_HANDLE => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Asks the registrar (never the cache) for up to `items` PEs of a pool, in the order its
+    /// policy selects them (a registrar caps the number: rsplib's default is 3).
+    pub fn resolve_fresh(
+        &self,
+        pool: &PoolHandle,
+        items: u32,
+    ) -> Result<Vec<wire::PoolElement>, RequestError> {
+        match self.operation(Operation::Resolve {
+            pool: pool.clone(),
+            items: Some(items),
+        }) {
+            Ok(Answer::Resolved(pes)) => Ok(pes),
+            Ok(_) => Err(RequestError::Disconnected),
+            Err(RequestError::Refused(c)) if c == wire::cause::UNKNOWN_POOL_HANDLE => {
+                Ok(Vec::new())
+            }
             Err(e) => Err(e),
         }
     }

@@ -81,6 +81,19 @@ impl Proc {
         }
     }
 
+    /// Forgets the lines seen so far (a later `wait_for` sees only new ones).
+    pub fn forget_seen(&mut self) {
+        self.seen.clear();
+    }
+
+    /// Every stdout line so far (after the process ended: all of them).
+    pub fn seen_lines(&mut self) -> Vec<String> {
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(l);
+        }
+        self.seen.clone()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

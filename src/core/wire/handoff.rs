@@ -138,7 +138,11 @@ mod tests {
             vec!["127.0.0.1".parse().unwrap()],
         );
         t.transport_use = crate::core::types::TRANSPORT_USE_DATA_PLUS_CONTROL;
-        PoolElement::new(PeId(0x0102_0304), t, PolicyInfo::new(crate::core::types::PolicyType::RoundRobin))
+        PoolElement::new(
+            PeId(0x0102_0304),
+            t,
+            PolicyInfo::new(crate::core::types::PolicyType::RoundRobin),
+        )
     }
 
     #[test]

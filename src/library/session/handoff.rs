@@ -221,6 +221,19 @@ impl Queue {
     }
 }
 
+/// Donor: when the commit may be sent. Handoff Ready may be read by a write's look-ahead
+/// while the application has read data it has not yet covered by a cookie: then the commit
+/// waits for its next cookie or read, so that the state handed over covers every byte read.
+#[derive(Default)]
+pub(super) struct CommitPoint {
+    /// Handoff Ready was read; the commit is pending.
+    pub ready: bool,
+    /// User data was delivered since the last cookie the application sent.
+    pub read_since_cookie: bool,
+    /// A write's look-ahead read is running.
+    pub probing: bool,
+}
+
 /// What a control message means for the read that consumed it.
 pub(super) enum Control {
     /// Consumed; the read reports it (or a stored cookie echo).
@@ -235,7 +248,8 @@ fn encode(m: &HandoffMessage) -> Vec<u8> {
     m.to_bytes().expect("handoff messages are small")
 }
 
-/// Chooses a receiver of `pool` by policy, never `exclude`; asks it first if `opts.offer`.
+/// Chooses a receiver of `pool` by policy (asking the registrar, not the cache), never
+/// `donor`; asks it first if `opts.offer`, and the next candidate if it refuses.
 fn choose_receiver(
     lib: &Library,
     pool: &PoolHandle,
@@ -244,28 +258,36 @@ fn choose_receiver(
 ) -> Result<PoolElement, HandoffError> {
     let mut refused = false;
     let mut tried: Vec<PeId> = Vec::new();
-    for _ in 0..8 {
-        let pe = match lib.resolve(pool) {
-            Ok(Some(pe)) => pe,
-            _ => break,
+    for _ in 0..3 {
+        let candidates = match lib.resolve_fresh(pool, 4) {
+            Ok(c) => c,
+            Err(_) => break,
         };
-        if pe.id.0 == donor || tried.contains(&pe.id) {
-            continue;
-        }
-        tried.push(pe.id);
-        if !opts.offer {
-            return Ok(pe);
-        }
-        match offer(&pe, donor, opts.timeout) {
-            Ok(true) => return Ok(pe),
-            Ok(false) => refused = true,
-            Err(e) => {
-                logging::log(
-                    logging::VERBOSE,
-                    &format!("rsplib: handoff offer to PE {} failed: {e}", pe.id),
-                );
-                let _ = lib.report_failure(pool.clone(), pe.id);
+        let mut fresh = 0;
+        for pe in candidates {
+            if pe.id.0 == donor || tried.contains(&pe.id) {
+                continue;
             }
+            fresh += 1;
+            tried.push(pe.id);
+            if !opts.offer {
+                return Ok(pe);
+            }
+            match offer(&pe, donor, offer_wait(opts)) {
+                Ok(Offered::Accepted) => return Ok(pe),
+                Ok(Offered::Refused) => refused = true,
+                Ok(Offered::NoAnswer) => {}
+                Err(e) => {
+                    logging::log(
+                        logging::VERBOSE,
+                        &format!("rsplib: handoff offer to PE {} failed: {e}", pe.id),
+                    );
+                    let _ = lib.report_failure(pool.clone(), pe.id);
+                }
+            }
+        }
+        if fresh == 0 {
+            break;
         }
     }
     Err(if refused {
@@ -275,8 +297,23 @@ fn choose_receiver(
     })
 }
 
-/// Handoff Offer to `receiver`: true if it accepts.
-pub fn offer(receiver: &PoolElement, donor: u32, timeout: Duration) -> io::Result<bool> {
+/// How long a donor waits for the answer to an offer (the receiver answers in its accept).
+fn offer_wait(opts: &HandoffOptions) -> Duration {
+    opts.timeout.min(Duration::from_secs(2))
+}
+
+/// The answer to a Handoff Offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offered {
+    Accepted,
+    Refused,
+    /// Connected, but no answer within the time (the receiver's application did not accept).
+    NoAnswer,
+}
+
+/// Handoff Offer to `receiver`; an error if it cannot be reached (or speaks no control
+/// channel).
+pub fn offer(receiver: &PoolElement, donor: u32, timeout: Duration) -> io::Result<Offered> {
     let t = &receiver.user_transport;
     if t.protocol == TransportProtocol::Tcp && t.transport_use != TRANSPORT_USE_DATA_PLUS_CONTROL {
         return Err(io::Error::new(
@@ -286,15 +323,24 @@ pub fn offer(receiver: &PoolElement, donor: u32, timeout: Duration) -> io::Resul
     }
     let conn = connect_pe(t, timeout)?;
     conn.link.send_control(
-        &encode(&HandoffMessage::Offer {
-            donor: PeId(donor),
-        }),
+        &encode(&HandoffMessage::Offer { donor: PeId(donor) }),
         Some(timeout),
     )?;
-    let answer = read_control(&conn.link, timeout)?;
+    let answer = match read_control(&conn.link, timeout) {
+        Ok(a) => a,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Ok(Offered::NoAnswer)
+        }
+        Err(e) => return Err(e),
+    };
     match HandoffMessage::decode(&answer).map(|d| d.message) {
-        Ok(HandoffMessage::Accept) => Ok(true),
-        Ok(HandoffMessage::Refuse { .. }) => Ok(false),
+        Ok(HandoffMessage::Accept) => Ok(Offered::Accepted),
+        Ok(HandoffMessage::Refuse { .. }) => Ok(Offered::Refused),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "unexpected answer to a handoff offer",
@@ -332,7 +378,10 @@ fn read_control(link: &Link, timeout: Duration) -> io::Result<Vec<u8>> {
                 }
                 match sctp::recv(fd, &mut buf)? {
                     sctp::Received::Data {
-                        len, ppid, complete, ..
+                        len,
+                        ppid,
+                        complete,
+                        ..
                     } if ppid == PPID_ASAP && complete => {
                         buf.truncate(len);
                         return Ok(buf);
@@ -364,10 +413,10 @@ fn request(
     let chosen = match target {
         HandoffTarget::Pe(receiver) => {
             if opts.offer {
-                match offer(receiver, donor, opts.timeout) {
-                    Ok(true) => Ok(receiver.clone()),
-                    Ok(false) => Err(HandoffError::Refused),
-                    Err(_) => Err(HandoffError::NoReceiver),
+                match offer(receiver, donor, offer_wait(opts)) {
+                    Ok(Offered::Accepted) => Ok(receiver.clone()),
+                    Ok(Offered::Refused) => Err(HandoffError::Refused),
+                    Ok(Offered::NoAnswer) | Err(_) => Err(HandoffError::NoReceiver),
                 }
             } else {
                 Ok(receiver.clone())
@@ -392,10 +441,10 @@ fn request(
     *side.state.lock() = DonorState::Requested {
         cookie: opts.cookie.clone(),
     };
-    if let Err(e) = side
-        .link
-        .send_control(&encode(&HandoffMessage::Request { receiver }), Some(opts.timeout))
-    {
+    if let Err(e) = side.link.send_control(
+        &encode(&HandoffMessage::Request { receiver }),
+        Some(opts.timeout),
+    ) {
         *side.state.lock() = DonorState::Done(HandoffState::Failed);
         return Err(HandoffError::Io(e));
     }
@@ -453,8 +502,15 @@ impl Session {
                 Control::Consumed
             }
             HandoffMessage::Ready if self.donor.as_ref().is_some_and(|d| d.requested()) => {
-                self.donor_commit();
-                Control::HandedOff
+                self.commit_point.ready = true;
+                // In a read, the application has handled all it read before: commit. In a
+                // write's look-ahead, only if its cookie covers what it read.
+                if self.commit_point.probing && self.commit_point.read_since_cookie {
+                    Control::Consumed
+                } else {
+                    self.donor_commit();
+                    Control::HandedOff
+                }
             }
             HandoffMessage::Refuse { .. } if self.donor.as_ref().is_some_and(|d| d.requested()) => {
                 if let Some(side) = &self.donor {
@@ -509,6 +565,7 @@ impl Session {
 
     /// Donor: the PU is ready: send the commit with the state, close.
     fn donor_commit(&mut self) {
+        self.commit_point.ready = false;
         let Some(side) = self.donor.clone() else {
             return;
         };
@@ -548,8 +605,9 @@ impl Session {
         }
         let h = self.opts.handoff;
         // SAFETY: the application registered this callback with its user data.
-        let willing =
-            !h.refuse && h.callback.is_none_or(|(cb, data)| unsafe { cb(receiver.id.0, data) } != 0);
+        let willing = !h.refuse
+            && h.callback
+                .is_none_or(|(cb, data)| unsafe { cb(receiver.id.0, data) } != 0);
         let answer = if willing {
             HandoffMessage::Ready
         } else {
@@ -573,6 +631,7 @@ impl Session {
         if let Some(c) = cookie {
             self.cookie = Some(c.into());
         }
+        self.handoff_times = Some((follow.since, Instant::now()));
         self.conn = None;
         match connect_pe(&follow.receiver.user_transport, self.opts.connect_timeout) {
             Ok(conn) => {
@@ -640,13 +699,49 @@ impl Session {
     /// Donor: a write while a handoff is requested first looks for the PU's answer (a PU
     /// that only reads answers at once). True if the session was handed off.
     pub(super) fn donor_check_before_write(&mut self) -> bool {
+        if self.handed_off() {
+            return true;
+        }
+        if self.commit_point.ready {
+            if self.commit_point.read_since_cookie {
+                return false;
+            }
+            self.donor_commit();
+            return true;
+        }
         if !self.donor.as_ref().is_some_and(|d| d.requested()) {
             return false;
         }
-        matches!(
-            self.read(None, Some(Duration::ZERO), false),
-            ReadOutcome::HandedOff
-        )
+        self.commit_point.probing = true;
+        let outcome = self.read(None, Some(Duration::ZERO), false);
+        self.commit_point.probing = false;
+        outcome == ReadOutcome::HandedOff
+    }
+
+    /// Donor: the session is over here (handed off).
+    pub(super) fn handed_off(&self) -> bool {
+        self.donor
+            .as_ref()
+            .is_some_and(|d| d.state() == HandoffState::HandedOff)
+            && self.conn.is_none()
+    }
+
+    /// Donor: at the start of a read, a pending commit is made (the application has handled
+    /// all it read). True if the session is handed off.
+    pub(super) fn donor_check_before_read(&mut self) -> bool {
+        if self.commit_point.ready {
+            self.donor_commit();
+        }
+        self.handed_off()
+    }
+
+    /// Donor: the application sent a cookie (it covers all it read); a pending commit is made.
+    pub(super) fn donor_cookie_sent(&mut self, cookie: &[u8]) {
+        self.sent_cookie = Some(cookie.to_vec());
+        self.commit_point.read_since_cookie = false;
+        if self.commit_point.ready {
+            self.donor_commit();
+        }
     }
 }
 

@@ -19,13 +19,13 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::conn::{connect_pe, errno, recv_exact, wait, Conn, Wire};
 pub use self::conn::framing;
-use self::handoff::{Control, DonorSide, Follow, Queue};
+use self::conn::{connect_pe, errno, recv_exact, wait, Conn, Wire};
 pub use self::handoff::{
-    offer, DrainReport, HandoffCallback, HandoffError, HandoffOptions, HandoffState,
-    HandoffTarget, PuHandoff,
+    offer, DrainReport, HandoffCallback, HandoffError, HandoffOptions, HandoffState, HandoffTarget,
+    Offered, PuHandoff,
 };
+use self::handoff::{CommitPoint, Control, DonorSide, Follow, Queue};
 use self::pe::PeShared;
 pub use self::pe::{EnhancedPe, PeOptions};
 use super::Library;
@@ -117,12 +117,18 @@ pub struct Session {
     sent_cookie: Option<Vec<u8>>,
     /// Incoming sessions: a handoff offer was answered on this connection.
     offer_answered: bool,
+    /// Incoming sessions: when a handoff's commit may go out.
+    commit_point: CommitPoint,
     /// Outgoing sessions: a handoff being followed.
     follow: Option<Follow>,
     /// Outgoing sessions: writes waiting for the next connection (during a handoff).
     queue: Queue,
     /// Outgoing sessions: handoffs followed.
     handoffs: u64,
+    /// Outgoing sessions: failovers run (a failed handoff included).
+    failovers: u64,
+    /// Outgoing sessions: when the last handoff's request and commit were read.
+    handoff_times: Option<(Instant, Instant)>,
 }
 
 impl Session {
@@ -153,9 +159,12 @@ impl Session {
             donor: None,
             sent_cookie: None,
             offer_answered: false,
+            commit_point: CommitPoint::default(),
             follow: None,
             queue: Queue::default(),
             handoffs: 0,
+            failovers: 0,
+            handoff_times: None,
         }
     }
 
@@ -185,6 +194,17 @@ impl Session {
     }
 
     /// Connection time of a connected outgoing session.
+    /// Outgoing sessions: failovers run so far (a handoff whose receiver could not be reached
+    /// counts here).
+    pub fn failovers(&self) -> u64 {
+        self.failovers
+    }
+
+    /// Outgoing sessions: when the last followed handoff's request and commit were read.
+    pub fn last_handoff_times(&self) -> Option<(Instant, Instant)> {
+        self.handoff_times
+    }
+
     pub fn connected_since(&self) -> Option<Instant> {
         self.conn.as_ref().map(|c| c.connected_at)
     }
@@ -230,6 +250,7 @@ impl Session {
     /// cookie, send what was queued.
     pub fn failover(&mut self) -> bool {
         self.follow = None;
+        self.failovers += 1;
         if self.conn.take().is_some() {
             if let Some(pool) = self.pool.clone() {
                 let _ = self.lib.report_failure(pool, PeId(self.pe_id));
@@ -302,7 +323,7 @@ impl Session {
             Err(_) => false,
         };
         if sent && self.donor.is_some() {
-            self.sent_cookie = Some(cookie.to_vec());
+            self.donor_cookie_sent(cookie);
         }
         sent
     }
@@ -372,8 +393,24 @@ impl Session {
         timeout: Option<Duration>,
         make_failover: bool,
     ) -> ReadOutcome {
+        let outcome = self.read_message(buf, timeout, make_failover);
+        if matches!(outcome, ReadOutcome::Data { .. }) && self.donor.is_some() {
+            self.commit_point.read_since_cookie = true;
+        }
+        outcome
+    }
+
+    fn read_message(
+        &mut self,
+        buf: Option<&mut [u8]>,
+        timeout: Option<Duration>,
+        make_failover: bool,
+    ) -> ReadOutcome {
         let mut buf = buf.filter(|b| !b.is_empty());
         self.check_follow_limit();
+        if !self.commit_point.probing && self.donor_check_before_read() {
+            return ReadOutcome::HandedOff;
+        }
         if self.cookie_echo.is_some() {
             if let Some(b) = buf.as_deref_mut() {
                 return self.deliver_echo(b);
@@ -543,6 +580,11 @@ impl Session {
         })
     }
 }
+
+// SAFETY: the only members that are not Send are the callbacks' user-data pointers
+// (`SessionOptions`), which the library never dereferences: it hands them back to the
+// application's callbacks, which run on whatever thread uses the session, as with rsplib.
+unsafe impl Send for Session {}
 
 impl Drop for Session {
     fn drop(&mut self) {
