@@ -173,7 +173,7 @@ install: $(CARGO_BUILT) $(CPPTHREAD_OUT)/$(CPPTHREAD_REALNAME) $(CPPTHREAD_OUT)/
 	done
 	for p in $(PROGRAMS); do install -m 0755 $(OUT)/$$p $(DESTDIR)$(BINDIR)/$$p && $(STRIP) $(DESTDIR)$(BINDIR)/$$p; done
 	install -d $(DESTDIR)$(EXAMPLESDIR)
-	install -m 0644 c-examples/*.c c-examples/*.cc c-examples/Makefile $(DESTDIR)$(EXAMPLESDIR)/
+	install -m 0644 c-examples/*.c c-examples/*.cc c-examples/*.h c-examples/Makefile $(DESTDIR)$(EXAMPLESDIR)/
 	for m in $(MANPAGES); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 	for f in $(MAN3_LINKS); do ln -sf rsplib.3 $(DESTDIR)$(MANDIR)/man3/$$f.3; done
 	install -d $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/default
@@ -201,7 +201,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/rserpool/,$(notdir $(HEADERS) $(CPPTHREAD_HEADERS)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/rsplib $(DESTDIR)$(INCLUDEDIR)/rserpool 2>/dev/null
 	for p in $(PROGRAMS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
-	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c c-examples/*.cc)) Makefile)
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLESDIR)/,$(notdir $(wildcard c-examples/*.c c-examples/*.cc c-examples/*.h)) Makefile)
 	-rmdir -p $(DESTDIR)$(EXAMPLESDIR) 2>/dev/null
 	rm -f $(foreach f,$(MAN3_LINKS),$(DESTDIR)$(MANDIR)/man3/$(f).3)
 	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; rmdir -p $(DESTDIR)$(MANDIR)/man$$s 2>/dev/null; done; true
@@ -324,8 +324,10 @@ bench-hs-compare:
 # The main job: build, install into a local prefix (build/stage), build the examples against
 # that install with pkg-config, and run the Basic Mode demo on loopback (c-examples/demo.sh):
 # our registrar, two echo-pe pool elements, one echo-pu; one PE is killed half way and the PU
-# carries on with the other.
-EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe
+# carries on with the other. Then the fractal pool (c-examples/fractal-demo.sh): three fractal-pe,
+# one fractal-pu; a third of the way the serving PE is drained (its session is handed to another
+# PE), at two thirds the next one is killed; the PU's PNG shows the three PEs' rows.
+EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe fractal-pe fractal-pu
 # Built with the installed examples' own Makefile, as a user of the installed package would.
 examples: stage
 	rm -rf build/examples && mkdir -p build && cp -r $(STAGE)$(STAGE_PREFIX)/share/rsplib/examples build/examples
@@ -336,6 +338,9 @@ demo: examples
 	@echo "=== c-examples/demo.sh: registrar, two echo-pe, one echo-pu, built with pkg-config against build/stage"
 	STAGE=$(STAGE) STAGE_PREFIX=$(STAGE_PREFIX) EXAMPLES=$(CURDIR)/build/examples OUT=$(CURDIR)/build/demo \
 	  bash c-examples/demo.sh
+	@echo "=== c-examples/fractal-demo.sh: registrar, three fractal-pe, one fractal-pu; one PE drained by handoff, one killed"
+	STAGE=$(STAGE) STAGE_PREFIX=$(STAGE_PREFIX) EXAMPLES=$(CURDIR)/build/examples OUT=$(CURDIR)/build/demo/fractal \
+	  bash c-examples/fractal-demo.sh
 
 clean:
 	$(CARGO) clean

@@ -50,6 +50,7 @@ for h in mutex.h thread.h; do
    check "libcppthread header rserpool/$h" test -f "$DEST$PREFIX/include/rserpool/$h"
 done
 check "example cppthread-pe.cc" test -f "$DEST$PREFIX/share/rsplib/examples/cppthread-pe.cc"
+check "example header fractal-protocol.h" test -f "$DEST$PREFIX/share/rsplib/examples/fractal-protocol.h"
 for p in rspregistrar rspdecode rsptool; do
    check "program $p" test -x "$DEST$PREFIX/bin/$p"
    check "program $p stripped" sh -c "! readelf -S '$DEST$PREFIX/bin/$p' | grep -q -e '\.debug_info' -e '\.symtab'"
