@@ -183,6 +183,40 @@ else
       fail "cppthread-pe (exit $PE_RC)"
    fi
 fi
+# 6a. A contact node handing every session to a worker (c-examples/handoff-echo.c,
+#     rsplib-handoff.h): three clients, each answered in order by a worker, never by the contact
+#     (what a client sent before it followed reaches the worker in the cookie); the PU under
+#     valgrind.
+if [ -z "$REG_ADDR" ]; then
+   fail "handoff-echo: registrar did not start"
+elif ! $CC -std=c99 $WARN "$EXAMPLES_SRC/handoff-echo.c" $CFLAGS_PC $LIBS_PC -o "$BUILD/handoff-echo" > "$BUILD/handoff-echo.build.log" 2>&1; then
+   fail "build handoff-echo"; cat "$BUILD/handoff-echo.build.log"
+else
+   HE_PIDS=""
+   for w in 0x201 0x202; do
+      LD_LIBRARY_PATH=$STAGE_LIB "$BUILD/handoff-echo" worker -registrar="$REG_ADDR" -identifier=$w > "$BUILD/handoff-worker-$w.log" 2>&1 &
+      HE_PIDS="$HE_PIDS $!"
+   done
+   LD_LIBRARY_PATH=$STAGE_LIB "$BUILD/handoff-echo" contact -registrar="$REG_ADDR" -identifier=0x200 > "$BUILD/handoff-contact.log" 2>&1 &
+   HE_PIDS="$HE_PIDS $!"
+   for _ in $(seq 1 100); do
+      [ "$(cat "$BUILD"/handoff-worker-*.log "$BUILD/handoff-contact.log" 2>/dev/null | grep -c 'in pool')" -ge 3 ] && break
+      sleep 0.1
+   done
+   he_ok=1
+   for k in 1 2 3; do
+      if ! LD_LIBRARY_PATH=$STAGE_LIB $VALGRIND "$BUILD/handoff-echo" pu -registrar="$REG_ADDR" -count=4 > "$BUILD/handoff-pu-$k.log" 2>&1; then
+         he_ok=0; cat "$BUILD/handoff-pu-$k.log"
+      fi
+   done
+   kill $HE_PIDS 2>/dev/null
+   wait $HE_PIDS 2>/dev/null
+   if [ "$he_ok" = 1 ] && [ "$(grep -c 'session handed off' "$BUILD/handoff-contact.log")" = 3 ]; then
+      pass "handoff-echo: the contact node handed 3 sessions to workers, every line answered in order by a worker"
+   else
+      fail "handoff-echo"; cat "$BUILD/handoff-contact.log" "$BUILD"/handoff-worker-*.log
+   fi
+fi
 kill "$REG_PID" 2>/dev/null
 wait "$REG_PID" 2>/dev/null
 
