@@ -282,7 +282,8 @@ install-check: build
 
 # SCTP lab scenarios (not in CI): real kernel SCTP in a small VM, Debian's rsplib 3.4 as peers.
 SCTP_LAB ?= $(CURDIR)/../shared/sctp-lab/sctp-lab
-SCTP_SCENARIOS := tests/sctp-lab/registrar.sh tests/sctp-lab/enrp.sh tests/sctp-lab/basic-mode.sh tests/sctp-lab/enhanced-mode.sh
+SCTP_SCENARIOS := tests/sctp-lab/registrar.sh tests/sctp-lab/enrp.sh tests/sctp-lab/basic-mode.sh tests/sctp-lab/enhanced-mode.sh \
+                  tests/sctp-lab/handoff.sh
 # The scenarios run inside the VM from this directory; BIN tells them where the programs are.
 test-sctp: build examples
 	@command -v rspserver >/dev/null 2>&1 || { \

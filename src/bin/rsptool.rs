@@ -225,6 +225,9 @@ struct HandoffPeArgs {
     /// Do not check the PU's numbering (for failover measurements after kill -9).
     #[arg(long)]
     no_check: bool,
+    /// Transport to the registrar and of the PE's sessions.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
 }
 
 #[derive(Args)]
@@ -254,6 +257,9 @@ struct HandoffPuArgs {
     /// measurements after kill -9, which lose what the dead PE had not covered by a cookie).
     #[arg(long)]
     no_check: bool,
+    /// Transport to the registrar (the sessions use what the PEs registered).
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
 }
 
 fn handoff(cmd: HandoffCmd) -> i32 {
@@ -268,6 +274,7 @@ fn handoff(cmd: HandoffCmd) -> i32 {
             limit: a.limit,
             handoff_to: a.handoff_to,
             check: !a.no_check,
+            sctp: matches!(a.transport, Transport::Sctp),
         }),
         HandoffCmd::Pu(a) => stream::run_pu(stream::StreamPu {
             registrar: a.registrar,
@@ -278,6 +285,7 @@ fn handoff(cmd: HandoffCmd) -> i32 {
             interval: Duration::from_millis(a.interval),
             refuse: a.refuse,
             check: !a.no_check,
+            sctp: matches!(a.transport, Transport::Sctp),
         }),
     }
 }

@@ -45,6 +45,8 @@ pub struct StreamPe {
     /// Check the PU's numbering (off for failover measurements: what a killed PE had read
     /// after its last cookie is lost, so the numbering skips).
     pub check: bool,
+    /// SCTP (to the registrar and for the sessions) instead of TCP.
+    pub sctp: bool,
 }
 
 /// A pool user with streaming sessions.
@@ -64,6 +66,8 @@ pub struct StreamPu {
     /// measurements: a failover after kill -9 loses what the dead PE had not covered by a
     /// cookie; writes that fail over are then skipped).
     pub check: bool,
+    /// SCTP to the registrar instead of TCP (the sessions use what the PEs registered).
+    pub sctp: bool,
 }
 
 /// Byte `i` of a PU's stream.
@@ -76,12 +80,12 @@ pub fn pe_byte(i: u64) -> u8 {
     (i.wrapping_mul(7) % 241) as u8
 }
 
-fn library(registrar: SocketAddr) -> Arc<Library> {
+fn library(registrar: SocketAddr, sctp: bool) -> Arc<Library> {
     let lib = Library::start(LibraryConfig {
         // A short cache: a donor finds receivers there (a dead one is reported and dropped).
         cache_timeout: 1_000_000,
         announce_groups: Vec::new(),
-        transport: Protocol::Tcp,
+        transport: if sctp { Protocol::Sctp } else { Protocol::Tcp },
         ..LibraryConfig::default()
     })
     .expect("library");
@@ -151,6 +155,7 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
         limit,
         handoff_to,
         check,
+        sctp,
     } = cfg;
     let target = match handoff_to.as_deref().map(parse_target) {
         Some(Ok(t)) => HandoffTarget::Pe(t),
@@ -160,7 +165,7 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
         }
         None => HandoffTarget::Pool(None),
     };
-    let lib = library(registrar);
+    let lib = library(registrar, sctp);
     let pe = match EnhancedPe::create(
         lib,
         PoolHandle::from(pool.as_str()),
@@ -168,7 +173,11 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
             identifier: id,
             domain: libc::AF_INET,
             socket_type: libc::SOCK_STREAM,
-            protocol: TransportProtocol::Tcp,
+            protocol: if sctp {
+                TransportProtocol::Sctp
+            } else {
+                TransportProtocol::Tcp
+            },
             local_port: 0,
             reregistration_interval: Duration::from_secs(5),
             registration_life_ms: 20_000,
@@ -376,8 +385,9 @@ pub fn run_pu(cfg: StreamPu) -> i32 {
         interval,
         refuse,
         check,
+        sctp,
     } = cfg;
-    let lib = library(registrar);
+    let lib = library(registrar, sctp);
     let total = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let threads: Vec<_> = (0..sessions)
