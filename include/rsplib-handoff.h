@@ -10,7 +10,17 @@
 extern "C" {
 #endif
 
-
+int rspPoolElementAcceptPassedSockets(struct PoolElementDescriptor *ped);
+int rspPoolElementReceivePassedSocket(struct PoolElementDescriptor *ped,
+                                      void *buffer,
+                                      size_t *size,
+                                      struct TagItem *tags);
+unsigned int rspPassSocketToPool(const unsigned char *poolHandle,
+                                 size_t poolHandleSize,
+                                 int fd,
+                                 const void *alreadyRead,
+                                 size_t alreadyReadSize,
+                                 struct TagItem *tags);
 
 #ifdef __cplusplus
 }
