@@ -325,7 +325,7 @@ bench-hs-compare:
 # that install with pkg-config, and run the Basic Mode demo on loopback (c-examples/demo.sh):
 # our registrar, two echo-pe pool elements, one echo-pu; one PE is killed half way and the PU
 # carries on with the other.
-EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe
+EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe contact-echo
 # Built with the installed examples' own Makefile, as a user of the installed package would.
 examples: stage
 	rm -rf build/examples && mkdir -p build && cp -r $(STAGE)$(STAGE_PREFIX)/share/rsplib/examples build/examples
