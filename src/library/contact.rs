@@ -590,7 +590,8 @@ fn on_this_host(pe: &wire::PoolElement) -> bool {
 
 /// Passes `client` (and the `already_read` bytes) to a PE of `pool` chosen by the pool's
 /// policy ([`Library::resolve`]) and returns its identifier. A PE that does not receive passed
-/// sockets here is skipped and the next one tried, up to [`POOL_ATTEMPTS`] PEs: one on this
+/// sockets here is skipped and the next one tried, up to [`POOL_ATTEMPTS`] different PEs (fewer
+/// when the selection comes back to one already tried): one on this
 /// host (by its addresses) whose socket is absent is reported unreachable
 /// ([`Library::report_failure`]: it is dead, or was started without accepting passed
 /// sockets); one on another host, or busy (its queue full), is only dropped from the cache.
@@ -608,8 +609,11 @@ pub fn pass_socket_to_pool(
         return Err(invalid("the pool handle must have 1 to 32 bytes"));
     }
     let mut last = None;
+    let mut tried = Vec::with_capacity(POOL_ATTEMPTS);
     for _ in 0..POOL_ATTEMPTS {
         let pe = match lib.resolve(pool) {
+            // The pool has no PE we have not tried.
+            Ok(Some(pe)) if tried.contains(&pe.id.0) => break,
             Ok(Some(pe)) => pe,
             Ok(None) => break,
             Err(e) => {
@@ -621,6 +625,7 @@ pub fn pass_socket_to_pool(
             }
         };
         let id = pe.id.0;
+        tried.push(id);
         let e = match pass_socket(pool, id, client, already_read) {
             Ok(()) => return Ok(id),
             Err(e) => e,
