@@ -594,7 +594,8 @@ fn on_this_host(pe: &wire::PoolElement) -> bool {
 /// when the selection comes back to one already tried): one on this
 /// host (by its addresses) whose socket is absent is reported unreachable
 /// ([`Library::report_failure`]: it is dead, or was started without accepting passed
-/// sockets); one on another host, or busy (its queue full), is only dropped from the cache.
+/// sockets); one on another host is only dropped from the cache; a busy one (its queue full)
+/// is left as it is.
 /// On failure the socket is still the caller's; on success the caller drops its copy.
 pub fn pass_socket_to_pool(
     lib: &Library,
@@ -641,9 +642,10 @@ pub fn pass_socket_to_pool(
                 );
                 let _ = lib.report_failure(pool.clone(), PeId(id));
             }
-            Some(libc::ECONNREFUSED) | Some(libc::ENOENT) | Some(libc::EAGAIN) => {
-                lib.forget_cached(pool, PeId(id));
-            }
+            Some(libc::ECONNREFUSED) | Some(libc::ENOENT) => lib.forget_cached(pool, PeId(id)),
+            // Busy (its queue is full): the selection moves on by itself, or comes back to
+            // it and the caller hears EAGAIN.
+            Some(libc::EAGAIN) => {}
             _ => return Err(e),
         }
         last = Some(e);

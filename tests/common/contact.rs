@@ -121,30 +121,42 @@ fn worker() {
     loop {
         match rx.receive(&mut buf) {
             Ok((fd, n)) => {
-                let first = buf[..n].to_vec();
-                std::thread::spawn(move || echo(id, TcpStream::from(fd), first));
+                // The lines the contact read are answered at once, in this thread; the
+                // client's thread (spawned after) serves the rest.
+                let mut s = TcpStream::from(fd);
+                let mut pending = buf[..n].to_vec();
+                if echo_lines(id, &mut s, &mut pending) {
+                    std::thread::spawn(move || echo(id, s, pending));
+                }
             }
             Err(e) => eprintln!("worker {id:08x}: {e}"),
         }
     }
 }
 
-/// Echoes every line of the stream (starting with the bytes the contact read) prefixed with
-/// the PE id.
+/// Echoes the complete lines of `pending` prefixed with the PE id; false if the client is gone.
+fn echo_lines(id: u32, s: &mut TcpStream, pending: &mut Vec<u8>) -> bool {
+    while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+        let mut out = format!("{id:08x} ").into_bytes();
+        out.extend(pending.drain(..=pos));
+        if s.write_all(&out).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Echoes every further line of the stream (after `pending`, what is left of the bytes the
+/// contact read) prefixed with the PE id.
 fn echo(id: u32, mut s: TcpStream, mut pending: Vec<u8>) {
-    let prefix = format!("{id:08x} ");
     let mut chunk = [0u8; 16384];
     loop {
-        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-            let mut out = prefix.clone().into_bytes();
-            out.extend(pending.drain(..=pos));
-            if s.write_all(&out).is_err() {
-                return;
-            }
-        }
         match s.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => pending.extend_from_slice(&chunk[..n]),
+        }
+        if !echo_lines(id, &mut s, &mut pending) {
+            return;
         }
     }
 }
