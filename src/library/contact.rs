@@ -182,6 +182,9 @@ pub struct PassedSocketReceiver {
     /// A pass already taken off the socket whose bytes did not fit the caller's buffer: handed
     /// out by the next `receive` with room for them.
     pending: Mutex<Option<(OwnedFd, Vec<u8>)>>,
+    /// Room for the part of a pass that does not fit the caller's buffer (allocated once; a
+    /// second thread receiving at the same time allocates its own).
+    scratch: Mutex<Vec<u8>>,
 }
 
 impl PassedSocketReceiver {
@@ -212,6 +215,7 @@ impl PassedSocketReceiver {
             listener,
             name: socket_name(pool, pe_id),
             pending: Mutex::new(None),
+            scratch: Mutex::new(Vec::new()),
         })
     }
 
@@ -317,7 +321,21 @@ impl PassedSocketReceiver {
         let direct = buf.len().min(MAX_ALREADY_READ);
         // Room for the rest of a maximal pass when `buf` is smaller (kept as pending), and one
         // byte more: a longer message is cut (MSG_TRUNC).
-        let mut scratch = vec![0u8; MAX_ALREADY_READ - direct + 1];
+        let need = MAX_ALREADY_READ - direct + 1;
+        let mut shared = self.scratch.try_lock();
+        let mut own = Vec::new();
+        let scratch: &mut [u8] = match shared.as_deref_mut() {
+            Some(v) => {
+                if v.len() < need {
+                    v.resize(MAX_ALREADY_READ + 1, 0);
+                }
+                &mut v[..need]
+            }
+            None => {
+                own.resize(need, 0);
+                &mut own
+            }
+        };
         let mut iov = [
             libc::iovec {
                 iov_base: header.as_mut_ptr().cast(),
@@ -590,13 +608,14 @@ fn on_this_host(pe: &wire::PoolElement) -> bool {
 
 /// Passes `client` (and the `already_read` bytes) to a PE of `pool` chosen by the pool's
 /// policy ([`Library::resolve`]) and returns its identifier. A PE that does not receive passed
-/// sockets here is skipped and the next one tried, up to [`POOL_ATTEMPTS`] different PEs (fewer
-/// when the selection comes back to one already tried): one on this
-/// host (by its addresses) whose socket is absent is reported unreachable
-/// ([`Library::report_failure`]: it is dead, or was started without accepting passed
-/// sockets); one on another host is only dropped from the cache; a busy one (its queue full)
-/// is left as it is.
-/// On failure the socket is still the caller's; on success the caller drops its copy.
+/// sockets here is skipped and the next one tried, up to [`POOL_ATTEMPTS`] different PEs
+/// (fewer when the selection comes back to one already tried): one on this host (by its
+/// addresses) whose socket is absent is reported unreachable ([`Library::report_failure`]: it
+/// is dead, or was started without accepting passed sockets); one on another host is only
+/// dropped from the cache; a busy one (its queue full) is left as it is. On failure the socket
+/// is still the caller's (`NotFound`/`ENOENT` when the pool has no PE, the last PE's error
+/// when none took it, `TimedOut` when the resolution failed); on success the caller drops its
+/// copy.
 pub fn pass_socket_to_pool(
     lib: &Library,
     pool: &PoolHandle,
