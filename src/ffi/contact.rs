@@ -148,7 +148,10 @@ pub unsafe extern "C" fn rspPassSocketToPool(
     tags: *mut TagItem,
 ) -> c_uint {
     let _ = tags;
-    guard("rspPassSocketToPool", || {
+    // The body returns u64, whose panic fallback is 0 ("no PE"); c_uint's would be an RSPERR
+    // code, which a caller would take for a PE identifier. errno says EIO until set.
+    set_errno(libc::EIO);
+    guard("rspPassSocketToPool", || -> u64 {
         let fail = |code: c_int| {
             set_errno(code);
             0
@@ -177,7 +180,7 @@ pub unsafe extern "C" fn rspPassSocketToPool(
         match contact::pass_socket_to_pool(&lib, &pool, client, data) {
             Ok(id) => {
                 libc::close(fd);
-                id
+                u64::from(id)
             }
             Err(e) => {
                 logging::log(
@@ -187,5 +190,5 @@ pub unsafe extern "C" fn rspPassSocketToPool(
                 fail(errno_for(&e))
             }
         }
-    })
+    }) as c_uint
 }
