@@ -4,8 +4,8 @@
 //!
 //! * `worker`: an Enhanced Mode PE (TCP, round robin) of `CONTACT_POOL` registered at
 //!   `CONTACT_REGISTRAR`; it prints `worker <id> ready`. `CONTACT_MODE=echo` receives passed
-//!   clients and echoes every line prefixed with its PE id (`<id %08x> <line>`), one thread per
-//!   client; `deaf` receives nothing (a PE started without accepting passed sockets);
+//!   clients and echoes every line prefixed with its PE id (`<id %08x> <line>`): the lines the
+//!   contact read at once, the rest in one thread per client; `deaf` receives nothing (a PE started without accepting passed sockets);
 //!   `count=N` receives N passes, closes each at once and prints
 //!   `received N cpu_us=… wall_us=…` (the benchmark).
 //! * `contact`: accepts plain TCP clients on 127.0.0.1 (prints `contact listening on <addr>`),
