@@ -328,7 +328,7 @@ bench-hs-compare:
 # carries on with the other. Then the fractal pool (c-examples/fractal-demo.sh): three fractal-pe,
 # one fractal-pu; a third of the way the serving PE is drained (its session is handed to another
 # PE), at two thirds the next one is killed; the PU's PNG shows the three PEs' rows.
-EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe fractal-pe fractal-pu handoff-echo
+EXAMPLES := taglist-demo echo-pe echo-pu session-echo classic-echo-pe fractal-pe fractal-pu handoff-echo contact-echo
 # Built with the installed examples' own Makefile, as a user of the installed package would.
 examples: stage
 	rm -rf build/examples && mkdir -p build && cp -r $(STAGE)$(STAGE_PREFIX)/share/rsplib/examples build/examples

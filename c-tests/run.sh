@@ -145,7 +145,7 @@ for _ in $(seq 1 100); do
 done
 # 5. Enhanced Mode (pool elements with own sockets, sessions, cookies, failover) against the
 #    same registrar.
-for t in test_basic_mode test_enhanced_mode test_handoff; do
+for t in test_basic_mode test_enhanced_mode test_handoff test_contact; do
    if [ -z "$REG_ADDR" ]; then
       fail "$t: registrar did not start"; cat "$REG_LOG"
    elif $CC -std=c99 $WARN "$SRC/$t.c" $CFLAGS_PC $LIBS_PC -lpthread -o "$BUILD/$t" > "$BUILD/$t.build.log" 2>&1; then

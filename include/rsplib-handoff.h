@@ -34,6 +34,17 @@ const char *rspHandoffStateText(unsigned int state);
 size_t rspPoolElementDrain(struct PoolElementDescriptor *ped, struct TagItem *tags);
 void rspPoolElementSetHandoffLimit(struct PoolElementDescriptor *ped, size_t maxSessions);
 size_t rspPoolElementSessions(struct PoolElementDescriptor *ped);
+int rspPoolElementAcceptPassedSockets(struct PoolElementDescriptor *ped);
+int rspPoolElementReceivePassedSocket(struct PoolElementDescriptor *ped,
+                                      void *buffer,
+                                      size_t *size,
+                                      struct TagItem *tags);
+unsigned int rspPassSocketToPool(const unsigned char *poolHandle,
+                                 size_t poolHandleSize,
+                                 int fd,
+                                 const void *alreadyRead,
+                                 size_t alreadyReadSize,
+                                 struct TagItem *tags);
 
 #ifdef __cplusplus
 }

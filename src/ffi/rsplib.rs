@@ -78,7 +78,7 @@ fn last(code: c_uint) -> c_uint {
     code
 }
 
-fn instance() -> Result<Arc<Library>, c_uint> {
+pub(crate) fn instance() -> Result<Arc<Library>, c_uint> {
     INSTANCE.read().clone().ok_or(RSPERR_NOT_INITIALIZED)
 }
 
@@ -254,6 +254,7 @@ pub unsafe extern "C" fn rspAddStaticRegistrar(addressString: *const c_char) -> 
 pub extern "C" fn rspCleanUp() {
     guard("rspCleanUp", || {
         let lib = INSTANCE.write().take();
+        crate::library::contact::release_all_pe_receivers();
         if let Some(lib) = lib {
             lib.shutdown();
         }
@@ -634,6 +635,7 @@ pub unsafe extern "C" fn rspDeletePoolElement(ped: *mut PoolElementDescriptor, t
             );
             return;
         }
+        crate::library::contact::release_pe_receiver(&d.pe);
         Box::from_raw(ped).pe.delete();
     })
 }

@@ -4,6 +4,7 @@
 //! [`AsapClient`] (the sans-I/O ASAP client). API calls block on a condition variable until
 //! their answer arrives; the PU cache is consulted in the caller's thread.
 
+pub mod contact;
 pub mod csp;
 
 use std::collections::{HashMap, VecDeque};
@@ -313,6 +314,12 @@ impl Library {
     pub fn report_failure(&self, pool: PoolHandle, pe: PeId) -> Result<(), RequestError> {
         self.shared.inner.lock().client.cache_remove(&pool, pe);
         self.submit(|id| Job::Unreachable(id, pool, pe)).map(|_| ())
+    }
+
+    /// Drops a PE from the cache only (nothing is reported): the next selection passes it by
+    /// until the cache is refreshed (contact.rs: a PE on another host, or a busy one).
+    pub fn forget_cached(&self, pool: &PoolHandle, pe: PeId) {
+        self.shared.inner.lock().client.cache_remove(pool, pe);
     }
 
     /// PEs registered through this instance.
