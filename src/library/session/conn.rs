@@ -138,6 +138,9 @@ pub(super) struct Conn {
     pub frame_left: usize,
     pub frame_ppid: u32,
     pub frame_stream: u16,
+    /// Framed TCP: the next header, `header_len` bytes of it received so far.
+    pub header: [u8; framing::HEADER],
+    header_len: usize,
     pub connected_at: Instant,
 }
 
@@ -152,8 +155,43 @@ impl Conn {
             frame_left: 0,
             frame_ppid: 0,
             frame_stream: 0,
+            header: [0; framing::HEADER],
+            header_len: 0,
             connected_at: Instant::now(),
         }
+    }
+
+    /// Framed TCP: completes `header` within `timeout` (`None`: forever); `Ok(false)` on EOF,
+    /// `WouldBlock` when the time ran out (what arrived is kept for the next call).
+    pub fn read_header(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        let fd = self.raw();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        while self.header_len < framing::HEADER {
+            let rest = &mut self.header[self.header_len..];
+            // SAFETY: receiving into the unfilled part of our header buffer.
+            let n =
+                unsafe { libc::recv(fd, rest.as_mut_ptr().cast(), rest.len(), libc::MSG_DONTWAIT) };
+            match n {
+                0 => return Ok(false),
+                n if n > 0 => self.header_len += n as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    match e.kind() {
+                        io::ErrorKind::Interrupted => {}
+                        io::ErrorKind::WouldBlock => {
+                            let left =
+                                deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                            if left.is_some_and(|l| l.is_zero()) || !wait(fd, libc::POLLIN, left) {
+                                return Err(io::ErrorKind::WouldBlock.into());
+                            }
+                        }
+                        _ => return Err(e),
+                    }
+                }
+            }
+        }
+        self.header_len = 0;
+        Ok(true)
     }
 
     pub fn raw(&self) -> RawFd {
@@ -334,7 +372,25 @@ pub(super) fn connect_pe(t: &TransportAddress, timeout: Duration) -> io::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::framing;
+    use super::{framing, Conn, Wire};
+    use std::io::Write;
+    use std::os::fd::OwnedFd;
+    use std::time::Duration;
+
+    #[test]
+    fn a_header_in_parts_is_kept_across_reads() {
+        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut conn = Conn::new(OwnedFd::from(theirs), Wire::Framed);
+        let h = framing::header(7, 11, 300);
+        ours.write_all(&h[..5]).unwrap();
+        let e = conn.read_header(Some(Duration::ZERO)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        ours.write_all(&h[5..]).unwrap();
+        assert!(conn.read_header(Some(Duration::ZERO)).unwrap());
+        assert_eq!(framing::parse(&conn.header), Some((7, 11, 300)));
+        drop(ours);
+        assert!(!conn.read_header(None).unwrap(), "EOF");
+    }
 
     #[test]
     fn framing_header_round_trips_and_rejects_other_versions() {

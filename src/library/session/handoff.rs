@@ -628,7 +628,10 @@ impl Session {
             HandoffMessage::Refuse { error: None }
         };
         let Some(conn) = &self.conn else { return };
-        if conn.link.send_control(&encode(&answer), None).is_ok() && willing {
+        let sent = conn
+            .link
+            .send_control(&encode(&answer), Some(Duration::from_secs(5)));
+        if sent.is_ok() && willing {
             self.follow = Some(Follow {
                 receiver,
                 since: Instant::now(),

@@ -469,13 +469,15 @@ impl Session {
     ) -> ReadOutcome {
         let conn = self.conn.as_mut().expect("connected");
         if conn.frame_left == 0 {
-            let mut h = [0u8; framing::HEADER];
-            match recv_exact(fd, &mut h, timeout.or(Some(Duration::from_secs(5)))) {
+            // A header that arrives in parts is kept across reads (a probe with no wait may
+            // find half of one).
+            match conn.read_header(timeout.or(Some(Duration::from_secs(5)))) {
                 Ok(true) => {}
                 Ok(false) => return self.lost(make_failover),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Timeout,
                 Err(_) => return self.lost(make_failover),
             }
+            let h = conn.header;
             let Some((stream, ppid, len)) = framing::parse(&h) else {
                 return self.lost(make_failover);
             };
