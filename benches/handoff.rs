@@ -16,73 +16,39 @@
 //! `HANDOFF_MESSAGES` sets the messages per session (default 3000).
 
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{ChildStdin, Command, Stdio};
+use std::time::Duration;
 
-use std::io::{BufRead, BufReader};
-use std::sync::mpsc::{channel, Receiver};
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const REGISTRAR: &str = env!("CARGO_BIN_EXE_rspregistrar");
 const TOOL: &str = env!("CARGO_BIN_EXE_rsptool");
 
+/// A child process (tests/common's) with its standard input.
 struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
+    proc: common::Proc,
+    stdin: ChildStdin,
 }
 
 impl Proc {
     fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let out = child.stdout.take().unwrap();
-        let stdin = child.stdin.take();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        Proc {
-            child,
-            stdin,
-            lines,
-        }
+        let mut proc = common::Proc::spawn_command(cmd.stdin(Stdio::piped()));
+        let stdin = proc.child.stdin.take().unwrap();
+        Proc { proc, stdin }
     }
 
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let l = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no line with {text:?}"));
-            if l.contains(text) {
-                return l;
-            }
-        }
+    fn wait_for(&mut self, text: &str) -> String {
+        self.proc.forget_seen();
+        self.proc.wait_for(text, Duration::from_secs(120))
     }
 
     fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.proc.pid()
     }
 
     fn command(&mut self, c: &str) {
-        if let Some(s) = &mut self.stdin {
-            let _ = writeln!(s, "{c}");
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = writeln!(self.stdin, "{c}");
     }
 }
 
@@ -111,7 +77,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn registrar() -> (Proc, String) {
-    let p = Proc::spawn(Command::new(REGISTRAR).args([
+    let mut p = Proc::spawn(Command::new(REGISTRAR).args([
         "-asap=127.0.0.1:0",
         "-enrp=127.0.0.1:0",
         "-asapannounce=off",
@@ -126,7 +92,7 @@ fn registrar() -> (Proc, String) {
 }
 
 fn pe(reg: &str, id: u32, extra: &[&str]) -> Proc {
-    let p = Proc::spawn(
+    let mut p = Proc::spawn(
         Command::new(TOOL)
             .args(["handoff", "pe", "--registrar", reg])
             .arg(format!("--identifier={id}"))

@@ -14,11 +14,7 @@ OUT=${OUT:-build/sctp-lab}
 BIN=${BIN:-target/release}
 mkdir -p "$OUT"
 export RSPLIB_ANNOUNCE=off
-passed=0; failed=0
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-wait_for() { local n=$(( $1 * 10 )); shift; while [ $n -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done; return 1; }
+. "$(dirname "$0")/lib.sh"
 trap 'kill $(jobs -p) 2>/dev/null' EXIT
 
 rspregistrar -asap=$A:3863 -enrp=$A:9901 -asapannounce=off -enrpannounce=off \
@@ -30,7 +26,9 @@ for i in 1 2; do
    sleep 600 | "$BIN/rsptool" handoff pe --registrar=$A:3863 --transport=sctp --identifier=$((0x6000 + i)) \
       --handoff-every=2 > "$OUT/ho-pe$i.out" 2>&1 &
 done
-check "our handoff PEs register over SCTP" wait_for 30 grep -q 'ready id=00006002' "$OUT/ho-pe2.out"
+wait_for 30 grep -q 'ready id=00006002' "$OUT/ho-pe2.out"
+two_registered() { [ "$("$BIN/rsptool" resolve --registrar=$A:3863 --transport=sctp --poolhandle=$1 2>/dev/null | grep -c '^PE ')" -ge 2 ]; }
+check "our handoff PEs registered over SCTP with rsplib 3.4's registrar" wait_for 30 two_registered HandoffPool
 sleep 2
 timeout 120 "$BIN/rsptool" handoff pu --registrar=$A:3863 --transport=sctp --sessions=2 --messages=200 \
    > "$OUT/ho-pu.out" 2>&1
@@ -41,16 +39,17 @@ check "our PU's SCTP sessions were handed off between our PEs, every byte in ord
 
 # 2. rsplib 3.4's rspterminal on a PE of ours that is drained.
 declare -A PID
+FIFOS=$(mktemp -d)   # (the shared directory takes no fifos)
 for i in 1 2; do
-   rm -f "$OUT/ho-term$i.fifo"; mkfifo "$OUT/ho-term$i.fifo"
-   exec {fd}<>"$OUT/ho-term$i.fifo"
+   mkfifo "$FIFOS/term$i"
+   exec {fd}<>"$FIFOS/term$i"
    FD[$i]=$fd
    "$BIN/rsptool" handoff pe --registrar=$A:3863 --transport=sctp --poolhandle=TermPool \
-      --identifier=$((0x6100 + i)) --no-check < "$OUT/ho-term$i.fifo" > "$OUT/ho-term-pe$i.out" 2>&1 &
+      --identifier=$((0x6100 + i)) --no-check < "$FIFOS/term$i" > "$OUT/ho-term-pe$i.out" 2>&1 &
    PID[$i]=$!
 done
 wait_for 30 grep -q 'ready id=00006102' "$OUT/ho-term-pe2.out"
-sleep 2
+wait_for 30 two_registered TermPool
 (for i in $(seq 1 30); do echo "line $i"; sleep 1; done) | \
    timeout 60 rspterminal -registrar=$A:3863 -asapannounce=off -poolhandle=TermPool \
    > "$OUT/ho-rspterminal.out" 2>&1 &
