@@ -85,6 +85,12 @@ fn registrar() -> (Proc, String) {
         "-transport=tcp",
         "-minaddressscope=loopback",
         "-loglevel=3",
+        &format!(
+            "-logfile={}",
+            std::env::temp_dir()
+                .join("rsplib-handoff-bench-registrar.log")
+                .display()
+        ),
     ]));
     let line = p.wait_for("Listening: ASAP over TCP on ");
     let addr = line.rsplit(' ').next().unwrap().to_string();
@@ -235,18 +241,13 @@ fn main() {
     drop(pes);
 
     // 3. Failover after kill -9.
-    let mut lat = vec![];
+    let (mut lat, mut noticed) = (vec![], vec![]);
     for i in 0..rounds {
         let mut a = pe(&reg, 0x100 + i as u32 * 2, &["--no-check"]);
         let b = pe(&reg, 0x101 + i as u32 * 2, &["--no-check"]);
         let mut child = Command::new(TOOL)
             .args(["handoff", "pu", "--registrar", &reg])
-            .args([
-                "--sessions=1",
-                "--messages=1500",
-                "--interval=1",
-                "--no-check",
-            ])
+            .args(["--sessions=1", "--messages=200000", "--no-check"])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -261,14 +262,15 @@ fn main() {
         let mut out = String::new();
         std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
         let _ = child.wait();
-        if let Some(l) = out.lines().find(|l| l.starts_with("failover_resumed_ns=")) {
-            let first: u64 = l["failover_resumed_ns=".len()..]
-                .split(',')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            lat.push(first.saturating_sub(killed_at) as f64 / 1000.0);
+        let first = |key: &str| -> Option<u64> {
+            let l = out.lines().find(|l| l.starts_with(key))?;
+            l[key.len()..].split(',').next()?.parse().ok()
+        };
+        if let (Some(seen), Some(resumed)) =
+            (first("failover_seen_ns="), first("failover_resumed_ns="))
+        {
+            noticed.push(seen.saturating_sub(killed_at) as f64 / 1000.0);
+            lat.push(resumed.saturating_sub(killed_at) as f64 / 1000.0);
         }
         drop((a, b));
     }
@@ -277,10 +279,11 @@ fn main() {
     } else {
         let n = lat.len();
         println!(
-            "failover after kill -9 (kill -> first answer of the new PE): median {:.0} us of {n} (min {:.0}, max {:.0})",
+            "failover after kill -9 (kill -> first answer of the new PE): median {:.0} us of {n} (min {:.0}, max {:.0}); the PU noticed the loss after {:.0} us (median)",
             median(&mut lat),
             lat[0],
-            lat[n - 1]
+            lat[n - 1],
+            median(&mut noticed)
         );
     }
     drop(r);

@@ -207,12 +207,10 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
     };
     {
         let pe = pe.clone();
+        let workers = Workers::new(move |s| serve(s, handoff_every, check, &opts, &target));
         std::thread::spawn(move || loop {
             match pe.accept() {
-                Ok(s) => {
-                    let (opts, target) = (opts.clone(), target.clone());
-                    std::thread::spawn(move || serve(s, handoff_every, check, &opts, &target));
-                }
+                Ok(s) => workers.run(s),
                 Err(_) => return,
             }
         });
@@ -245,11 +243,51 @@ pub fn run_pe(cfg: StreamPe) -> i32 {
     0
 }
 
+/// A thread per session, as classic PEs have, but reused: a session goes to an idle thread
+/// if there is one (threads wait 10 s for the next session), else to a new one. Sessions
+/// handed from PE to PE after every message would otherwise cost a thread start each.
+struct Workers<F> {
+    serve: Arc<F>,
+    idle: Arc<parking_lot::Mutex<Vec<std::sync::mpsc::Sender<Session>>>>,
+}
+
+impl<F: Fn(Session) + Send + Sync + 'static> Workers<F> {
+    fn new(serve: F) -> Self {
+        Workers {
+            serve: Arc::new(serve),
+            idle: Arc::new(parking_lot::Mutex::new(Vec::new())),
+        }
+    }
+
+    fn run(&self, mut session: Session) {
+        while let Some(tx) = self.idle.lock().pop() {
+            match tx.send(session) {
+                Ok(()) => return,
+                // That thread timed out meanwhile.
+                Err(std::sync::mpsc::SendError(s)) => session = s,
+            }
+        }
+        let (serve, idle) = (self.serve.clone(), self.idle.clone());
+        std::thread::spawn(move || {
+            let mut next = Some(session);
+            while let Some(s) = next.take() {
+                serve(s);
+                let (tx, rx) = std::sync::mpsc::channel();
+                idle.lock().push(tx);
+                next = rx.recv_timeout(Duration::from_secs(10)).ok();
+            }
+        });
+    }
+}
+
 /// Latencies (µs) of all sessions, for percentiles.
 static LATENCIES: parking_lot::Mutex<Vec<u64>> = parking_lot::Mutex::new(Vec::new());
 /// CLOCK_MONOTONIC (ns) of the first answer after each failover, for a benchmark that knows
 /// when it killed the PE.
 static FAILOVER_RESUMED: parking_lot::Mutex<Vec<u64>> = parking_lot::Mutex::new(Vec::new());
+/// CLOCK_MONOTONIC (ns) when a read or write returned "failover" (the loss was noticed and the
+/// failover run).
+static FAILOVER_SEEN: parking_lot::Mutex<Vec<u64>> = parking_lot::Mutex::new(Vec::new());
 
 /// CLOCK_MONOTONIC in nanoseconds (comparable between processes).
 pub fn monotonic_ns() -> u64 {
@@ -322,6 +360,10 @@ fn stream(
                 }
                 Ok(())
             }
+            ReadOutcome::Failover => {
+                FAILOVER_SEEN.lock().push(monotonic_ns());
+                Ok(())
+            }
             _ => Ok(()),
         }
     };
@@ -330,19 +372,27 @@ fn stream(
             return Err(format!("session {n}: timed out at {sent} bytes sent"));
         }
         let data: Vec<u8> = (0..chunk as u64).map(|k| pu_byte(sent + k)).collect();
-        match s.write(&data, 0x5555_5555, 0, Some(Duration::from_secs(5))) {
-            WriteOutcome::Sent(_) => sent += chunk as u64,
-            WriteOutcome::WouldBlock => {}
-            WriteOutcome::Failover if !check => {}
+        let delivered = match s.write(&data, 0x5555_5555, 0, Some(Duration::from_secs(5))) {
+            WriteOutcome::Sent(_) => {
+                sent += chunk as u64;
+                true
+            }
+            WriteOutcome::WouldBlock => false,
+            WriteOutcome::Failover if !check => {
+                FAILOVER_SEEN.lock().push(monotonic_ns());
+                false
+            }
             other => return Err(format!("session {n}: write {other:?}")),
-        }
+        };
         while check && received + window < sent {
             if Instant::now() > deadline {
                 return Err(format!("session {n}: no answers ({received}/{sent})"));
             }
             read_some(&mut s, &mut received, true)?;
         }
-        read_some(&mut s, &mut received, false)?;
+        // Unchecked (failover runs): one answer awaited per message, so that the first answer
+        // after a failover is seen when it arrives.
+        read_some(&mut s, &mut received, !check && delivered)?;
         if !interval.is_zero() {
             std::thread::sleep(interval);
         }
@@ -414,10 +464,14 @@ pub fn run_pu(cfg: StreamPu) -> i32 {
     let mut lat = LATENCIES.lock().clone();
     lat.sort_unstable();
     let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)));
-    let resumed = FAILOVER_RESUMED.lock().clone();
-    if !resumed.is_empty() {
-        let list: Vec<String> = resumed.iter().map(u64::to_string).collect();
-        println!("failover_resumed_ns={}", list.join(","));
+    for (name, times) in [
+        ("failover_seen_ns", FAILOVER_SEEN.lock().clone()),
+        ("failover_resumed_ns", FAILOVER_RESUMED.lock().clone()),
+    ] {
+        if !times.is_empty() {
+            let list: Vec<String> = times.iter().map(u64::to_string).collect();
+            println!("{name}={}", list.join(","));
+        }
     }
     println!(
         "total sessions={sessions} failed={failed} handoffs={} seconds={secs:.2} handoffs_per_s={:.0} latency_us_p50={} latency_us_p99={}",

@@ -203,14 +203,6 @@ impl Conn {
     }
 }
 
-pub(super) fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on our own descriptor.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
-}
-
 /// Waits until `fd` is ready for `events`; `None` = forever. True if ready.
 pub(super) fn wait(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> bool {
     poll_fd(fd, events, timeout).unwrap_or(false)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::conn::{set_nonblocking, Conn, Link, Wire};
+use super::conn::{Conn, Link, Wire};
 use super::handoff::DonorSide;
 use super::{ReadOutcome, Session, SessionOptions};
 use crate::core::types::{
@@ -211,7 +211,7 @@ impl EnhancedPe {
                 self.listener.as_raw_fd(),
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
+                libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
             )
         };
         if raw < 0 {
@@ -230,7 +230,6 @@ impl EnhancedPe {
         if self.opts.protocol == TransportProtocol::Tcp {
             let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
         }
-        set_nonblocking(fd.as_raw_fd());
         let link = Link::new(fd, wire);
         let donor = DonorSide::new(link.clone());
         self.shared.sessions.fetch_add(1, Ordering::Relaxed);
