@@ -10,7 +10,8 @@
  *      over in the state cookie ("R:" and the bytes), and the worker answers it first.
  *   handoff-echo worker [-registrar=ADDR:PORT]... [-workers=NAME] [-identifier=0xID]
  *      an echo PE in the worker pool (Least Used): answers each message prefixed with its
- *      identifier, sends a cookie (messages served) after each answer.
+ *      identifier, sends a cookie (messages served) after each answer, and keeps its load
+ *      (sessions / 64) registered, so that "least used" means the fewest sessions.
  *   handoff-echo pu [-registrar=ADDR:PORT]... [-poolhandle=NAME] [-count=N]
  *      sends N numbered lines and checks each answer: every line answered once, in order, by a
  *      worker (never by the contact node). Exit code 0 if all were.
@@ -206,6 +207,7 @@ static int run_worker(void)
                sessions[i] = sessions[n - 1];
                served[i]   = served[n - 1];
                n--;
+               rspPoolElementSetLoad(ped, (uint32_t)(n * (0xffffffffu / MAX_SESSIONS)));
                continue;
             }
          }
@@ -216,6 +218,7 @@ static int run_worker(void)
          if (s != NULL) {
             sessions[n] = s;
             served[n++] = 0;
+            rspPoolElementSetLoad(ped, (uint32_t)(n * (0xffffffffu / MAX_SESSIONS)));
          }
       }
    }

@@ -133,6 +133,7 @@ int main(int argc, char** argv)
    CHECK_EQ(rspPoolElementDrain(NULL, NULL), 0);
    CHECK_EQ(rspPoolElementSessions(NULL), 0);
    rspPoolElementSetHandoffLimit(NULL, 3);
+   rspPoolElementSetLoad(NULL, 7);
    CHECK(strcmp(rspHandoffStateText(RSPHANDOFF_HANDED_OFF), "session handed off") == 0);
    CHECK(strcmp(rspHandoffStateText(99), "unknown handoff state") == 0);
 

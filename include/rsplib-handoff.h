@@ -33,6 +33,7 @@ unsigned int rspSessionHandoffState(struct SessionDescriptor *sd);
 const char *rspHandoffStateText(unsigned int state);
 size_t rspPoolElementDrain(struct PoolElementDescriptor *ped, struct TagItem *tags);
 void rspPoolElementSetHandoffLimit(struct PoolElementDescriptor *ped, size_t maxSessions);
+void rspPoolElementSetLoad(struct PoolElementDescriptor *ped, uint32_t load);
 size_t rspPoolElementSessions(struct PoolElementDescriptor *ped);
 int rspPoolElementAcceptPassedSockets(struct PoolElementDescriptor *ped);
 int rspPoolElementReceivePassedSocket(struct PoolElementDescriptor *ped,

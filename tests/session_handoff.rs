@@ -236,3 +236,59 @@ fn draining_a_pe_with_100_sessions_moves_them_all() {
         assert_eq!(field(l, "failovers"), "0", "{l}");
     }
 }
+
+/// A receiver's registered load steers a Least-Used choice (`EnhancedPe::set_load`, what
+/// `rspPoolElementSetLoad` calls): the donor's "least-used PE" is the one with the lowest.
+#[test]
+fn set_load_steers_least_used_choices() {
+    use rsplib::core::types::{PolicyInfo, PolicyType, PoolHandle, TransportProtocol};
+    use rsplib::library::session::{EnhancedPe, PeOptions};
+    use rsplib::library::{Library, LibraryConfig};
+    use rsplib::transport::Protocol;
+    use std::sync::Arc;
+
+    let reg = registrar("handoff-load");
+    let lib = Arc::new(
+        Library::start(LibraryConfig {
+            cache_timeout: 0,
+            announce_groups: Vec::new(),
+            transport: Protocol::Tcp,
+            ..LibraryConfig::default()
+        })
+        .unwrap(),
+    );
+    lib.add_static_registrar(vec![reg.asap]);
+    let pool = PoolHandle::from("LoadPool");
+    let pe = |id| {
+        EnhancedPe::create(
+            lib.clone(),
+            pool.clone(),
+            PeOptions {
+                identifier: id,
+                domain: libc::AF_INET,
+                socket_type: libc::SOCK_STREAM,
+                protocol: TransportProtocol::Tcp,
+                local_port: 0,
+                reregistration_interval: Duration::from_secs(60),
+                registration_life_ms: 180_000,
+                policy: PolicyInfo::new(PolicyType::LeastUsed),
+                control_channel: true,
+            },
+        )
+        .unwrap()
+    };
+    let (a, b) = (pe(0xa1), pe(0xb1));
+    let first = |lib: &Library| lib.resolve_fresh(&pool, 1).unwrap()[0].id.0;
+    a.set_load(0x8000_0000);
+    b.set_load(0x1000_0000);
+    assert_eq!(first(&lib), 0xb1);
+    assert_eq!(
+        first(&lib),
+        0xb1,
+        "Least Used keeps choosing the lower load"
+    );
+    b.set_load(0xf000_0000);
+    assert_eq!(first(&lib), 0xa1);
+    a.delete();
+    b.delete();
+}

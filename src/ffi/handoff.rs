@@ -220,6 +220,21 @@ pub unsafe extern "C" fn rspPoolElementSetHandoffLimit(
     })
 }
 
+/// Sets the load the PE registers with (its policy's Load value: 0 idle … 0xffffffff full;
+/// Least Used and the other load policies choose by it) and registers again at once. A PE
+/// that hands sessions to "the least-used PE" wants its receivers to keep this current.
+///
+/// # Safety
+/// `ped` NULL or a live descriptor.
+#[no_mangle]
+pub unsafe extern "C" fn rspPoolElementSetLoad(ped: *mut PoolElementDescriptor, load: u32) {
+    guard("rspPoolElementSetLoad", || {
+        if let Some(d) = try_ref(ped) {
+            d.pe.set_load(load);
+        }
+    })
+}
+
 /// The sessions a PE has accepted and not yet deleted (0 for NULL).
 ///
 /// # Safety

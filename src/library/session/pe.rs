@@ -41,6 +41,8 @@ pub struct PeOptions {
 pub(super) struct PeShared {
     pub pool: PoolHandle,
     pub id: Arc<Mutex<u32>>,
+    /// The policy registered (its load can change: `set_load`).
+    pub policy: Mutex<PolicyInfo>,
     pub sessions: AtomicUsize,
     /// Offers are refused while `sessions` is at least this (usize::MAX: no limit).
     pub handoff_limit: AtomicUsize,
@@ -116,6 +118,7 @@ impl EnhancedPe {
         let shared = Arc::new(PeShared {
             pool,
             id: Arc::new(Mutex::new(opts.identifier)),
+            policy: Mutex::new(opts.policy),
             sessions: AtomicUsize::new(0),
             handoff_limit: AtomicUsize::new(usize::MAX),
             handed_off: AtomicUsize::new(0),
@@ -152,7 +155,7 @@ impl EnhancedPe {
                         return;
                     }
                 }
-                register(&lib, &shared.pool, fd, &opts, &shared.id);
+                register(&lib, &shared, fd, &opts);
             })?;
         *pe.thread.lock() = Some(thread);
         Ok(pe)
@@ -161,11 +164,23 @@ impl EnhancedPe {
     fn register_once(&self) {
         register(
             &self.lib,
-            &self.shared.pool,
+            &self.shared,
             self.listener.as_raw_fd(),
             &self.opts,
-            &self.shared.id,
         );
+    }
+
+    /// Sets the load the PE registers with (the Load value of its policy: 0 = idle,
+    /// 0xffffffff = full; load-based policies such as Least Used choose by it) and registers
+    /// again at once, so that the registrar's next selections see it.
+    pub fn set_load(&self, load: u32) {
+        self.shared
+            .policy
+            .lock()
+            .set(crate::core::types::PolicyValue::Load, load);
+        if !*self.shared.stop.lock() {
+            self.register_once();
+        }
     }
 
     /// The pool this PE is registered in.
@@ -312,7 +327,8 @@ impl Session {
 }
 
 /// One (re-)registration of an Enhanced Mode PE with the addresses of its socket.
-fn register(lib: &Library, pool: &PoolHandle, fd: RawFd, opts: &PeOptions, id: &Mutex<u32>) {
+fn register(lib: &Library, pe: &PeShared, fd: RawFd, opts: &PeOptions) {
+    let (pool, id) = (&pe.pool, &pe.id);
     let local = match opts.protocol {
         TransportProtocol::Sctp => sctp::local_addrs(&fd).unwrap_or_default(),
         _ => Vec::new(),
@@ -340,7 +356,8 @@ fn register(lib: &Library, pool: &PoolHandle, fd: RawFd, opts: &PeOptions, id: &
     if chosen {
         current = crate::library::random_pe_id();
     }
-    let mut element = wire::PoolElement::new(PeId(current), t, opts.policy);
+    let policy = *pe.policy.lock();
+    let mut element = wire::PoolElement::new(PeId(current), t, policy);
     element.registration_life = opts.registration_life_ms;
     match lib.register(pool.clone(), element) {
         Ok(_) => *id.lock() = current,
