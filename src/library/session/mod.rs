@@ -193,7 +193,6 @@ impl Session {
         &self.status_text
     }
 
-    /// Connection time of a connected outgoing session.
     /// Outgoing sessions: failovers run so far (a handoff whose receiver could not be reached
     /// counts here).
     pub fn failovers(&self) -> u64 {
@@ -205,6 +204,7 @@ impl Session {
         self.handoff_times
     }
 
+    /// Connection time of a connected outgoing session.
     pub fn connected_since(&self) -> Option<Instant> {
         self.conn.as_ref().map(|c| c.connected_at)
     }
