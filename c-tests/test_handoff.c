@@ -188,6 +188,9 @@ int main(int argc, char** argv)
    n = read_ms(onA, buf, sizeof(buf), 1000, NULL);
    CHECK_EQ(n, RspRead_Failover);
    CHECK_EQ(rspSessionHandoffState(onA), RSPHANDOFF_HANDED_OFF);
+   /* Handed off is final: no second handoff, the state stays. */
+   CHECK_EQ(rspSessionHandoffToPool(onA, NULL, 0, NULL), RSPERR_WRONG_CONTROLCHANNEL_HANDLING);
+   CHECK_EQ(rspSessionHandoffState(onA), RSPHANDOFF_HANDED_OFF);
    rspDeleteSession(onA, NULL);
    CHECK_EQ(rspPoolElementSessions(a), 0);
    /* The PU reads the commit, connects to B and echoes the cookie; what it writes follows. */

@@ -97,7 +97,8 @@ impl Default for HandoffOptions {
 /// Why a handoff did not start.
 #[derive(Debug)]
 pub enum HandoffError {
-    /// Only sessions a PE accepted, with a control channel, can be handed off.
+    /// Only sessions a PE accepted, with a control channel, and not handed off already, can
+    /// be handed off.
     NotHandOverable,
     /// A handoff of this session is under way.
     InProgress,
@@ -417,7 +418,7 @@ fn request(
     target: &HandoffTarget,
     opts: &HandoffOptions,
 ) -> Result<PeId, HandoffError> {
-    if !side.link.control_channel() {
+    if !side.link.control_channel() || side.state() == HandoffState::HandedOff {
         return Err(HandoffError::NotHandOverable);
     }
     if side.requested() {
