@@ -74,6 +74,9 @@ pub enum WriteOutcome {
     HandedOff,
 }
 
+/// The largest cookie a PE may send (it must fit one ASAP message with its header).
+pub const MAX_COOKIE: usize = 65_000;
+
 /// The failover callback: returns a C bool (one byte; non-zero = go on).
 pub type FailoverCallback = unsafe extern "C" fn(*mut libc::c_void) -> u8;
 
@@ -312,7 +315,7 @@ impl Session {
 
     /// PE side: sends an ASAP Cookie on the control channel.
     pub fn send_cookie(&mut self, cookie: &[u8], timeout: Option<Duration>) -> bool {
-        if !self.control_channel() || cookie.len() > 65000 {
+        if !self.control_channel() || cookie.len() > MAX_COOKIE {
             return false;
         }
         let msg = AsapMessage::new(AsapBody::Cookie {

@@ -1,5 +1,6 @@
 //! Donor side: the request, when the commit may go out, the commit, and draining a PE.
 
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use super::offer::{choose_receiver, offer_wait};
 use super::*;
 use crate::core::types::PeId;
 use crate::library::session::pe::{EnhancedPe, PeShared};
-use crate::library::session::ReadOutcome;
+use crate::library::session::{ReadOutcome, MAX_COOKIE};
 use crate::library::Library;
 
 /// Donor: chooses the receiver and sends the request on `side`'s connection.
@@ -24,6 +25,12 @@ pub(super) fn request(
     }
     if side.requested() {
         return Err(HandoffError::InProgress);
+    }
+    if opts.cookie.as_ref().is_some_and(|c| c.len() > MAX_COOKIE) {
+        return Err(HandoffError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a handoff cookie is at most 65 000 bytes",
+        )));
     }
     let donor = pe.identifier();
     let chosen = match target {
@@ -57,8 +64,9 @@ pub(super) fn request(
     *side.state.lock() = DonorState::Requested {
         cookie: opts.cookie.clone(),
     };
-    if let Err(e) = side.link.send_control(
-        &encode(&HandoffMessage::Request { receiver }),
+    if let Err(e) = send(
+        &side.link,
+        &HandoffMessage::Request { receiver },
         Some(opts.timeout),
     ) {
         *side.state.lock() = DonorState::Done(HandoffState::Failed);
@@ -82,9 +90,7 @@ impl Session {
         let commit = HandoffMessage::Commit {
             cookie: cookie.map(Into::into),
         };
-        let sent = side
-            .link
-            .send_control(&encode(&commit), Some(Duration::from_secs(5)));
+        let sent = send(&side.link, &commit, Some(Duration::from_secs(5)));
         side.link.shutdown();
         self.conn = None;
         let state = if sent.is_ok() {

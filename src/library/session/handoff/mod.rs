@@ -211,8 +211,13 @@ pub(super) enum Control {
     End,
 }
 
-fn encode(m: &HandoffMessage) -> Vec<u8> {
-    m.to_bytes().expect("handoff messages are small")
+/// Sends a handoff message on `link`'s control channel (one that cannot be encoded, such as a
+/// cookie past 64 KiB, is an `InvalidInput` error).
+fn send(link: &Link, m: &HandoffMessage, timeout: Option<Duration>) -> io::Result<()> {
+    let bytes = m
+        .to_bytes()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    link.send_control(&bytes, timeout)
 }
 
 impl Session {

@@ -100,8 +100,9 @@ pub fn offer(receiver: &PoolElement, donor: u32, timeout: Duration) -> io::Resul
         ));
     }
     let conn = connect_pe(t, timeout)?;
-    conn.link.send_control(
-        &encode(&HandoffMessage::Offer { donor: PeId(donor) }),
+    send(
+        &conn.link,
+        &HandoffMessage::Offer { donor: PeId(donor) },
         Some(timeout),
     )?;
     let answer = match read_control(&conn.link, timeout) {
@@ -198,9 +199,7 @@ impl Session {
             ),
         );
         if let Some(conn) = &self.conn {
-            let _ = conn
-                .link
-                .send_control(&encode(&answer), Some(Duration::from_secs(1)));
+            let _ = send(&conn.link, &answer, Some(Duration::from_secs(1)));
         }
         self.offer_answered = true;
     }

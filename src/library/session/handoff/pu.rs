@@ -65,9 +65,7 @@ impl Session {
             HandoffMessage::Refuse { error: None }
         };
         let Some(conn) = &self.conn else { return };
-        let sent = conn
-            .link
-            .send_control(&encode(&answer), Some(Duration::from_secs(5)));
+        let sent = send(&conn.link, &answer, Some(Duration::from_secs(5)));
         if sent.is_ok() && willing {
             self.follow = Some(Follow {
                 receiver,
