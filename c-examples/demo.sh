@@ -23,30 +23,9 @@ for f in "$REGISTRAR" "$EXAMPLES/echo-pe" "$EXAMPLES/echo-pu"; do
 done
 rm -rf "$OUT"; mkdir -p "$OUT"
 
-say() { printf '[demo] %s\n' "$*"; }
-prefix() { while IFS= read -r l; do printf '[%s] %s\n' "$1" "$l"; done; }
-pids=()
-cleanup() {
-   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-   wait 2>/dev/null
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-wait_for() { # tenths of a second, command...
-   local n=$1; shift
-   while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done; return 1
-}
-
-say "starting our registrar: TCP on 127.0.0.1, any free port, announces off"
-"$REGISTRAR" -asap=127.0.0.1:0 -enrp=127.0.0.1:0 -asapannounce=off -enrpannounce=off \
-   -transport=tcp -minaddressscope=loopback -endpointkeepalivetransmissioninterval=2000 -loglevel=4 \
-   > >(tee "$OUT/registrar.log" | prefix registrar) 2>&1 &
-pids+=($!)
-if ! wait_for 100 grep -qs 'Listening: ASAP over TCP on 127.0.0.1:' "$OUT/registrar.log"; then
-   say "FAILED: the registrar did not come up"; exit 1
-fi
-PORT=$(sed -n 's/.*Listening: ASAP over TCP on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$OUT/registrar.log" | head -n 1)
-say "registrar is at 127.0.0.1:$PORT"
+DEMO=demo
+. "$(dirname "$0")/demo-lib.sh"
+start_registrar 4 shown
 
 declare -A pe_pid
 for n in 1 2; do

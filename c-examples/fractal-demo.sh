@@ -35,35 +35,15 @@ done
 rm -rf "$OUT"; mkdir -p "$OUT"
 PNG=$(cd "$OUT" && pwd)/fractal.png
 
-say() { printf '[fractal-demo] %s\n' "$*"; }
-prefix() { while IFS= read -r l; do printf '[%s] %s\n' "$1" "$l"; done; }
-pids=()
-cleanup() {
-   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-   wait 2>/dev/null
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-wait_for() { # tenths of a second, command...
-   local n=$1; shift
-   while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done; return 1
-}
+DEMO=fractal-demo
+. "$(dirname "$0")/demo-lib.sh"
 # The PU's latest progress: rows received so far, and the PE serving it (1, 2 or 3).
 rows_done() { sed -n 's|^\[PU\] \([0-9]*\)/[0-9]* rows.*|\1|p' "$OUT/pu.log" 2>/dev/null | tail -n 1; }
 serving() { sed -n 's|^\[PU\] row [0-9]*: served by PE 0x00000f0\([123]\).*|\1|p' "$OUT/pu.log" 2>/dev/null | tail -n 1; }
 rows_at_least() { local r; r=$(rows_done); [ "${r:-0}" -ge "$1" ]; }
 served_by_other_than() { local s; s=$(serving); [ -n "$s" ] && [ "$s" != "$1" ]; }
 
-say "starting our registrar: TCP on 127.0.0.1, any free port, announces off"
-"$REGISTRAR" -asap=127.0.0.1:0 -enrp=127.0.0.1:0 -asapannounce=off -enrpannounce=off \
-   -transport=tcp -minaddressscope=loopback -endpointkeepalivetransmissioninterval=2000 -loglevel=3 \
-   > "$OUT/registrar.log" 2>&1 &
-pids+=($!)
-if ! wait_for 100 grep -qs 'Listening: ASAP over TCP on 127.0.0.1:' "$OUT/registrar.log"; then
-   say "FAILED: the registrar did not come up"; cat "$OUT/registrar.log"; exit 1
-fi
-PORT=$(sed -n 's/.*Listening: ASAP over TCP on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$OUT/registrar.log" | head -n 1)
-say "registrar is at 127.0.0.1:$PORT"
+start_registrar 3
 
 declare -A pe_pid
 for n in 1 2 3; do
