@@ -172,16 +172,9 @@ pub unsafe extern "C" fn rspSessionHandoffState(sd: *mut SessionDescriptor) -> c
 #[no_mangle]
 pub extern "C" fn rspHandoffStateText(state: c_uint) -> *const c_char {
     guard("rspHandoffStateText", || {
-        let text: &'static [u8] = match HandoffState::from_code(state) {
-            Some(HandoffState::None) => b"no handoff\0",
-            Some(HandoffState::Requested) => b"handoff requested, waiting for the pool user\0",
-            Some(HandoffState::HandedOff) => b"session handed off\0",
-            Some(HandoffState::Refused) => b"handoff refused, the session stays\0",
-            Some(HandoffState::Failed) => b"handoff failed (no receiver), the session stays\0",
-            Some(HandoffState::Resumed) => b"session resumed at a new pool element by handoff\0",
-            None => b"unknown handoff state\0",
-        };
-        text.as_ptr().cast()
+        HandoffState::from_code(state)
+            .map_or(c"unknown handoff state", HandoffState::c_text)
+            .as_ptr()
     })
 }
 

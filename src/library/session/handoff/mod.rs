@@ -46,13 +46,19 @@ pub enum HandoffState {
 
 impl HandoffState {
     pub fn text(self) -> &'static str {
+        // The texts are ASCII C string literals: to_str cannot fail.
+        self.c_text().to_str().unwrap_or_default()
+    }
+
+    /// The text as a C string (`rspHandoffStateText`).
+    pub fn c_text(self) -> &'static std::ffi::CStr {
         match self {
-            HandoffState::None => "no handoff",
-            HandoffState::Requested => "handoff requested, waiting for the pool user",
-            HandoffState::HandedOff => "session handed off",
-            HandoffState::Refused => "handoff refused, the session stays",
-            HandoffState::Failed => "handoff failed (no receiver), the session stays",
-            HandoffState::Resumed => "session resumed at a new pool element by handoff",
+            HandoffState::None => c"no handoff",
+            HandoffState::Requested => c"handoff requested, waiting for the pool user",
+            HandoffState::HandedOff => c"session handed off",
+            HandoffState::Refused => c"handoff refused, the session stays",
+            HandoffState::Failed => c"handoff failed (no receiver), the session stays",
+            HandoffState::Resumed => c"session resumed at a new pool element by handoff",
         }
     }
 
