@@ -13,7 +13,8 @@
 //! * the failover latency after kill -9 of the serving PE (the kill until the first answer
 //!   from the new PE, CLOCK_MONOTONIC in both processes).
 //!
-//! `HANDOFF_MESSAGES` sets the messages per session (default 3000).
+//! `HANDOFF_MESSAGES` sets the messages per session (default 3000). Without `--bench`
+//! (`cargo test --benches`) it runs one round of 200 messages: a smoke run.
 
 use std::io::Write;
 use std::process::{ChildStdin, Command, Stdio};
@@ -76,27 +77,6 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn registrar() -> (Proc, String) {
-    let mut p = Proc::spawn(Command::new(REGISTRAR).args([
-        "-asap=127.0.0.1:0",
-        "-enrp=127.0.0.1:0",
-        "-asapannounce=off",
-        "-enrpannounce=off",
-        "-transport=tcp",
-        "-minaddressscope=loopback",
-        "-loglevel=3",
-        &format!(
-            "-logfile={}",
-            std::env::temp_dir()
-                .join("rsplib-handoff-bench-registrar.log")
-                .display()
-        ),
-    ]));
-    let line = p.wait_for("Listening: ASAP over TCP on ");
-    let addr = line.rsplit(' ').next().unwrap().to_string();
-    (p, addr)
-}
-
 fn pe(reg: &str, id: u32, extra: &[&str]) -> Proc {
     let mut p = Proc::spawn(
         Command::new(TOOL)
@@ -147,19 +127,27 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // Without --bench (`cargo test --benches`, part of `make test`): one small round, a smoke
+    // run whose figures mean nothing.
+    let full = std::env::args().any(|a| a == "--bench");
     let rounds: usize = std::env::var("HANDOFF_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(if full { 5 } else { 1 });
     let messages: u64 = std::env::var("HANDOFF_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(if full { 3000 } else { 200 });
     let msgs = format!("--messages={messages}");
     println!("handoff benchmark: {rounds} rounds, 10 sessions x {messages} messages");
 
     // 1. Throughput and CPU: handing off after every message, alternating with no handoffs.
-    let (r, reg) = registrar();
+    let r = common::Registrar::start(
+        REGISTRAR,
+        &std::env::temp_dir().join("rsplib-handoff-bench-registrar.log"),
+        &["-loglevel=3"],
+    );
+    let reg = r.asap.to_string();
     let (mut rate, mut pe_cpu, mut pu_cpu, mut reg_cpu, mut p50, mut p99) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut pe_base, mut pu_base) = (vec![], vec![]);
@@ -172,10 +160,10 @@ fn main() {
             };
             let mut pes = [pe(&reg, 1, &[every]), pe(&reg, 2, &[every])];
             let before: f64 = pes.iter().map(|p| cpu_us(p.pid())).sum();
-            let reg_before = cpu_us(r.pid());
+            let reg_before = cpu_us(r.proc.pid());
             let (lines, cpu) = pu(&reg, &["--sessions=10", &msgs]);
             let pe_used: f64 = pes.iter().map(|p| cpu_us(p.pid())).sum::<f64>() - before;
-            let reg_used = cpu_us(r.pid()) - reg_before;
+            let reg_used = cpu_us(r.proc.pid()) - reg_before;
             let t = total(&lines);
             let handoffs: f64 = field(&t, "handoffs").parse().unwrap();
             for p in &mut pes {
