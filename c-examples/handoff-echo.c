@@ -69,6 +69,24 @@ static struct PoolElementDescriptor* create_pe(const char* pool, unsigned int po
    return rspCreatePoolElement((const unsigned char*)pool, strlen(pool), tags);
 }
 
+/* Waits up to 200 ms for input on the n sessions and the PE: status[i] and the result (the
+   PE's status) have RspSelect_Read where there is some; all 0 when nothing came. */
+static unsigned int wait_for_input(struct PoolElementDescriptor* ped,
+                                   struct SessionDescriptor** sessions, unsigned int* status,
+                                   size_t n)
+{
+   unsigned int pedStatus = RspSelect_Read;
+   size_t       i;
+   for (i = 0; i < n; i++) {
+      status[i] = RspSelect_Read;
+   }
+   if (rspSessionSelect(sessions, status, n, &ped, &pedStatus, 1, 200000, NULL) <= 0) {
+      memset(status, 0, n * sizeof(*status));
+      return 0;
+   }
+   return pedStatus;
+}
+
 /* The contact node: accept, hand off, forget. A session whose handoff is under way stays in
    the select set until its PU is ready (the read that completes the handoff returns
    RspRead_Failover); one whose handoff fails is closed (its PU fails over by itself). What
@@ -90,13 +108,7 @@ static int run_contact(void)
    printf("contact node in pool \"%s\", handing sessions to pool \"%s\"\n", poolHandle, workerPool);
    fflush(stdout);
    while (!stop) {
-      unsigned int pedStatus = RspSelect_Read;
-      for (i = 0; i < n; i++) {
-         status[i] = RspSelect_Read;
-      }
-      if (rspSessionSelect(sessions, status, n, &ped, &pedStatus, 1, 200000, NULL) <= 0) {
-         continue;
-      }
+      unsigned int pedStatus = wait_for_input(ped, sessions, status, n);
       for (i = 0; i < n; ) {
          if (status[i] & RspSelect_Read) {
             ssize_t r = rspSessionRead(sessions[i], buf, sizeof(buf), NULL);
@@ -164,13 +176,7 @@ static int run_worker(void)
    printf("worker in pool \"%s\"\n", workerPool);
    fflush(stdout);
    while (!stop) {
-      unsigned int pedStatus = RspSelect_Read;
-      for (i = 0; i < n; i++) {
-         status[i] = RspSelect_Read;
-      }
-      if (rspSessionSelect(sessions, status, n, &ped, &pedStatus, 1, 200000, NULL) <= 0) {
-         continue;
-      }
+      unsigned int pedStatus = wait_for_input(ped, sessions, status, n);
       for (i = 0; i < n; ) {
          if (status[i] & RspSelect_Read) {
             struct TagItem tags[2];
