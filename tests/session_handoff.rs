@@ -124,39 +124,45 @@ fn ten_thousand_handoffs_between_three_pes_lose_nothing() {
 
 #[test]
 fn a_refused_handoff_keeps_the_session() {
-    let reg = registrar("handoff-refused");
-    let _pes: Vec<Pe> = (1..=2)
-        .map(|i| Pe::start(&reg, i, &["--handoff-every=2"]))
-        .collect();
+    // Two PEs with `pe_args` behind a fresh registrar; a PU of 4 sessions with `pu_args`:
+    // its output lines (the PU must succeed).
+    let run = |name: &str, pe_args: &[&str], pu_args: &[&str]| -> Vec<String> {
+        let reg = registrar(name);
+        let _pes: Vec<Pe> = (1..=2).map(|i| Pe::start(&reg, i, pe_args)).collect();
+        let mut args = vec!["--sessions=4", "--messages=200"];
+        args.extend(pu_args);
+        let (lines, ok) = pu(&reg, &args);
+        assert!(ok, "{lines:?}");
+        lines
+    };
+    let served_by_one_pe = |lines: &[String]| {
+        for l in lines.iter().filter(|l| l.starts_with("session ")) {
+            assert_eq!(field(l, "handoffs"), "0", "{l}");
+            assert_eq!(
+                field(l, "pes"),
+                field(l, "pe"),
+                "served by one PE only: {l}"
+            );
+        }
+    };
     // The PU refuses.
-    let (lines, ok) = pu(&reg, &["--sessions=4", "--messages=200", "--refuse"]);
-    assert!(ok, "{lines:?}");
-    for l in lines.iter().filter(|l| l.starts_with("session ")) {
-        assert_eq!(field(l, "handoffs"), "0", "{l}");
-        assert_eq!(
-            field(l, "pes"),
-            field(l, "pe"),
-            "served by one PE only: {l}"
-        );
-    }
+    served_by_one_pe(&run(
+        "handoff-refused",
+        &["--handoff-every=2"],
+        &["--refuse"],
+    ));
     // The receivers refuse the offers (limit 0).
-    let reg = registrar("handoff-offer-refused");
-    let _pes: Vec<Pe> = (1..=2)
-        .map(|i| Pe::start(&reg, i, &["--handoff-every=2", "--offer", "--limit=0"]))
-        .collect();
-    let (lines, ok) = pu(&reg, &["--sessions=4", "--messages=200"]);
-    assert!(ok, "{lines:?}");
-    for l in lines.iter().filter(|l| l.starts_with("session ")) {
-        assert_eq!(field(l, "handoffs"), "0", "{l}");
-        assert_eq!(field(l, "pes"), field(l, "pe"), "{l}");
-    }
+    served_by_one_pe(&run(
+        "handoff-offer-refused",
+        &["--handoff-every=2", "--offer", "--limit=0"],
+        &[],
+    ));
     // With a limit the receivers are not at, offers are accepted.
-    let reg = registrar("handoff-offer-accepted");
-    let _pes: Vec<Pe> = (1..=2)
-        .map(|i| Pe::start(&reg, i, &["--handoff-every=2", "--offer", "--limit=100"]))
-        .collect();
-    let (lines, ok) = pu(&reg, &["--sessions=4", "--messages=200"]);
-    assert!(ok, "{lines:?}");
+    let lines = run(
+        "handoff-offer-accepted",
+        &["--handoff-every=2", "--offer", "--limit=100"],
+        &[],
+    );
     assert!(field(total(&lines), "handoffs").parse::<u64>().unwrap() > 0);
 }
 

@@ -102,20 +102,27 @@ fn bytes_larger_than_the_buffer_wait_for_a_larger_one() {
     assert_eq!(&k, b"k");
 }
 
-/// Sends a raw message with `fds` descriptors and `data` to the receiver's name.
-fn send_raw(p: &PoolHandle, id: u32, data: &[u8], fds: &[RawFd]) {
+/// A socket connected to the receiver's name, as a contact's is.
+fn connected(p: &PoolHandle, id: u32) -> OwnedFd {
     let (sa, len) = address(p, id).unwrap();
     let sock = seqpacket_socket().unwrap();
+    // SAFETY: connecting a fresh socket to a valid sockaddr_un of `len` bytes.
+    let rc = unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            (&sa as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    };
+    assert_eq!(rc, 0);
+    sock
+}
+
+/// Sends a raw message with `fds` descriptors and `data` to the receiver's name.
+fn send_raw(p: &PoolHandle, id: u32, data: &[u8], fds: &[RawFd]) {
+    let sock = connected(p, id);
     // SAFETY: test plumbing with valid buffers.
     unsafe {
-        assert_eq!(
-            libc::connect(
-                sock.as_raw_fd(),
-                (&sa as *const libc::sockaddr_un).cast(),
-                len
-            ),
-            0
-        );
         let mut iov = libc::iovec {
             iov_base: data.as_ptr() as *mut libc::c_void,
             iov_len: data.len(),
@@ -200,20 +207,7 @@ fn malformed_passes_are_refused_without_leaking_descriptors() {
 fn a_contact_that_connects_and_sends_nothing_is_an_error_not_a_hang() {
     let p = pool("silent");
     let rx = PassedSocketReceiver::bind(&p, 4).unwrap();
-    let (sa, len) = address(&p, 4).unwrap();
-    let sock = seqpacket_socket().unwrap();
-    // SAFETY: connecting a fresh socket.
-    unsafe {
-        assert_eq!(
-            libc::connect(
-                sock.as_raw_fd(),
-                (&sa as *const libc::sockaddr_un).cast(),
-                len
-            ),
-            0
-        );
-    }
-    drop(sock);
+    drop(connected(&p, 4));
     let mut buf = [0u8; 8];
     let e = rx.receive(&mut buf).unwrap_err();
     assert!(e.to_string().contains("passed nothing"), "{e}");
