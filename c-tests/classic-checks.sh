@@ -16,6 +16,8 @@ DEFAULTS=$SRC/classic-defaults.txt
 constants() { # language: c or cpp
    awk -v lang="$1" '
       /^#/ || NF == 0 { next }
+      # A macro that is no constant: only that it is defined.
+      $1 == "macro" { printf "#ifndef %s\n#error \"%s is not defined\"\n#endif\n", $2, $2; next }
       { if ($1 == "extra" || $1 == "system") { name = $2; value = $3 } else { name = $1; value = $2 }
         # true/false are keywords in C++ (and C23), macros only in older C.
         if (!(lang == "cpp" && (name == "true" || name == "false"))) {
@@ -76,4 +78,4 @@ constants() { # language: c or cpp
    echo "}"
 } > "$OUT/classic_constants.cpp"
 
-awk '!/^#/ && NF { print ($1 == "extra" || $1 == "system") ? $2 : $1 }' "$TABLE" | sort -u > "$OUT/listed.txt"
+awk '!/^#/ && NF { print ($1 == "extra" || $1 == "system" || $1 == "macro") ? $2 : $1 }' "$TABLE" | sort -u > "$OUT/listed.txt"

@@ -1,7 +1,10 @@
 // Compiled as C++17 with -Wall -Wextra -Werror: all 23 headers, extern "C", built-in bool,
-// the classic CPP_DEFAULT default arguments, and the ext_* macros as ::calls.
+// the classic CPP_DEFAULT default arguments, the ext_* macros as ::calls, loglevel.h's LOG_*
+// blocks.
 #include "all_headers.h"
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <iostream>
 
 static bool callback(void* userData) { return userData != nullptr; }
@@ -36,9 +39,21 @@ int main()
    }
    const bool logging = initLogging("-loglevel=1") && !initLogging("-nonsense");
    beginLogging();
+   // loglevel.h's blocks in C++: at level 1 the error block runs, the verbose one is skipped
+   // with its arguments.
+   static_assert(sizeof(gLogMutex) == 72, "gLogMutex is a ThreadSafety");
+   int evaluated = 0;
+   LOG_ERROR
+   std::fprintf(stdlog, "C++ log block at level %u\n", gLogLevel);
+   LOG_END
+   LOG_VERBOSE std::fprintf(stdlog, "%d\n", ++evaluated); LOG_END
+   errno = EINVAL;
+   logerror("C++ logerror");
+   const bool blocks = evaluated == 0 && gLogLevel == LOGLEVEL_ERROR && stdlog == stderr;
    finishLogging();
    const uint64_t id = CID_COMPOUND(CID_GROUP_POOLUSER, 5);
-   const bool ok = found && m == 2 && parsed && nonblocking && logging && getMicroTime() > 0 &&
+   const bool ok = found && m == 2 && parsed && nonblocking && logging && blocks &&
+                   getMicroTime() > 0 &&
                    ntoh64(hton64(id)) == id && CID_GROUP(id) == CID_GROUP_POOLUSER;
    std::cout << (ok ? "C++ helpers ok" : "C++ helpers FAILED") << std::endl;
    return ok ? 0 : 1;

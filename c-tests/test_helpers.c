@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <signal.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <pthread.h>
 
 static union sockaddr_union loopback4(uint16_t port)
@@ -457,6 +458,209 @@ static void test_log_color_and_mutex(void)
    loggingMutexUnlock(); /* not held: ignored */
 }
 
+/* loglevel.h's C view of the log: gLogLevel, stdlog, logerror, the LOG_* blocks and gLogMutex,
+   sharing destination, level and lock with the library's own lines. */
+static int evaluations = 0;
+static int count_evaluation(void)
+{
+   return ++evaluations;
+}
+
+/* Block lines written in three flushed pieces each, with pauses between them: only the lock
+   keeps the library's lines out. */
+static volatile int block_lines_done = 0;
+static void* block_lines(void* arg)
+{
+   int i;
+   (void)arg;
+   for (i = 0; i < 200; i++) {
+      LOG_ERROR
+      fputs("piece-one ", stdlog);
+      fflush(stdlog);
+      usleep(100);
+      fputs("piece-two ", stdlog);
+      fflush(stdlog);
+      usleep(100);
+      fprintf(stdlog, "piece-three %d\n", i);
+      LOG_END
+   }
+   block_lines_done = 1;
+   return NULL;
+}
+
+/* Whether `line` starts with the library's time stamp "YYYY-MM-DD hh:mm:ss.uuuuuu ". */
+static int stamped(const char* line)
+{
+   return strlen(line) > 27 && line[4] == '-' && line[7] == '-' && line[10] == ' ' &&
+          line[13] == ':' && line[16] == ':' && line[19] == '.' && line[26] == ' ';
+}
+
+/* Runs `LOG_ERROR fputs(text) LOG_END_FATAL` at `level` in a child; its wait status. */
+static int fatal_child(unsigned int level, const char* text)
+{
+   int status = -1;
+   pid_t child;
+   fflush(NULL);
+   child = fork();
+   if (child == 0) {
+      alarm(20); /* a hang fails instead of blocking the test */
+      gLogLevel = level;
+      LOG_ERROR
+      fputs(text, stdlog);
+      LOG_END_FATAL
+      _exit(0); /* not reached */
+   }
+   if (child < 0 || waitpid(child, &status, 0) != child) return -1;
+   return status;
+}
+
+static void test_log_blocks(void)
+{
+   char path[64], path2[64], option[96], line[512];
+   const char* text;
+   FILE* f;
+   FILE* kept;
+   pthread_t t;
+   int status, block_count = 0, library_count = 0, library_lines = 0, bad = 0;
+
+   CHECK_EQ(sizeof(gLogMutex), 72);
+   CHECK(initLogging("-logcolor=off"));
+   CHECK(initLogging("-loglevel=4"));
+   CHECK_EQ(gLogLevel, 4);
+   CHECK(initLogging("-logquiet"));
+   CHECK_EQ(gLogLevel, 0);
+   CHECK(stdlog == stderr); /* the default destination */
+   LOG_ERROR fprintf(stdlog, "quiet %d\n", count_evaluation()); LOG_END
+   CHECK_EQ(evaluations, 0);
+
+   CHECK(initLogging("-loglevel=3"));
+   CHECK_EQ(gLogLevel, LOGLEVEL_NOTE);
+   snprintf(path, sizeof(path), "/tmp/rsplib-test-blocks-%d.log", (int)getpid());
+   snprintf(option, sizeof(option), "-logfile=%s", path);
+   CHECK(initLogging(option));
+   CHECK(stdlog != NULL && stdlog != stderr);
+   LOG_ERROR fprintf(stdlog, "block error %d\n", 1); LOG_END
+   LOG_WARNING fputs("block warning\n", stdlog); LOG_END
+   LOG_NOTE fputs("block note\n", stdlog); LOG_END
+   LOG_ACTION fprintf(stdlog, "block action %d\n", count_evaluation()); LOG_END
+   LOG_VERBOSE fprintf(stdlog, "block verbose %d\n", count_evaluation()); LOG_END
+   LOG_VERBOSE3 fprintf(stdlog, "block verbose3 %d\n", count_evaluation()); LOG_END
+   CHECK_EQ(evaluations, 0); /* skipped blocks evaluate nothing */
+   errno = ENOENT;
+   logerror("block logerror");
+   gLogLevel = LOGLEVEL_VERBOSE3; /* set directly: the blocks follow */
+   LOG_VERBOSE3 fputs("block verbose3 direct\n", stdlog); LOG_END
+   LOG_VERBOSE4 fputs("block verbose4 direct\n", stdlog); LOG_END
+   LOG_BEGIN("Custom: ", 1, 2) fputs("block begin\n", stdlog); LOG_END
+   gLogLevel = LOGLEVEL_NOTE;
+   /* The status line of a fatal block, then the abort (also when the level skips the block). */
+   status = fatal_child(LOGLEVEL_NOTE, "block fatal\n");
+   CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+   status = fatal_child(0, "block quiet fatal\n");
+   CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+
+   /* A second thread's blocks while the library logs (beginLogging's note, level 3). */
+   CHECK(pthread_create(&t, NULL, block_lines, NULL) == 0);
+   while (!block_lines_done && library_lines < 100000) {
+      beginLogging();
+      library_lines++;
+   }
+   pthread_join(t, NULL);
+
+   f = fopen(path, "r");
+   CHECK(f != NULL);
+   while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+      if (strstr(line, "piece") != NULL) {
+         block_count++;
+         if (!stamped(line) || strncmp(line + 27, "Error: piece-one piece-two piece-three ", 39) != 0) {
+            bad++;
+         }
+      }
+      else if (strstr(line, "Logging started") != NULL) {
+         library_count++;
+         if (!stamped(line)) bad++;
+      }
+      else if (strstr(line, "block error 1\n") != NULL) {
+         CHECK(stamped(line) && strcmp(line + 27, "Error: block error 1\n") == 0);
+      }
+      else if (strstr(line, "block warning") != NULL) {
+         CHECK(stamped(line) && strcmp(line + 27, "Warning: block warning\n") == 0);
+      }
+      else if (strstr(line, "block note") != NULL) {
+         CHECK(stamped(line) && strcmp(line + 27, "block note\n") == 0);
+      }
+      else if (strstr(line, "block logerror") != NULL) {
+         CHECK(strcmp(line, "block logerror: No such file or directory\n") == 0);
+      }
+      else if (strstr(line, "block verbose3 direct") != NULL) {
+         CHECK(stamped(line));
+      }
+      else if (strstr(line, "block begin") != NULL) {
+         CHECK(stamped(line) && strcmp(line + 27, "Custom: block begin\n") == 0);
+      }
+      else if (strstr(line, "block fatal") != NULL) {
+         CHECK(stamped(line));
+      }
+      else if (strstr(line, "block") != NULL || strstr(line, "\x1b") != NULL) {
+         bad++; /* a skipped block's line, or colour with -logcolor=off */
+         fprintf(stderr, "unexpected log line: %s", line);
+      }
+   }
+   if (f != NULL) fclose(f);
+   CHECK_EQ(block_count, 200);
+   CHECK_EQ(library_count, library_lines);
+   CHECK(library_lines > 1);
+   CHECK_EQ(bad, 0);
+   text = file_text(path); /* the first 4 KiB: the single lines above */
+   CHECK(text != NULL);
+   if (text != NULL) {
+      CHECK(strstr(text, "Error: block error 1\n") != NULL);
+      CHECK(strstr(text, "Warning: block warning\n") != NULL);
+      CHECK(strstr(text, "block logerror: No such file or directory\n") != NULL);
+      CHECK(strstr(text, "block verbose3 direct\n") != NULL);
+      CHECK(strstr(text, "Custom: block begin\n") != NULL);
+      CHECK(strstr(text, "Error: block fatal\n") != NULL);
+      CHECK(strstr(text, "block quiet fatal") == NULL);
+   }
+
+   /* finishLogging goes back to stderr; a later log file reuses the stream a program kept. */
+   kept = stdlog;
+   finishLogging();
+   CHECK(stdlog == stderr);
+   snprintf(path2, sizeof(path2), "/tmp/rsplib-test-blocks2-%d.log", (int)getpid());
+   snprintf(option, sizeof(option), "-logappend=%s", path2);
+   CHECK(initLogging(option));
+   CHECK(stdlog == kept);
+   CHECK(initLogging("-logcolor=on")); /* colours into a file only when asked */
+   LOG_ERROR fputs("second file\n", stdlog); LOG_END
+   CHECK(initLogging("-logcolor=off"));
+   LOG_WARNING fputs("plain again\n", stdlog); LOG_END
+   finishLogging();
+   text = file_text(path2);
+   CHECK(text != NULL);
+   if (text != NULL) {
+      CHECK(strstr(text, "\x1b[91m") == text);
+      CHECK(strstr(text, " \x1b[31mError: second file\n\x1b[0m") != NULL);
+      CHECK(strstr(text, "Warning: plain again\n") != NULL);
+      CHECK(strstr(text, "block") == NULL);
+   }
+
+   /* gLogMutex is the lock of loggingMutexLock. */
+   other_thread_logged = 0;
+   threadSafetyLock(&gLogMutex);
+   CHECK(pthread_create(&t, NULL, log_from_other_thread, NULL) == 0);
+   usleep(100000);
+   CHECK_EQ(other_thread_logged, 0);
+   threadSafetyUnlock(&gLogMutex);
+   pthread_join(t, NULL);
+   CHECK_EQ(other_thread_logged, 1);
+
+   unlink(path);
+   unlink(path2);
+   CHECK(initLogging("-logcolor=on"));
+   CHECK(initLogging("-loglevel=1"));
+}
+
 /* netutilities.h: the address helpers the first round lacked. */
 static void test_more_addresses(void)
 {
@@ -852,6 +1056,7 @@ int main(void)
    test_sockets();
    test_sctp();
    test_log_color_and_mutex();
+   test_log_blocks();
    test_more_addresses();
    test_more_sockets();
    test_random();

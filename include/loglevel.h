@@ -7,6 +7,9 @@
 #include "timeutilities.h"
 #include "threadsafety.h"
 #include "debug.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <errno.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,6 +32,56 @@ void finishLogging(void);
 void setLogColor(unsigned int color);
 void loggingMutexLock(void);
 void loggingMutexUnlock(void);
+void loggingBlockBegin(const char *prefix, unsigned int c1, unsigned int c2);
+void loggingBlockEnd(void);
+void loggingBlockEndFatal(void);
+void loggingError(const char *text, int error);
+
+/* The log as classic programs see it (src/ffi/loglevel.rs has the details):
+   gLogLevel      the level (-loglevel=, -logquiet), shared with the library's own lines; a
+                  program may set it;
+   gLogColorMode  -logcolor=: setLogColor and the LOG_ blocks colour a terminal (with
+                  -logcolor=on any destination) only while it is true;
+   gStdLog        where stdlog is kept: stderr, or the stream on the -logfile=/-logappend= file;
+   gLogMutex      the recursive logging lock (loggingMutexLock, the LOG_ blocks, logerror and
+                  the library's lines). */
+extern unsigned int        gLogLevel;
+extern bool                gLogColorMode;
+extern FILE**              gStdLog;
+extern struct ThreadSafety gLogMutex;
+
+/* The FILE* the log goes to. */
+#define stdlog (*gStdLog)
+
+/* "text: " and the message of the current errno, as a line on stdlog. */
+#define logerror(text) loggingError((text), errno)
+
+/* A log block, as in
+      LOG_WARNING
+      fprintf(stdlog, "%u entries dropped\n", n);
+      LOG_END
+   The statements between LOG_xxx and LOG_END run only when gLogLevel >= LOGLEVEL_xxx (their
+   arguments are not evaluated otherwise), hold the logging lock and follow a time stamp and the
+   level's prefix; LOG_END flushes stdlog. LOG_END_FATAL instead ends the block with a last line
+   and aborts the program (also when the level skipped the block). LOG_BEGIN(prefix, c1, c2)
+   opens a block whatever the level: time stamp in colour c1, prefix in colour c2 (setLogColor's
+   numbers). */
+#define LOG_BEGIN_IF(condition, prefix, c1, c2) { if (condition) { loggingBlockBegin((prefix), (c1), (c2));
+#define LOG_BEGIN(prefix, c1, c2) LOG_BEGIN_IF(1, prefix, c1, c2)
+#define LOG_END loggingBlockEnd(); } }
+#define LOG_END_FATAL loggingBlockEndFatal(); } abort(); }
+
+#define LOG_ERROR    LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_ERROR, "Error: ", 9, 1)
+#define LOG_WARNING  LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_WARNING, "Warning: ", 11, 3)
+#define LOG_NOTE     LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_NOTE, "", 10, 2)
+#define LOG_ACTION   LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_ACTION, "", 12, 4)
+#define LOG_VERBOSE1 LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_VERBOSE1, "", 14, 6)
+#define LOG_VERBOSE  LOG_VERBOSE1
+#define LOG_VERBOSE2 LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_VERBOSE2, "", 6, 6)
+#define LOG_VERBOSE3 LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_VERBOSE3, "", 13, 5)
+#define LOG_VERBOSE4 LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_VERBOSE4, "", 5, 5)
+#define LOG_VERBOSE5 LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_VERBOSE5, "", 7, 7)
+#define LOG_MUTEX    LOG_BEGIN_IF(gLogLevel >= LOGLEVEL_MUTEX, "", 7, 7)
 
 #ifdef __cplusplus
 }

@@ -8,9 +8,17 @@
 //! the component, the text. Under systemd (stderr is the journal stream named by
 //! `$JOURNAL_STREAM`) a line is `<5>registrar: text` instead: the journal stamps it itself and
 //! reads the syslog priority from the prefix. `-logcolor=on` colours lines by level.
+//!
+//! The level and the lock are shared with C programs (`loglevel.h`): the level is the C
+//! variable `gLogLevel`, and every write holds [`LOG_MUTEX`] (`gLogMutex`), the recursive lock
+//! that a C program's `LOG_*` blocks and `loggingMutexLock` take too, so that the library's
+//! lines and the program's never interleave.
 
+use std::cell::UnsafeCell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -18,6 +26,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+use crate::ffi::threadsafety::ThreadSafety;
+
+/// The level; C programs read and set it as `unsigned int gLogLevel` (`loglevel.h`), whose
+/// `LOG_*` blocks compare it with their `LOGLEVEL_*`.
+#[export_name = "gLogLevel"]
 static LEVEL: AtomicU32 = AtomicU32::new(2);
 static COLOR: AtomicBool = AtomicBool::new(false);
 static TARGET: Mutex<Option<(File, PathBuf)>> = Mutex::new(None);
@@ -28,6 +41,72 @@ pub const WARNING: u32 = 2;
 /// rsplib's "note" level (3): what an operator wants by default.
 pub const ACTION: u32 = 3;
 pub const VERBOSE: u32 = 5;
+
+/// The logging lock: a recursive pthread mutex in the layout of `struct ThreadSafety`, exported
+/// to C as `gLogMutex` (so `threadSafetyLock(&gLogMutex)` and `loggingMutexLock()` take the
+/// same lock). Every write to the log holds it.
+#[repr(transparent)]
+pub struct LogMutex(UnsafeCell<ThreadSafety>);
+
+// SAFETY: the cell is only used through pthread_mutex_lock/unlock, which synchronise.
+unsafe impl Sync for LogMutex {}
+
+#[export_name = "gLogMutex"]
+pub static LOG_MUTEX: LogMutex = LogMutex(UnsafeCell::new(ThreadSafety {
+    Mutex: libc::PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP,
+    Name: mutex_name(b"gLogMutex"),
+}));
+
+const fn mutex_name(name: &[u8]) -> [libc::c_char; 32] {
+    let mut out = [0; 32];
+    let mut i = 0;
+    while i < name.len() && i < 31 {
+        out[i] = name[i] as libc::c_char;
+        i += 1;
+    }
+    out
+}
+
+impl LogMutex {
+    fn raw(&self) -> *mut libc::pthread_mutex_t {
+        // SAFETY: a field address inside the static cell; no reference is made.
+        unsafe { &raw mut (*self.0.get()).Mutex }
+    }
+
+    /// Takes the lock (again, if this thread holds it already).
+    pub fn lock_raw(&self) {
+        // SAFETY: a statically initialised recursive mutex.
+        unsafe { libc::pthread_mutex_lock(self.raw()) };
+    }
+
+    /// Takes the lock if no other thread holds it.
+    pub fn try_lock_raw(&self) -> bool {
+        // SAFETY: as lock_raw.
+        unsafe { libc::pthread_mutex_trylock(self.raw()) == 0 }
+    }
+
+    /// Releases the lock once; a thread that does not hold it changes nothing (a recursive
+    /// mutex refuses with EPERM).
+    pub fn unlock_raw(&self) {
+        // SAFETY: as lock_raw.
+        unsafe { libc::pthread_mutex_unlock(self.raw()) };
+    }
+}
+
+/// Holds [`LOG_MUTEX`] until dropped (in the thread that took it).
+pub struct LogLock(PhantomData<*const ()>);
+
+impl Drop for LogLock {
+    fn drop(&mut self) {
+        LOG_MUTEX.unlock_raw();
+    }
+}
+
+/// Takes the logging lock until the returned guard is dropped (recursive).
+pub fn lock() -> LogLock {
+    LOG_MUTEX.lock_raw();
+    LogLock(PhantomData)
+}
 
 /// Sets the level (0 = nothing).
 pub fn set_level(level: u32) {
@@ -60,6 +139,7 @@ pub fn set_file(path: Option<(&Path, bool)>) -> io::Result<()> {
         None => None,
         Some((p, append)) => Some((open(p, append)?, p.to_path_buf())),
     };
+    let _lock = lock();
     *TARGET.lock() = file;
     Ok(())
 }
@@ -76,6 +156,7 @@ fn open(p: &Path, append: bool) -> io::Result<File> {
 /// Opens the log file again under its name, appending (SIGHUP after logrotate). Nothing to do
 /// when logging goes to stderr.
 pub fn reopen() -> io::Result<()> {
+    let _lock = lock();
     let mut target = TARGET.lock();
     if let Some((file, path)) = target.as_mut() {
         *file = open(path, true)?;
@@ -234,6 +315,7 @@ pub fn log_from(component: &str, level: u32, text: &str) {
         return;
     }
     let color = COLOR.load(Ordering::Relaxed);
+    let _lock = lock();
     let mut target = TARGET.lock();
     let result = match target.as_mut() {
         Some((f, _)) => {
@@ -258,8 +340,15 @@ pub fn file_len() -> Option<u64> {
         .map(|(f, _)| f.metadata().map(|m| m.len()).unwrap_or(0))
 }
 
+/// The descriptor of the log file, or `None` when logging goes to stderr. It stays the log
+/// file's while the caller holds [`lock`] (the target only changes under it).
+pub fn file_fd() -> Option<RawFd> {
+    TARGET.lock().as_ref().map(|(f, _)| f.as_raw_fd())
+}
+
 /// Writes `text` as is (no timestamp, whatever the level) to the log target.
 pub fn write_raw(text: &str) {
+    let _lock = lock();
     let mut target = TARGET.lock();
     let result = match target.as_mut() {
         Some((f, _)) => f.write_all(text.as_bytes()).and_then(|_| f.flush()),
