@@ -24,6 +24,7 @@ fn two_thousand_pes_over_twenty_connections_are_supervised_without_loss() {
     );
     let cfg = SuperviseConfig {
         registrar: reg.asap,
+        fallback: vec![],
         enrp: Some(reg.enrp),
         pool: "SmokePool".into(),
         pools: 3,

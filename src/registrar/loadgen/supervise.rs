@@ -29,6 +29,10 @@ use crate::transport::Protocol;
 #[derive(Clone, Debug)]
 pub struct SuperviseConfig {
     pub registrar: SocketAddr,
+    /// Registrars a connection re-registers its PEs at when its registrar closes it (a PE that
+    /// hunts for a new home after its registrar died); connection `c` tries them in turn from
+    /// `fallback[c % len]`. Empty: a closed connection and its PEs are lost.
+    pub fallback: Vec<SocketAddr>,
     /// The registrar's ENRP endpoint: at the end its handle table is compared with our PEs.
     pub enrp: Option<SocketAddr>,
     /// Pool handle; with `pools` > 1, PE i goes into pool "<pool>-<i mod pools>".
@@ -97,6 +101,9 @@ pub struct SuperviseReport {
     pub unknown_keepalives: u64,
     /// Connections that ended (the registrar closed them or they failed) and their PEs.
     pub connections_lost: u64,
+    /// Connections whose registrar closed them and that registered all their PEs again at a
+    /// fallback registrar.
+    pub connections_rehomed: u64,
     pub pes_on_lost_connections: u64,
     /// PEs registered here but missing from the registrar's handle table at the end
     /// (`None`: not checked).
@@ -162,6 +169,13 @@ impl SuperviseReport {
             self.pes_on_lost_connections,
             self.unknown_keepalives
         );
+        if self.connections_rehomed > 0 {
+            let _ = writeln!(
+                s,
+                "connections re-registered at a fallback registrar: {}",
+                self.connections_rehomed
+            );
+        }
         if let Some([a, b, c]) = self.registrar {
             let cores = |from: &ProcSample, to: &ProcSample, secs: f64| {
                 to.cpu.saturating_sub(from.cpu).as_secs_f64() / secs.max(1e-9)
@@ -205,6 +219,9 @@ struct Shared {
     unknown: AtomicU64,
     conns_lost: AtomicU64,
     pes_lost: AtomicU64,
+    conns_rehomed: AtomicU64,
+    /// PEs registered again at a fallback registrar (all connections).
+    pes_rehomed: AtomicU64,
     max_gap_ms: AtomicU64,
     /// Gaps between two keep-alives of a PE, in 100 ms buckets (the last: 30 s and more).
     gaps: Vec<AtomicU64>,
@@ -225,6 +242,8 @@ impl Shared {
             unknown: AtomicU64::new(0),
             conns_lost: AtomicU64::new(0),
             pes_lost: AtomicU64::new(0),
+            conns_rehomed: AtomicU64::new(0),
+            pes_rehomed: AtomicU64::new(0),
             max_gap_ms: AtomicU64::new(0),
             gaps: (0..GAP_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             started: AtomicU64::new(0),
@@ -271,6 +290,8 @@ struct Conn {
     ok: usize,
     /// Per PE: ms (since start) of its last keep-alive, 0 = none yet.
     last_keepalive: Vec<u32>,
+    /// Fallback registrars tried so far (the next is `fallback[(index + tries) % len]`).
+    tries: usize,
 }
 
 /// PE `j` of connection `c`: its id (unique in the run) and pool.
@@ -287,8 +308,8 @@ fn pool_of(cfg: &SuperviseConfig, c: usize, j: usize) -> PoolHandle {
     }
 }
 
-fn open(cfg: &SuperviseConfig, source: IpAddr) -> io::Result<TcpStream> {
-    let domain = socket2::Domain::for_address(cfg.registrar);
+fn open(registrar: SocketAddr, source: IpAddr) -> io::Result<TcpStream> {
+    let domain = socket2::Domain::for_address(registrar);
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     s.set_nonblocking(true)?;
     s.set_tcp_nodelay(true)?;
@@ -307,7 +328,7 @@ fn open(cfg: &SuperviseConfig, source: IpAddr) -> io::Result<TcpStream> {
         }
     }
     s.bind(&SocketAddr::new(source, 0).into())?;
-    match s.connect(&cfg.registrar.into()) {
+    match s.connect(&registrar.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
@@ -390,7 +411,7 @@ impl Worker {
             let i = self.next;
             self.next += 1;
             let conn = &mut self.conns[i];
-            match open(&self.cfg, conn.source) {
+            match open(self.cfg.registrar, conn.source) {
                 Ok(mut stream) => {
                     if self
                         .poll
@@ -418,14 +439,42 @@ impl Worker {
         if conn.state == State::Dead {
             return;
         }
+        // A connection that had registered its PEs hunts on when its registrar closes it: once
+        // through the fallback registrars, one attempt each.
+        let hunting = conn.state == State::Registered || conn.tries > 0;
         conn.state = State::Dead;
         if let Some(mut s) = conn.stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
+        let n = self.cfg.fallback.len();
+        if hunting && conn.tries < n {
+            let target = self.cfg.fallback[(conn.index + conn.tries) % n];
+            conn.tries += 1;
+            conn.ok = 0;
+            conn.deframer = Deframer::new();
+            conn.out.clear();
+            conn.sent = 0;
+            // Not dead yet: a failure below goes on to the next fallback.
+            conn.state = State::Connecting;
+            if let Ok(mut stream) = open(target, conn.source) {
+                let token = Token(i);
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if self
+                    .poll
+                    .registry()
+                    .register(&mut stream, token, interest)
+                    .is_ok()
+                {
+                    self.conns[i].stream = Some(stream);
+                    return;
+                }
+            }
+            return self.lose(i);
+        }
         self.shared.conns_lost.fetch_add(1, Ordering::Relaxed);
         self.shared
             .pes_lost
-            .fetch_add(conn.ok as u64, Ordering::Relaxed);
+            .fetch_add(self.conns[i].ok as u64, Ordering::Relaxed);
     }
 
     fn event(&mut self, i: usize, readable: bool, writable: bool) {
@@ -483,10 +532,15 @@ impl Worker {
                             self.shared.rejects.fetch_add(1, Ordering::Relaxed);
                         } else if local(pe_id).is_some() {
                             conn.ok += 1;
-                            self.shared.registered.fetch_add(1, Ordering::Relaxed);
+                            let (pes, conns) = if conn.tries > 0 {
+                                (&self.shared.pes_rehomed, &self.shared.conns_rehomed)
+                            } else {
+                                (&self.shared.registered, &self.shared.conns_registered)
+                            };
+                            pes.fetch_add(1, Ordering::Relaxed);
                             if conn.ok == self.cfg.pes_per_connection {
                                 conn.state = State::Registered;
-                                self.shared.conns_registered.fetch_add(1, Ordering::Relaxed);
+                                conns.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     }
@@ -581,6 +635,7 @@ pub fn run(cfg: &SuperviseConfig) -> Result<SuperviseReport, String> {
                 sent: 0,
                 ok: 0,
                 last_keepalive: vec![0; cfg.pes_per_connection],
+                tries: 0,
             })
             .collect();
         let worker = Worker {
@@ -681,6 +736,7 @@ pub fn run(cfg: &SuperviseConfig) -> Result<SuperviseReport, String> {
         keepalives_total: ka1,
         unknown_keepalives: shared.unknown.load(Ordering::Relaxed),
         connections_lost: shared.conns_lost.load(Ordering::Relaxed),
+        connections_rehomed: shared.conns_rehomed.load(Ordering::Relaxed),
         pes_on_lost_connections: shared.pes_lost.load(Ordering::Relaxed),
         max_keepalive_gap: Duration::from_millis(shared.max_gap_ms.load(Ordering::Relaxed)),
         keepalive_gap_quantiles: [0.5, 0.99, 0.999].map(|q| shared.gap_quantile(q)),
