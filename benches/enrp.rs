@@ -3,16 +3,25 @@
 //! joining registrar, Handle Update propagation (registration at one registrar until the peer
 //! has applied it), takeover of 10⁴ PEs, and the memory of 10⁶ PEs owned by a peer.
 //!
-//! Plus one figure over real sockets: the `rspregistrar` binary on loopback TCP, this bench as
-//! its ENRP peer and as a PE: the time from sending a Registration until the registrar's
-//! Handle Update for it arrives at the peer (median and p99 of 2 000).
+//! Plus two figures over real sockets, with `rspregistrar` processes on loopback TCP:
+//! * this bench as a registrar's ENRP peer and as a PE: the time from sending a Registration
+//!   until the registrar's Handle Update for it arrives at the peer (median and p99 of 2 000);
+//! * takeover end to end: three registrars, 10⁴ PEs on 100 connections registered at one of
+//!   them by the supervision load generator, which hunts on to the other two when its
+//!   registrar goes away; the registrar is killed with SIGKILL: the time until both survivors
+//!   hold every PE with a survivor as home (median of 3), and when they declared the death.
 //!
 //! `cargo bench --bench enrp` (medians of 5 runs). Without `--bench` (the smoke run of
 //! `cargo test --benches`) every size is a hundredth and each figure one run.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[path = "../tests/common/cluster.rs"]
+mod cluster;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use rsplib::core::handlespace::Micros;
 use rsplib::core::registrar::{
@@ -308,11 +317,117 @@ fn propagation_over_tcp(n: u32) {
     );
 }
 
+/// End to end over loopback TCP: three registrar processes (ENRP timers as in the integration
+/// test: a silent peer is declared dead after about 2 s); `pes` PEs, 100 per connection (the
+/// generator of `rsptool bench --pes-per-connection`), registered at registrar 1 with the other
+/// two as the registrars to hunt on to; registrar 1 is killed with SIGKILL. Prints when the
+/// survivors declared it dead and took over, and when both held every PE with a survivor as
+/// home and agreed (tables read over ENRP every 20 ms or so).
+fn takeover_end_to_end(pes: usize) -> f64 {
+    use rsplib::registrar::loadgen::supervise::{run, SuperviseConfig};
+
+    let mut c = cluster::Cluster::new(3, "enrp-bench-takeover");
+    for i in 0..3 {
+        assert!(
+            cluster::wait_log(&c, i, "joined", Duration::from_secs(20)),
+            "registrar {i} joined"
+        );
+    }
+    let per = pes.min(100);
+    let cfg = SuperviseConfig {
+        registrar: c.asap[1],
+        fallback: vec![c.asap[2], c.asap[0]],
+        enrp: None,
+        pool: "TakeoverPool".into(),
+        pools: 1,
+        connections: pes / per,
+        pes_per_connection: per,
+        sources: vec!["127.0.0.1".parse().unwrap()],
+        threads: 2,
+        in_flight: 64,
+        duration: Duration::from_secs(6),
+        register_timeout: Duration::from_secs(60),
+        life_ms: 600_000,
+        registrar_pid: None,
+        progress: None,
+    };
+    let generator = std::thread::spawn(move || run(&cfg));
+    let all: BTreeSet<u32> = (1..=pes as u32).collect();
+    let (dead, survivors) = (BTreeSet::from([0x20]), BTreeSet::from([0x10, 0x30]));
+    c.settle(&all, Some(&dead), Duration::from_secs(60))
+        .expect("every PE at every registrar, registrar 1 their home");
+    let now_us = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    };
+    let killed_us = now_us();
+    let killed = Instant::now();
+    c.kill(1);
+    let rehomed = loop {
+        let (t0, t2) = (c.table(0), c.table(2));
+        let homed = |(t, dup): &(BTreeSet<(u32, u32)>, bool)| {
+            !dup && t.len() == all.len() && t.iter().all(|(_, home)| survivors.contains(home))
+        };
+        let ids: BTreeSet<u32> = t0.0.iter().map(|(id, _)| *id).collect();
+        if homed(&t0) && homed(&t2) && ids == all && t0.0 == t2.0 {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "no re-homing");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // When the death was declared (after the re-homing, as a rule), from the survivors' log
+    // lines, and how many PEs the taker still found to take over.
+    let is_dead = |l: &str| l.contains("is dead (no answer");
+    let lines = || -> Vec<String> {
+        [0, 2]
+            .iter()
+            .flat_map(|&i| c.log(i).lines().map(String::from).collect::<Vec<_>>())
+            .filter(|l| is_dead(l))
+            .collect()
+    };
+    while lines().is_empty() && killed.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let declared = lines()
+        .iter()
+        .filter_map(|l| rsplib::logging::line_time(l).map(|t| (t, l.clone())))
+        .min()
+        .map(|(t, l)| {
+            let what = l.split(": ").last().unwrap_or_default().to_string();
+            (t.saturating_sub(killed_us) as f64 / 1e6, what)
+        });
+    let report = generator.join().unwrap().expect("generator");
+    assert_eq!(report.connections_rehomed as usize, pes / per);
+    println!(
+        "  {pes} PEs on {} connections: all re-registered at a survivor, both agreeing, {:.0} ms \
+         after SIGKILL; death declared at {}",
+        pes / per,
+        rehomed.as_secs_f64() * 1000.0,
+        declared.map_or("(no log line)".into(), |(s, what)| format!(
+            "{s:.1} s ({what})"
+        )),
+    );
+    rehomed.as_secs_f64()
+}
+
 fn main() {
     // Full sizes under `cargo bench`; a smoke run under `cargo test --benches`.
     let full = std::env::args().any(|a| a == "--bench");
     let (div, runs) = if full { (1, 5) } else { (100, 1) };
     propagation_over_tcp(2000 / div);
+    println!("takeover end to end over loopback TCP (3 registrar processes, PEs that hunt on):");
+    let secs: Vec<f64> = (0..runs.min(3))
+        .map(|_| takeover_end_to_end((10_000 / div) as usize))
+        .collect();
+    let worst = secs.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "takeover end to end: every PE re-homed {:.0} ms after SIGKILL (median of {}, max {:.0} ms)",
+        median(secs) * 1000.0,
+        runs.min(3),
+        worst * 1000.0
+    );
     // Handle table transfer: registrar 0 holds 10^5 PEs; registrar 1 joins.
     let mut secs = Vec::new();
     let table = 100_000 / div;
