@@ -833,7 +833,7 @@ fn bench_supervise(a: BenchArgs, per: usize) {
     let run_s = a.register_timeout + a.seconds + 600;
     let cfg = supervise::SuperviseConfig {
         registrar: a.target.registrar.0[0],
-        fallback: a.target.registrar.0[1..].to_vec(),
+        fallback: vec![],
         enrp: a.enrp,
         pool: a.target.poolhandle.clone(),
         pools: a.pools.max(1),
