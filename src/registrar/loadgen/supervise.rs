@@ -471,10 +471,17 @@ impl Worker {
             }
             return self.lose(i);
         }
+        // A connection that hunted in vain loses all its PEs (`ok` counts only the last try).
+        let conn = &self.conns[i];
+        let lost = if conn.tries > 0 {
+            self.cfg.pes_per_connection
+        } else {
+            conn.ok
+        };
         self.shared.conns_lost.fetch_add(1, Ordering::Relaxed);
         self.shared
             .pes_lost
-            .fetch_add(self.conns[i].ok as u64, Ordering::Relaxed);
+            .fetch_add(lost as u64, Ordering::Relaxed);
     }
 
     fn event(&mut self, i: usize, readable: bool, writable: bool) {
