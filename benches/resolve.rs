@@ -98,17 +98,19 @@ fn resolve(
     now: u64,
     request: &[u8],
     deframer: &mut Deframer,
+    message: &mut Vec<u8>,
     outputs: &mut Vec<Output>,
     output: &mut VecDeque<u8>,
 ) -> usize {
     deframer.push(request);
-    let data = deframer.next_message().unwrap().unwrap();
-    r.receive(now, PU_CONN, PPID_ASAP, &data, outputs);
+    *message = deframer.next_message().unwrap().unwrap();
+    r.receive(now, PU_CONN, PPID_ASAP, &message[..], outputs);
     let mut len = 0;
     for o in outputs.drain(..) {
         if let Output::Send { data, .. } = o {
             len += data.len();
             output.extend(&data);
+            r.recycle(data);
         }
     }
     output.clear();
@@ -135,6 +137,7 @@ fn main() {
         .to_bytes()
         .unwrap();
         let mut deframer = Deframer::new();
+        let mut message = Vec::new();
         let mut outputs = Vec::new();
         let mut output = VecDeque::new();
         let mut now = 2;
@@ -146,6 +149,7 @@ fn main() {
                 now,
                 &request,
                 &mut deframer,
+                &mut message,
                 &mut outputs,
                 &mut output,
             );
@@ -162,6 +166,7 @@ fn main() {
                     now,
                     &request,
                     &mut deframer,
+                    &mut message,
                     &mut outputs,
                     &mut output,
                 ));

@@ -744,7 +744,11 @@ impl Sockets {
                         };
                         self.reports.message(true, ppid, &data);
                         let server = &mut self.servers[idx].0;
-                        if let Err(e) = server.send(&self.registry, conn, ppid, &data) {
+                        let sent = server.send(&self.registry, conn, ppid, &data);
+                        // The bytes are copied into the connection's output: the buffer can
+                        // hold the core's next answer.
+                        registrar.recycle(data);
+                        if let Err(e) = sent {
                             logging::log(
                                 logging::VERBOSE,
                                 &format!("connection {conn}: send failed ({e}), dropping it"),
