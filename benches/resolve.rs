@@ -103,7 +103,7 @@ fn resolve(
     output: &mut VecDeque<u8>,
 ) -> usize {
     deframer.push(request);
-    *message = deframer.next_message().unwrap().unwrap();
+    assert!(deframer.next_message_into(message).unwrap());
     r.receive(now, PU_CONN, PPID_ASAP, &message[..], outputs);
     let mut len = 0;
     for o in outputs.drain(..) {

@@ -656,7 +656,8 @@ impl Sockets {
             }
             Event::Message { conn, ppid, data } => {
                 self.reports.message(false, ppid, &data);
-                registrar.receive(now, conn, ppid, &data, &mut outputs)
+                registrar.receive(now, conn, ppid, &data, &mut outputs);
+                self.servers[idx].0.recycle(data);
             }
             Event::Down { conn, reason } => {
                 self.conn_server.remove(&conn);
