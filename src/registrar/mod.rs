@@ -456,7 +456,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
     let mut sockets = Sockets {
         registry,
         servers,
-        conn_server: HashMap::new(),
+        conn_server: HashMap::default(),
         announcer,
         enrp_announcer,
         presence_socket,
@@ -588,7 +588,8 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
 struct Sockets {
     registry: Registry,
     servers: Vec<(Server, u32)>,
-    conn_server: HashMap<ConnId, usize>,
+    /// Keyed by connection ids (a counter, not chosen by peers): a fast hash.
+    conn_server: HashMap<ConnId, usize, foldhash::fast::FixedState>,
     announcer: Option<Announcer>,
     /// ENRP Presence by multicast: the sender and the listening socket.
     enrp_announcer: Option<Announcer>,

@@ -272,7 +272,8 @@ const SWEEP_INTERVAL: Micros = 1_000_000;
 pub struct Registrar {
     cfg: RegistrarConfig,
     hs: Handlespace,
-    conns: HashMap<ConnId, Conn>,
+    /// Keyed by the transport's connection ids (a counter, not chosen by peers): a fast hash.
+    conns: HashMap<ConnId, Conn, foldhash::fast::FixedState>,
     /// Per-host state: connections, PEs, request rates.
     hosts: HashMap<IpAddr, Host>,
     /// The PEs homed here under keep-alive supervision, with their timers (per connection).
@@ -321,7 +322,7 @@ impl Registrar {
         let mut r = Registrar {
             hs: Handlespace::with_seed(hs_cfg, seed),
             cfg,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             hosts: HashMap::new(),
             supervision,
             next_announce,

@@ -105,7 +105,8 @@ pub(super) struct TcpServer {
     pub(super) listener_token: Token,
     ppid: u32,
     limits: Limits,
-    pub(super) conns: HashMap<Token, TcpConn>,
+    /// Keyed by tokens (a counter, not chosen by peers): a fast hash.
+    pub(super) conns: HashMap<Token, TcpConn, foldhash::fast::FixedState>,
     /// Connections with input to hand over, in round-robin order (closed ones are skipped).
     active: VecDeque<Token>,
     /// Entries of `active` still to visit in the current round.
@@ -169,7 +170,7 @@ impl TcpServer {
             listener_token,
             ppid,
             limits: Limits::default(),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             active: VecDeque::new(),
             round_left: 0,
             watched: Vec::new(),
