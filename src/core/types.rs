@@ -51,6 +51,12 @@ impl PoolHandle {
     }
 }
 
+impl AsRef<[u8]> for PoolHandle {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl From<&str> for PoolHandle {
     fn from(s: &str) -> Self {
         PoolHandle::new(s.as_bytes())

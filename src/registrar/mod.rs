@@ -456,7 +456,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
     let mut sockets = Sockets {
         registry,
         servers,
-        conn_server: HashMap::new(),
+        conn_server: HashMap::default(),
         announcer,
         enrp_announcer,
         presence_socket,
@@ -465,6 +465,8 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         dispatching: Vec::new(),
         reports,
         metrics,
+        clock: Instant::now(),
+        clock_uses: 0,
     };
     let presence_token = Token(usize::MAX - 2);
     if let Some(s) = &sockets.presence_socket {
@@ -481,10 +483,13 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
     loop {
         let mut timeout = sockets.timeout(&registrar);
         if let Some(end) = end {
-            let left = end.saturating_duration_since(Instant::now());
+            let left = end.saturating_duration_since(sockets.clock);
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
-        if let Err(e) = poll.poll(&mut events, timeout) {
+        let polled = poll.poll(&mut events, timeout);
+        // The clock, read once for the events and the round (again every CLOCK_REUSE events).
+        let wall = sockets.tick();
+        if let Err(e) = polled {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -535,11 +540,9 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         // One round of input: each server reads a bounded amount, a message's answers are
         // queued before the next message of its connection is read.
         for idx in 0..sockets.servers.len() {
-            sockets.servers[idx].0.start_round(
-                &sockets.registry,
-                Instant::now(),
-                &mut transport_events,
-            );
+            sockets.servers[idx]
+                .0
+                .start_round(&sockets.registry, wall, &mut transport_events);
             for te in transport_events.drain(..) {
                 sockets.handle(idx, te, &mut registrar);
             }
@@ -554,7 +557,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         // What the round queued and did not write yet (keep-alives, updates to peers, SCTP
         // output) goes out: one write per TCP connection, 16 messages per SCTP call.
         sockets.flush(&mut registrar, &mut transport_events);
-        let now = Instant::now();
+        let now = sockets.tick();
         sockets.reports.tick(now, &registrar);
         if let Some(m) = sockets.metrics.as_mut() {
             m.sweep(&sockets.registry, now);
@@ -588,7 +591,8 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
 struct Sockets {
     registry: Registry,
     servers: Vec<(Server, u32)>,
-    conn_server: HashMap<ConnId, usize>,
+    /// Keyed by connection ids (a counter, not chosen by peers): a fast hash.
+    conn_server: HashMap<ConnId, usize, foldhash::fast::FixedState>,
     announcer: Option<Announcer>,
     /// ENRP Presence by multicast: the sender and the listening socket.
     enrp_announcer: Option<Announcer>,
@@ -602,25 +606,52 @@ struct Sockets {
     reports: Reports,
     /// The `-metrics=` endpoint.
     metrics: Option<Metrics>,
+    /// The loop's clock: read when the loop wakes up, when a round ends, and after every
+    /// [`CLOCK_REUSE`] readings of [`Sockets::now`] in between.
+    clock: Instant,
+    /// Readings of `clock` since it was read.
+    clock_uses: u32,
 }
 
+/// How many events of one round share a clock reading: they are microseconds apart, and a
+/// reading costs about as much as the core's work on one resolution.
+const CLOCK_REUSE: u32 = 32;
+
 impl Sockets {
-    /// The core's clock: microseconds since start.
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_micros() as u64
+    /// Reads the clock.
+    fn tick(&mut self) -> Instant {
+        self.clock = Instant::now();
+        self.clock_uses = 0;
+        self.clock
+    }
+
+    /// The core's clock: microseconds since start, of the loop's last clock reading (the
+    /// clock is read again after [`CLOCK_REUSE`] calls).
+    fn now(&mut self) -> u64 {
+        if self.clock_uses >= CLOCK_REUSE {
+            self.tick();
+        }
+        self.clock_uses += 1;
+        self.micros()
+    }
+
+    /// The last clock reading as the core's time.
+    fn micros(&self) -> u64 {
+        self.clock.saturating_duration_since(self.start).as_micros() as u64
     }
 
     /// How long the loop may sleep: not at all while a server has input waiting or the core
-    /// has work due; otherwise until the core's next timer or a server's next deadline.
+    /// has work due; otherwise until the core's next timer or a server's next deadline (from
+    /// the last clock reading, at the end of the round).
     fn timeout(&self, registrar: &Registrar) -> Option<Duration> {
         if self.servers.iter().any(|(s, _)| s.has_work()) {
             return Some(Duration::ZERO);
         }
-        let now = self.now();
+        let now = self.micros();
         let core = registrar
             .next_wakeup()
             .map(|at| Duration::from_micros(at.saturating_sub(now)));
-        let wall = Instant::now();
+        let wall = self.clock;
         let servers = self
             .servers
             .iter()
@@ -656,7 +687,8 @@ impl Sockets {
             }
             Event::Message { conn, ppid, data } => {
                 self.reports.message(false, ppid, &data);
-                registrar.receive(now, conn, ppid, &data, &mut outputs)
+                registrar.receive(now, conn, ppid, &data, &mut outputs);
+                self.servers[idx].0.recycle(data);
             }
             Event::Down { conn, reason } => {
                 self.conn_server.remove(&conn);
@@ -744,7 +776,11 @@ impl Sockets {
                         };
                         self.reports.message(true, ppid, &data);
                         let server = &mut self.servers[idx].0;
-                        if let Err(e) = server.send(&self.registry, conn, ppid, &data) {
+                        let sent = server.send(&self.registry, conn, ppid, &data);
+                        // The bytes are copied into the connection's output: the buffer can
+                        // hold the core's next answer.
+                        registrar.recycle(data);
+                        if let Err(e) = sent {
                             logging::log(
                                 logging::VERBOSE,
                                 &format!("connection {conn}: send failed ({e}), dropping it"),

@@ -51,10 +51,17 @@ impl Deframer {
 
     /// The next complete message, if one has arrived.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, BadLength> {
+        let mut msg = Vec::new();
+        Ok(self.next_message_into(&mut msg)?.then_some(msg))
+    }
+
+    /// The next complete message, if one has arrived, into `msg` (replacing what it held; its
+    /// capacity is reused): true if there was one.
+    pub fn next_message_into(&mut self, msg: &mut Vec<u8>) -> Result<bool, BadLength> {
         let avail = &self.buf[self.start..];
         if avail.len() < HEADER_SIZE {
             self.compact();
-            return Ok(None);
+            return Ok(false);
         }
         let len = u16::from_be_bytes([avail[2], avail[3]]);
         if (len as usize) < HEADER_SIZE {
@@ -62,11 +69,12 @@ impl Deframer {
         }
         if avail.len() < len as usize {
             self.compact();
-            return Ok(None);
+            return Ok(false);
         }
-        let msg = avail[..len as usize].to_vec();
+        msg.clear();
+        msg.extend_from_slice(&avail[..len as usize]);
         self.start += len as usize;
-        Ok(Some(msg))
+        Ok(true)
     }
 
     /// Bytes received but not yet returned as a message.
@@ -133,6 +141,26 @@ mod tests {
 
         d.push(&[1, 0, 0, 3]);
         assert!(d.has_message(), "a bad length is an answer too");
+    }
+
+    #[test]
+    fn next_message_into_replaces_the_buffer_contents() {
+        let mut d = Deframer::new();
+        d.push(&[
+            0x07, 0x00, 0x00, 0x08, 1, 2, 3, 4, 0x08, 0x01, 0x00, 0x04, 9,
+        ]);
+        let mut msg = vec![0xee; 100];
+        assert_eq!(d.next_message_into(&mut msg), Ok(true));
+        assert_eq!(msg, [0x07, 0x00, 0x00, 0x08, 1, 2, 3, 4]);
+        assert_eq!(d.next_message_into(&mut msg), Ok(true));
+        assert_eq!(msg, [0x08, 0x01, 0x00, 0x04]);
+        assert_eq!(d.next_message_into(&mut msg), Ok(false));
+        assert_eq!(
+            msg,
+            [0x08, 0x01, 0x00, 0x04],
+            "left alone without a message"
+        );
+        assert_eq!(d.pending(), 1);
     }
 
     #[test]

@@ -355,6 +355,16 @@ impl Server {
         }
     }
 
+    /// Gives back the buffer of a message [`Server::next_input`] handed over (`Event::Message`),
+    /// once it is handled: TCP copies the next message into it instead of a new allocation.
+    /// Optional.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        match &mut self.inner {
+            ServerInner::Sctp(_) => {}
+            ServerInner::Tcp(t) => t.recycle(data),
+        }
+    }
+
     /// Opens a connection to `to` (a peer registrar's endpoint). TCP: the new connection at
     /// once (messages may be queued before it is established; a failure comes as `Down`).
     /// SCTP: `None`, the association comes up as an `Up` event of this server.

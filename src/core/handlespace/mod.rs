@@ -757,7 +757,7 @@ impl<R: RandomSource> Handlespace<R> {
 
     /// A pool's shared attributes and size.
     pub fn pool(&self, handle: &PoolHandle) -> Option<PoolSummary> {
-        let p = self.pools[self.pool_slot(handle)? as usize].as_ref()?;
+        let p = self.pools[self.pool_slot(handle.as_bytes())? as usize].as_ref()?;
         Some(PoolSummary {
             policy: p.policy,
             protocol: p.protocol,
@@ -772,7 +772,7 @@ impl<R: RandomSource> Handlespace<R> {
         handle: &PoolHandle,
     ) -> impl Iterator<Item = &'a PoolElement> + 'a {
         let pool = self
-            .pool_slot(handle)
+            .pool_slot(handle.as_bytes())
             .and_then(|i| self.pools[i as usize].as_ref());
         pool.into_iter()
             .flat_map(|p| p.members())
@@ -780,8 +780,7 @@ impl<R: RandomSource> Handlespace<R> {
     }
 
     /// The slot of pool `handle`.
-    fn pool_slot(&self, handle: &PoolHandle) -> Option<u32> {
-        let b = handle.as_bytes();
+    fn pool_slot(&self, b: &[u8]) -> Option<u32> {
         let pools = &self.pools;
         self.pool_table
             .find(self.hasher.hash_one(b), |&i| {
@@ -791,7 +790,7 @@ impl<R: RandomSource> Handlespace<R> {
     }
 
     fn lookup(&self, handle: &PoolHandle, id: PeId) -> Option<u32> {
-        let p = self.pools[self.pool_slot(handle)? as usize].as_ref()?;
+        let p = self.pools[self.pool_slot(handle.as_bytes())? as usize].as_ref()?;
         p.find(&self.hasher, id)
     }
 
@@ -835,7 +834,7 @@ impl<R: RandomSource> Handlespace<R> {
         reg: &Registration,
     ) -> Result<(), HandlespaceError> {
         validate(handle, reg)?;
-        let Some(pidx) = self.pool_slot(handle) else {
+        let Some(pidx) = self.pool_slot(handle.as_bytes()) else {
             return Ok(());
         };
         let pool = self.pools[pidx as usize].as_ref().expect("live pool");
@@ -876,7 +875,7 @@ impl<R: RandomSource> Handlespace<R> {
         expiry: Micros,
     ) -> Result<RegisterOutcome, HandlespaceError> {
         self.check_registration(handle, &reg)?;
-        let pidx = match self.pool_slot(handle) {
+        let pidx = match self.pool_slot(handle.as_bytes()) {
             Some(pidx) => {
                 let pool = self.pools[pidx as usize].as_ref().expect("live pool");
                 if let Some(slot) = pool.find(&self.hasher, reg.pe_id) {
@@ -1152,16 +1151,16 @@ impl<R: RandomSource> Handlespace<R> {
 
     /// Selects up to `n` PEs of the pool by its policy (best first) into `out`, updating the
     /// selection state of the first maxIncrement of them. References stay valid until the next
-    /// removal.
+    /// removal. `handle`: a [`PoolHandle`] or its bytes.
     pub fn select_into(
         &mut self,
-        handle: &PoolHandle,
+        handle: &(impl AsRef<[u8]> + ?Sized),
         n: usize,
         out: &mut Vec<PeRef>,
     ) -> Result<(), HandlespaceError> {
         out.clear();
         let pidx = self
-            .pool_slot(handle)
+            .pool_slot(handle.as_ref())
             .ok_or(HandlespaceError::UnknownPoolHandle)?;
         let Handlespace {
             pools,

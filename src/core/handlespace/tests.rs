@@ -1080,7 +1080,7 @@ fn a_pool_that_shrinks_gives_its_id_table_and_log_back() {
             .unwrap();
     }
     let pool = |h: &Handlespace| {
-        let i = h.pool_slot(&ph("P")).unwrap();
+        let i = h.pool_slot(b"P").unwrap();
         let p = h.pools[i as usize].as_ref().unwrap();
         (
             p.ids.as_ref().map_or(0, |t| t.capacity()),
@@ -1106,7 +1106,7 @@ fn ids_of(h: &Handlespace) -> Vec<u32> {
 fn ids_are_scanned_in_small_pools_and_hashed_in_large_ones() {
     let mut h = hs();
     let hashed = |h: &Handlespace| {
-        let i = h.pool_slot(&ph("P")).unwrap();
+        let i = h.pool_slot(b"P").unwrap();
         h.pools[i as usize].as_ref().unwrap().ids.is_some()
     };
     for id in 1..=40 {
@@ -1203,7 +1203,7 @@ fn round_robin_keeps_its_order_through_small_and_indexed_rotations() {
                 }
                 _ => {}
             }
-            let i = h.pool_slot(&ph("R"));
+            let i = h.pool_slot(b"R");
             match i.map(|i| &h.pools[i as usize].as_ref().unwrap().selection) {
                 Some(Selection::Rotation(r)) if r.is_indexed() => seen_indexed = true,
                 Some(Selection::Rotation(_)) => {

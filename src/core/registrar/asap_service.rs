@@ -11,6 +11,10 @@ impl Registrar {
         data: &[u8],
         out: &mut Vec<Output>,
     ) {
+        // The most frequent request, read in place (decode gives the same for this form).
+        if let Some((pool_handle, items)) = asap::peek_handle_resolution(data) {
+            return self.handle_resolution(now, conn, pool_handle, items, out);
+        }
         let decoded = match AsapMessage::decode(data) {
             Ok(d) => d,
             Err(e) => {
@@ -19,7 +23,7 @@ impl Registrar {
                     format!("connection {conn}: bad ASAP message: {e}"),
                 ));
                 if let Some(reply) = wire::asap_error_reply(&e, data) {
-                    push_send(out, conn, PPID_ASAP, &reply.to_bytes());
+                    push_send(out, conn, PPID_ASAP, reply.to_bytes());
                 }
                 return;
             }
@@ -27,7 +31,7 @@ impl Registrar {
         if let Some(error) = decoded.report() {
             let error = wire::fitted(error, wire::ASAP_ERROR_BUDGET);
             let msg = AsapMessage::new(AsapBody::Error { error });
-            push_send(out, conn, PPID_ASAP, &msg.to_bytes());
+            push_send(out, conn, PPID_ASAP, msg.to_bytes());
         }
         match decoded.message.body {
             AsapBody::Registration {
@@ -38,7 +42,7 @@ impl Registrar {
                 self.deregistration(now, conn, pool_handle, pe_id, out)
             }
             AsapBody::HandleResolution { pool_handle, items } => {
-                self.handle_resolution(now, conn, pool_handle, items, out)
+                self.handle_resolution(now, conn, pool_handle.as_bytes(), items, out)
             }
             AsapBody::EndpointKeepAliveAck { pool_handle, pe_id } => {
                 // Only an ack to an outstanding keep-alive, on the PE's own connection, counts.
@@ -72,7 +76,7 @@ impl Registrar {
                 let msg = AsapMessage::new(AsapBody::Error {
                     error: wire::fitted(error, wire::ASAP_ERROR_BUDGET),
                 });
-                push_send(out, conn, PPID_ASAP, &msg.to_bytes());
+                push_send(out, conn, PPID_ASAP, msg.to_bytes());
             }
         }
     }
@@ -157,7 +161,7 @@ impl Registrar {
                 },
                 asap::FLAG_REJECT,
             );
-            push_send(out, conn, PPID_ASAP, &msg.to_bytes());
+            push_send(out, conn, PPID_ASAP, msg.to_bytes());
         };
         let rejected = |out: &mut Vec<Output>, why: String| {
             out.push(log(
@@ -303,7 +307,7 @@ impl Registrar {
                     pe_id,
                     error: None,
                 });
-                push_send(out, conn, PPID_ASAP, &msg.to_bytes());
+                push_send(out, conn, PPID_ASAP, msg.to_bytes());
             }
             Err(e) => {
                 rejected(out, e.to_string());
@@ -351,7 +355,7 @@ impl Registrar {
             pe_id,
             error,
         });
-        push_send(out, conn, PPID_ASAP, &msg.to_bytes());
+        push_send(out, conn, PPID_ASAP, msg.to_bytes());
     }
 
     /// An Endpoint Unreachable report: limited per host (`-maxeurate`), and a PE is removed
@@ -415,15 +419,17 @@ impl Registrar {
         }
     }
 
+    /// A Handle Resolution for the pool `pool_handle` (its bytes): the answer is encoded
+    /// straight from the handlespace into a recycled buffer ([`Registrar::recycle`]).
     pub(super) fn handle_resolution(
         &mut self,
         now: Micros,
         conn: ConnId,
-        pool_handle: PoolHandle,
+        pool_handle: &[u8],
         items: Option<u32>,
         out: &mut Vec<Output>,
     ) {
-        if self.defer_resolution(conn, &pool_handle, items) {
+        if self.defer_resolution(conn, pool_handle, items) {
             return;
         }
         let limit = self.cfg.max_hr_rate;
@@ -435,12 +441,12 @@ impl Registrar {
                 format!("refused handle resolutions from {host}: over -maxhrrate")
             });
             let body = AsapBody::HandleResolutionResponse {
-                pool_handle,
+                pool_handle: PoolHandle::new(pool_handle),
                 policy: None,
                 elements: Vec::new(),
                 error: Some(OperationError::new(cause::REJECTED_SECURITY, &[])),
             };
-            return push_send(out, conn, PPID_ASAP, &AsapMessage::new(body).to_bytes());
+            return push_send(out, conn, PPID_ASAP, AsapMessage::new(body).to_bytes());
         }
         self.counters.handle_resolutions += 1;
         let wanted = match items {
@@ -448,26 +454,40 @@ impl Registrar {
             Some(n) => n,
         }
         .min(MAX_HR_ITEMS) as usize;
-        let found = self.hs.handle_resolution(&pool_handle, wanted).map(|pes| {
-            pes.into_iter()
-                .map(|pe| to_wire_element(pe, false))
-                .collect::<Vec<_>>()
-        });
-        let body = match found {
-            Ok(elements) if !elements.is_empty() => AsapBody::HandleResolutionResponse {
+        let mut selected = std::mem::take(&mut self.selected);
+        let found = self.hs.select_into(pool_handle, wanted, &mut selected);
+        if found.is_ok() && !selected.is_empty() {
+            let mut data = self.buffer();
+            let hs = &self.hs;
+            let encoded = asap::emit_handle_resolution_response(
+                &mut data,
                 pool_handle,
-                policy: Some(elements[0].policy),
-                elements,
-                error: None,
-            },
-            _ => AsapBody::HandleResolutionResponse {
-                pool_handle,
-                policy: None,
-                elements: Vec::new(),
-                error: Some(OperationError::new(cause::UNKNOWN_POOL_HANDLE, &[])),
-            },
+                selected.iter().map(|&r| wire_element(hs.pe(r))),
+            );
+            self.selected = selected;
+            return push_send(out, conn, PPID_ASAP, encoded.map(|()| data));
+        }
+        self.selected = selected;
+        let body = AsapBody::HandleResolutionResponse {
+            pool_handle: PoolHandle::new(pool_handle),
+            policy: None,
+            elements: Vec::new(),
+            error: Some(OperationError::new(cause::UNKNOWN_POOL_HANDLE, &[])),
         };
-        push_send(out, conn, PPID_ASAP, &AsapMessage::new(body).to_bytes());
+        push_send(out, conn, PPID_ASAP, AsapMessage::new(body).to_bytes());
+    }
+}
+
+/// A stored PE as the Pool Element parameter of a Handle Resolution Response, borrowed: what
+/// [`to_wire_element`] gives without an ASAP transport.
+fn wire_element(pe: &handlespace::PoolElement) -> wire::param::PoolElementRef<'_> {
+    wire::param::PoolElementRef {
+        id: pe.id(),
+        home_registrar: pe.home(),
+        registration_life: pe.registration_life_ms(),
+        user_transport: pe.user_transport(),
+        policy: pe.policy(),
+        asap_transport: None,
     }
 }
 

@@ -46,7 +46,7 @@ impl Registrar {
                     format!("connection {conn}: bad ENRP message: {e}"),
                 ));
                 if let Some(reply) = wire::enrp_error_reply(&e, data, self.cfg.id, RegistrarId(0)) {
-                    push_send(out, conn, PPID_ENRP, &reply.to_bytes());
+                    push_send(out, conn, PPID_ENRP, reply.to_bytes());
                 }
                 return;
             }

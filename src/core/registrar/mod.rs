@@ -272,7 +272,8 @@ const SWEEP_INTERVAL: Micros = 1_000_000;
 pub struct Registrar {
     cfg: RegistrarConfig,
     hs: Handlespace,
-    conns: HashMap<ConnId, Conn>,
+    /// Keyed by the transport's connection ids (a counter, not chosen by peers): a fast hash.
+    conns: HashMap<ConnId, Conn, foldhash::fast::FixedState>,
     /// Per-host state: connections, PEs, request rates.
     hosts: HashMap<IpAddr, Host>,
     /// The PEs homed here under keep-alive supervision, with their timers (per connection).
@@ -299,7 +300,16 @@ pub struct Registrar {
     next_heartbeat: Micros,
     /// Handle resolutions waiting for the mentor's table.
     deferred: Vec<(ConnId, PoolHandle, Option<u32>)>,
+    /// The PEs a handle resolution selects (kept for its capacity).
+    selected: Vec<handlespace::PeRef>,
+    /// Emptied message buffers given back by the I/O loop ([`Registrar::recycle`]), to encode
+    /// handle resolution answers into.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most buffers [`Registrar::recycle`] keeps, and the largest capacity it keeps.
+const SPARE_BUFFERS: usize = 64;
+const SPARE_CAPACITY: usize = 4096;
 
 impl Registrar {
     /// A registrar with an empty handlespace; `seed` drives the randomized policies.
@@ -312,7 +322,7 @@ impl Registrar {
         let mut r = Registrar {
             hs: Handlespace::with_seed(hs_cfg, seed),
             cfg,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             hosts: HashMap::new(),
             supervision,
             next_announce,
@@ -328,6 +338,8 @@ impl Registrar {
             startup: None,
             next_heartbeat: now,
             deferred: Vec::new(),
+            selected: Vec::new(),
+            spare: Vec::new(),
         };
         r.init_peers(now);
         r
@@ -350,6 +362,21 @@ impl Registrar {
     /// What the registrar has done and refused so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Gives back the buffer of a sent [`Output::Send`]: later answers to handle resolutions
+    /// are encoded into it instead of a new allocation. Optional (a buffer not given back is
+    /// simply dropped); a few small ones are kept, the rest dropped.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_CAPACITY {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// An empty buffer to encode a message into: a recycled one if there is one.
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(256))
     }
 
     /// Whether the registrar is recovering from a stall at `now` (see
@@ -642,14 +669,10 @@ fn push_send(
     out: &mut Vec<Output>,
     conn: ConnId,
     ppid: u32,
-    encoded: &Result<Vec<u8>, wire::WireError>,
+    encoded: Result<Vec<u8>, wire::WireError>,
 ) {
     match encoded {
-        Ok(data) => out.push(Output::Send {
-            conn,
-            ppid,
-            data: data.clone(),
-        }),
+        Ok(data) => out.push(Output::Send { conn, ppid, data }),
         Err(e) => out.push(log(LOG_ERROR, format!("cannot encode a message: {e}"))),
     }
 }

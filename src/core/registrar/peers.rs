@@ -232,7 +232,7 @@ impl Registrar {
             c.last_activity = now;
         }
         let msg = self.presence(receiver, enrp::FLAG_REPLY_REQUIRED);
-        push_send(out, conn, PPID_ENRP, &msg.to_bytes());
+        push_send(out, conn, PPID_ENRP, msg.to_bytes());
     }
 
     /// A connection that carried ENRP went down: its peer (and dial) lose it.
@@ -353,7 +353,7 @@ impl Registrar {
                 .is_some_and(|p| p.replies.allow(now, Some(PRESENCE_REPLIES_PER_SECOND)));
             if allowed {
                 let reply = self.presence(sender, 0);
-                push_send(out, conn, PPID_ENRP, &reply.to_bytes());
+                push_send(out, conn, PPID_ENRP, reply.to_bytes());
             } else {
                 self.refuse(Refusal::EnrpFlood, now, out, || {
                     format!("Presence flood from {sender}: replies limited")
@@ -395,7 +395,7 @@ impl Registrar {
         // A table request may have gone over the connection that is closed now.
         if let Some(flags) = resend {
             let msg = self.enrp_message(flags, id, EnrpBody::HandleTableRequest);
-            push_send(out, keep, PPID_ENRP, &msg.to_bytes());
+            push_send(out, keep, PPID_ENRP, msg.to_bytes());
         }
         // A dial whose connection goes is still that registrar's: it is not dialled again
         // while the registrar is reached over the other connection.
@@ -416,7 +416,7 @@ impl Registrar {
     /// Sends `msg` to a peer over its connection (nothing if it has none).
     pub(super) fn send_to_peer(&self, id: RegistrarId, msg: &EnrpMessage, out: &mut Vec<Output>) {
         if let Some(conn) = self.peers.get(&id).and_then(|p| p.conn) {
-            push_send(out, conn, PPID_ENRP, &msg.to_bytes());
+            push_send(out, conn, PPID_ENRP, msg.to_bytes());
         }
     }
 
@@ -434,7 +434,7 @@ impl Registrar {
             if let Some(conn) = p.conn {
                 let (flags, b) = body();
                 let msg = self.enrp_message(flags, id, b);
-                push_send(out, conn, PPID_ENRP, &msg.to_bytes());
+                push_send(out, conn, PPID_ENRP, msg.to_bytes());
             }
         }
     }

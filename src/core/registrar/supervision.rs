@@ -35,7 +35,7 @@ impl Registrar {
                         pool_handle: self.supervision.pool_handle(sup).clone(),
                         pe_id: Some(sup.pe),
                     });
-                    push_send(out, conn, PPID_ASAP, &msg.to_bytes());
+                    push_send(out, conn, PPID_ASAP, msg.to_bytes());
                     let timeout = now + self.cfg.keepalive_timeout;
                     self.supervision
                         .arm_slot(slot, timeout, TimerKind::KeepAliveTimeout);

@@ -266,7 +266,7 @@ impl Registrar {
                 sender,
                 EnrpBody::HandleTableResponse { pools: vec![] },
             );
-            push_send(out, conn, PPID_ENRP, &msg.to_bytes());
+            push_send(out, conn, PPID_ENRP, msg.to_bytes());
             return;
         }
         let own_only = flags & enrp::FLAG_OWN_CHILDREN_ONLY != 0;
@@ -283,7 +283,7 @@ impl Registrar {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.ht_cursor = next.map(|n| (own_only, n));
         }
-        push_send(out, conn, PPID_ENRP, &msg.to_bytes());
+        push_send(out, conn, PPID_ENRP, msg.to_bytes());
     }
 
     /// One Handle Table Response of at most `ht_max_pes` PEs and [`HT_MAX_BYTES`] bytes after
@@ -464,7 +464,7 @@ impl Registrar {
         out.push(log(LOG_ACTION, text));
         for (conn, ph, items) in std::mem::take(&mut self.deferred) {
             if self.conns.contains_key(&conn) {
-                self.handle_resolution(now, conn, ph, items, out);
+                self.handle_resolution(now, conn, ph.as_bytes(), items, out);
             }
         }
     }
@@ -486,18 +486,13 @@ impl Registrar {
     }
 
     /// While the mentor's table is on its way, a handle resolution waits for it (`true`).
-    pub(super) fn defer_resolution(
-        &mut self,
-        conn: ConnId,
-        ph: &PoolHandle,
-        items: Option<u32>,
-    ) -> bool {
+    pub(super) fn defer_resolution(&mut self, conn: ConnId, ph: &[u8], items: Option<u32>) -> bool {
         if !matches!(self.startup, Some(Startup::Fetching { .. }))
             || self.deferred.len() >= MAX_DEFERRED
         {
             return false;
         }
-        self.deferred.push((conn, ph.clone(), items));
+        self.deferred.push((conn, PoolHandle::new(ph), items));
         true
     }
 
@@ -528,7 +523,7 @@ impl Registrar {
             })
             .collect();
         let msg = self.enrp_message(0, sender, EnrpBody::ListResponse { servers });
-        push_send(out, conn, PPID_ENRP, &msg.to_bytes());
+        push_send(out, conn, PPID_ENRP, msg.to_bytes());
     }
 
     /// A List Response: peers of our peer become ours to dial.

@@ -84,7 +84,7 @@ impl Registrar {
     ) {
         let ack = |r: &Registrar, out: &mut Vec<Output>| {
             let msg = r.enrp_message(0, sender, EnrpBody::InitTakeoverAck { target });
-            push_send(out, conn, PPID_ENRP, &msg.to_bytes());
+            push_send(out, conn, PPID_ENRP, msg.to_bytes());
         };
         if target == self.cfg.id {
             // We are alive: say so to everyone.

@@ -201,6 +201,62 @@ fn elements(r: &mut Reader<'_>, ctx: &mut Ctx) -> Result<Vec<PoolElement>, WireE
     Ok(v)
 }
 
+/// The pool handle and the items option of a Handle Resolution, read in place: the hot path of
+/// a registrar, which thus neither allocates nor builds an [`AsapMessage`].
+///
+/// `Some` only for the plain form — a valid message of type [`HANDLE_RESOLUTION`] whose
+/// parameters are exactly a Pool Handle and, optionally, a well-formed Handle Resolution option
+/// (any flags) — for which [`AsapMessage::decode`] gives the same pool handle and items, no
+/// unknown parameters and no error. `None` for everything else, including every message
+/// `decode` refuses: such input must go through `decode`, which says what is wrong.
+pub fn peek_handle_resolution(bytes: &[u8]) -> Option<(&[u8], Option<u32>)> {
+    let view = MessageView::new_checked(bytes).ok()?;
+    if view.msg_type() != HANDLE_RESOLUTION {
+        return None;
+    }
+    let params = view.params();
+    let (handle, used) = Tlv::new_checked(params, "message").ok()?;
+    if handle.param_type() != PARAM_POOL_HANDLE {
+        return None;
+    }
+    let rest = &params[used..];
+    if rest.is_empty() {
+        return Some((handle.value(), None));
+    }
+    let (option, used) = Tlv::new_checked(rest, "message").ok()?;
+    if option.param_type() != PARAM_HANDLE_RESOLUTION_OPTION || used != rest.len() {
+        return None;
+    }
+    Some((handle.value(), Some(parse_hr_option(option).ok()?)))
+}
+
+/// Appends a Handle Resolution Response with PEs (flags 0, no error) to `buf`: the pool
+/// handle, the pool's policy (that of the first element, as [`AsapMessage`] would be built) and
+/// each element, byte for byte what encoding the equivalent [`AsapMessage`] gives, without
+/// building one; like [`AsapMessage::emit`] it pads to multiples of 4 counted from the start
+/// of `buf`, whose length must be one. Errors without elements (that answer carries an Operation Error: build an
+/// [`AsapMessage`]). On an error `buf` holds a partial message: the caller discards it.
+pub fn emit_handle_resolution_response<'a>(
+    buf: &mut Vec<u8>,
+    pool_handle: &[u8],
+    elements: impl IntoIterator<Item = PoolElementRef<'a>>,
+) -> Result<(), WireError> {
+    let mut elements = elements.into_iter().peekable();
+    let Some(first) = elements.peek() else {
+        return Err(WireError::MissingParameter {
+            what: "pool element",
+        });
+    };
+    let policy = first.policy;
+    let at = start_message(buf, HANDLE_RESOLUTION_RESPONSE, 0);
+    emit_bytes(buf, PARAM_POOL_HANDLE, pool_handle)?;
+    emit_policy(buf, &policy)?;
+    for e in elements {
+        emit_pool_element(buf, e, &[])?;
+    }
+    finish_message(buf, at)
+}
+
 impl AsapMessage {
     /// A message with flags 0.
     pub fn new(body: AsapBody) -> Self {

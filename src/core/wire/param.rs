@@ -693,20 +693,54 @@ impl PoolElement {
 
     /// Encodes the Pool Element parameter.
     pub fn emit(&self, buf: &mut Vec<u8>) -> Result<(), WireError> {
-        emit_tlv(buf, PARAM_POOL_ELEMENT, |b| {
-            b.extend_from_slice(&self.id.0.to_be_bytes());
-            b.extend_from_slice(&self.home_registrar.0.to_be_bytes());
-            b.extend_from_slice(&self.registration_life.to_be_bytes());
-            let mut w = Writer::new(b, &self.skipped);
-            emit_transport(w.param(), &self.user_transport)?;
-            emit_policy(w.param(), &self.policy)?;
-            if let Some(a) = &self.asap_transport {
-                emit_transport(w.param(), a)?;
-            }
-            w.finish();
-            Ok(())
-        })
+        emit_pool_element(
+            buf,
+            PoolElementRef {
+                id: self.id,
+                home_registrar: self.home_registrar,
+                registration_life: self.registration_life,
+                user_transport: &self.user_transport,
+                policy: self.policy,
+                asap_transport: self.asap_transport.as_ref(),
+            },
+            &self.skipped,
+        )
     }
+}
+
+/// The fields of a Pool Element parameter, borrowed from wherever they are kept (a
+/// [`PoolElement`], a handlespace entry): encoded by [`emit_pool_element`] without building a
+/// [`PoolElement`].
+#[derive(Clone, Copy, Debug)]
+pub struct PoolElementRef<'a> {
+    pub id: PeId,
+    pub home_registrar: RegistrarId,
+    pub registration_life: u32,
+    pub user_transport: &'a TransportAddress,
+    pub policy: PolicyInfo,
+    pub asap_transport: Option<&'a TransportAddress>,
+}
+
+/// Encodes a Pool Element parameter (with `skipped` unknown parameters at their places);
+/// [`PoolElement::emit`] is this.
+pub fn emit_pool_element(
+    buf: &mut Vec<u8>,
+    e: PoolElementRef<'_>,
+    skipped: &[SkippedParam],
+) -> Result<(), WireError> {
+    emit_tlv(buf, PARAM_POOL_ELEMENT, |b| {
+        b.extend_from_slice(&e.id.0.to_be_bytes());
+        b.extend_from_slice(&e.home_registrar.0.to_be_bytes());
+        b.extend_from_slice(&e.registration_life.to_be_bytes());
+        let mut w = Writer::new(b, skipped);
+        emit_transport(w.param(), e.user_transport)?;
+        emit_policy(w.param(), &e.policy)?;
+        if let Some(a) = e.asap_transport {
+            emit_transport(w.param(), a)?;
+        }
+        w.finish();
+        Ok(())
+    })
 }
 
 // ---- Server Information (RFC 5354 §3.7) ------------------------------------------------------

@@ -105,7 +105,8 @@ pub(super) struct TcpServer {
     pub(super) listener_token: Token,
     ppid: u32,
     limits: Limits,
-    pub(super) conns: HashMap<Token, TcpConn>,
+    /// Keyed by tokens (a counter, not chosen by peers): a fast hash.
+    pub(super) conns: HashMap<Token, TcpConn, foldhash::fast::FixedState>,
     /// Connections with input to hand over, in round-robin order (closed ones are skipped).
     active: VecDeque<Token>,
     /// Entries of `active` still to visit in the current round.
@@ -128,6 +129,9 @@ pub(super) struct TcpServer {
     /// Connections closed at once for want of descriptors, since start.
     refused: u64,
     buf: Box<[u8]>,
+    /// The buffer of the last message handed over, given back by [`TcpServer::recycle`]: the
+    /// next message is copied into it.
+    spare: Vec<u8>,
     close_log: LogLimiter,
     accept_log: LogLimiter,
     refuse_log: LogLimiter,
@@ -166,7 +170,7 @@ impl TcpServer {
             listener_token,
             ppid,
             limits: Limits::default(),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             active: VecDeque::new(),
             round_left: 0,
             watched: Vec::new(),
@@ -179,6 +183,7 @@ impl TcpServer {
             reserve: open_reserve(),
             refused: 0,
             buf: vec![0u8; MAX_BUFFERED_INPUT].into_boxed_slice(),
+            spare: Vec::new(),
             close_log: LogLimiter::new(LOG_PERIOD, CLOSE_LOG_BURST),
             accept_log: LogLimiter::new(LOG_PERIOD, 1),
             refuse_log: LogLimiter::new(LOG_PERIOD, 1),
@@ -260,7 +265,7 @@ impl TcpServer {
                 continue;
             };
             if conn.batch < self.limits.batch && !conn.paused() {
-                match pull(conn, &mut self.buf) {
+                match pull(conn, &mut self.buf, &mut self.spare) {
                     Pulled::Message(data) => {
                         conn.batch += 1;
                         self.current = Some(token);
@@ -296,6 +301,14 @@ impl TcpServer {
             }
         }
         None
+    }
+
+    /// Takes back the buffer of a message [`TcpServer::next_input`] handed over, for the next
+    /// one (a buffer not given back is simply dropped).
+    pub(super) fn recycle(&mut self, data: Vec<u8>) {
+        if data.capacity() > self.spare.capacity() {
+            self.spare = data;
+        }
     }
 
     /// Queues one message and writes the connection's output if this answers the last whole
@@ -697,15 +710,16 @@ fn describe(ppid: u32, conn: ConnId, peer: &SocketAddr) -> String {
     )
 }
 
-/// The next message of `conn`, reading from the socket only when the deframer has none.
-fn pull(conn: &mut TcpConn, buf: &mut [u8]) -> Pulled {
+/// The next message of `conn`, reading from the socket only when the deframer has none; a
+/// message is copied into `spare`'s buffer.
+fn pull(conn: &mut TcpConn, buf: &mut [u8], spare: &mut Vec<u8>) -> Pulled {
     loop {
-        match conn.deframer.next_message() {
-            Ok(Some(data)) => {
+        match conn.deframer.next_message_into(spare) {
+            Ok(true) => {
                 conn.partial_since = None;
-                return Pulled::Message(data);
+                return Pulled::Message(std::mem::take(spare));
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(_) => return Pulled::Down(DownReason::ProtocolError),
         }
         let pending = conn.deframer.pending();
