@@ -224,6 +224,45 @@ fn merge<'a, T: Ord + 'a>(
     })
 }
 
+/// The number of entries of the ascending slice `s` below `e`.
+///
+/// A search in quarters whose steps are arithmetic, not branches: the step taken depends on
+/// data that a branch predictor cannot guess (a branch would be mispredicted half of the time,
+/// ~15 cycles each), and each step's three probes are independent loads, so a step waits for
+/// one load, not three, and there are half as many steps as in a binary search.
+///
+/// Invariant: every entry before `base` is below `e`, and the answer is at most `base + size`.
+#[inline]
+fn lower_bound<T: Ord>(s: &[T], e: &T) -> usize {
+    let mut base = 0;
+    let mut size = s.len();
+    while size >= 4 {
+        let q = size / 4;
+        let below = usize::from(s[base + q] < *e)
+            + usize::from(s[base + 2 * q] < *e)
+            + usize::from(s[base + 3 * q] < *e);
+        base += below * q;
+        // size − 3q ≥ q: the answer is still within reach whichever quarter it is in.
+        size -= 3 * q;
+    }
+    while size > 1 {
+        let half = size / 2;
+        base += usize::from(s[base + half] < *e) * half;
+        size -= half;
+    }
+    base + usize::from(size == 1 && s[base] < *e)
+}
+
+/// The number of entries of the sorted ring `v` below `e` (where `e` goes).
+#[inline]
+fn ring_lower_bound<T: Ord>(v: &VecDeque<T>, e: &T) -> usize {
+    let (a, b) = v.as_slices();
+    match b.first() {
+        Some(f) if *f < *e => a.len() + lower_bound(b, e),
+        _ => lower_bound(a, e),
+    }
+}
+
 /// Inserts `e` into the sorted ring `v` (not present before).
 fn ring_insert<T: Ord + Copy>(v: &mut VecDeque<T>, e: T) {
     // The common cases first, without a search through the ring: an entry that goes last
@@ -234,7 +273,7 @@ fn ring_insert<T: Ord + Copy>(v: &mut VecDeque<T>, e: T) {
         v.push_front(e);
     } else {
         prefetch_ring(v);
-        let i = v.partition_point(|x| *x < e);
+        let i = ring_lower_bound(v, &e);
         debug_assert!(v.get(i) != Some(&e), "entry already present");
         v.insert(i, e);
     }
@@ -248,7 +287,8 @@ fn ring_find<T: Ord + Copy>(v: &VecDeque<T>, e: &T) -> Option<usize> {
         Some(v.len() - 1)
     } else {
         prefetch_ring(v);
-        v.binary_search(e).ok()
+        let i = ring_lower_bound(v, e);
+        (v.get(i) == Some(e)).then_some(i)
     }
 }
 
@@ -473,7 +513,7 @@ impl<T: Ord + Copy> SortedSet<T> {
                     // is where every resolution of the pool reads.
                     prefetch_ring(ring);
                 }
-                ring.partition_point(|x| *x < new)
+                ring_lower_bound(ring, &new)
             };
             ring.remove(i);
             ring.insert(if j > i { j - 1 } else { j }, new);
@@ -501,6 +541,29 @@ impl<T: Ord + Copy> SortedSet<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The branch-free search agrees with `partition_point`, on slices and on wrapped rings.
+    #[test]
+    fn lower_bound_is_partition_point() {
+        for len in 0..40u64 {
+            let s: Vec<u64> = (0..len).map(|i| 2 * i + 1).collect();
+            for e in 0..2 * len + 3 {
+                assert_eq!(lower_bound(&s, &e), s.partition_point(|x| *x < e));
+            }
+            for split in 0..=s.len() {
+                let mut v: VecDeque<u64> = VecDeque::with_capacity(s.len());
+                // Wrap the ring: the first `split` entries end up at the buffer's end.
+                for _ in 0..v.capacity() - split {
+                    v.push_back(0);
+                    v.pop_front();
+                }
+                v.extend(s.iter().copied());
+                for e in 0..2 * len + 3 {
+                    assert_eq!(ring_lower_bound(&v, &e), v.partition_point(|x| *x < e));
+                }
+            }
+        }
+    }
 
     /// Against a BTreeSet, through growth past SMALL_MAX and shrinking back, with inserts at
     /// the back, the front and the middle.
