@@ -363,7 +363,7 @@ impl SortEntry {
 
     #[inline]
     fn of(pe: &PoolElement, slot: u32) -> Self {
-        let k = policy::sort_key(&pe.policy(), &pe.state);
+        let k = policy::sort_key_of_wire(pe.policy_type, &pe.policy_values, &pe.state);
         debug_assert!(k.primary <= u64::from(u32::MAX) && k.seq <= u64::from(u32::MAX));
         SortEntry {
             primary: k.primary.min(u64::from(u32::MAX)) as u32,
@@ -506,6 +506,21 @@ struct Pool {
     generation: u64,
     /// PEs of this pool per home registrar (a handful of entries; two inline).
     owners: SmallVec<[(RegistrarId, u32); 2]>,
+}
+
+/// Handlespaces of at least this many PEs prefetch a sorted pool's ring before searching it.
+///
+/// Below, the rings (16 bytes a PE) and the PEs themselves (about 200 bytes a PE with their
+/// indexes) fit in a 4 MiB second-level cache, and a prefetch of a cached ring only costs: 30 %
+/// of a least-used registration, re-registration and deregistration in 10 pools of 100 PEs,
+/// measured. Above, a pool's ring is mostly not cached, and asking for all its lines at once
+/// turns a search's chain of misses into one wait (15–30 % faster in 10³ pools of 100).
+const COLD_MIN_PES: usize = 1 << 14;
+
+/// Whether a sorted pool's ring is probably not cached in a handlespace of `pes` PEs.
+#[inline]
+fn rings_cold(pes: usize) -> bool {
+    pes >= COLD_MIN_PES
 }
 
 /// Pool size from which the PE ids are hashed; below, lookups scan the pool's `log_ids`.
@@ -1012,6 +1027,7 @@ impl<R: RandomSource> Handlespace<R> {
     }
 
     fn insert(&mut self, pidx: u32, reg: Registration, expiry: Micros) {
+        let cold = rings_cold(self.pe_count);
         let slot = self.pes.next_slot();
         let Handlespace {
             pools,
@@ -1060,7 +1076,7 @@ impl<R: RandomSource> Handlespace<R> {
             // Once the PE is in the slab (below).
             Selection::Rotation(_) => {}
             Selection::Sorted(set) => {
-                set.insert(SortEntry::of(&pe, slot));
+                set.insert(SortEntry::of(&pe, slot), cold);
             }
             Selection::ValueTree(tree) => tree.push(policy::weight_value(&reg.policy, &pe.state)),
             Selection::Uniform => {}
@@ -1080,6 +1096,7 @@ impl<R: RandomSource> Handlespace<R> {
     }
 
     fn update(&mut self, slot: u32, reg: Registration, expiry: Micros) {
+        let cold = rings_cold(self.pe_count);
         let Handlespace {
             pools,
             pes,
@@ -1116,7 +1133,7 @@ impl<R: RandomSource> Handlespace<R> {
                 let new_entry = SortEntry::of(pe, slot);
                 let old_entry = old_entry.expect("sorted pool");
                 if new_entry != old_entry {
-                    set.replace(&old_entry, new_entry);
+                    set.replace(&old_entry, new_entry, cold);
                 }
             }
             Selection::ValueTree(tree) => {
@@ -1134,6 +1151,7 @@ impl<R: RandomSource> Handlespace<R> {
     }
 
     fn remove_slot(&mut self, slot: u32) -> PoolElement {
+        let cold = rings_cold(self.pe_count);
         let Handlespace {
             pools,
             pes,
@@ -1158,7 +1176,7 @@ impl<R: RandomSource> Handlespace<R> {
                 );
             }
             Selection::Sorted(set) => {
-                set.remove(&SortEntry::of(&pe, slot));
+                set.remove(&SortEntry::of(&pe, slot), cold);
             }
             Selection::ValueTree(tree) => tree.set(pos, 0),
             Selection::Uniform => {}
@@ -1207,6 +1225,7 @@ impl<R: RandomSource> Handlespace<R> {
         let pidx = self
             .pool_slot(handle.as_ref())
             .ok_or(HandlespaceError::UnknownPoolHandle)?;
+        let cold = rings_cold(self.pe_count);
         let Handlespace {
             pools,
             pes,
@@ -1280,7 +1299,7 @@ impl<R: RandomSource> Handlespace<R> {
                         SortEntry::of(pe, e.slot)
                     };
                     debug_assert!(moved == SortEntry::of(pe, e.slot));
-                    set.replace(&e, moved);
+                    set.replace(&e, moved, cold);
                 }
                 if high_round {
                     rebase_rounds(set, pes);
