@@ -286,7 +286,11 @@ mod tests {
                 };
                 let info =
                     PolicyInfo::from_wire_values(p, &v[..p.wire_values().len()]).expect("values");
-                assert_eq!(sort_key_of_wire(p, &v, &st), sort_key(&info, &st), "{p:?} {v:?}");
+                assert_eq!(
+                    sort_key_of_wire(p, &v, &st),
+                    sort_key(&info, &st),
+                    "{p:?} {v:?}"
+                );
             }
         }
     }

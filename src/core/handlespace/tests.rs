@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::core::types::{PolicyInfo, PolicyType, TRANSPORT_USE_DATA_PLUS_CONTROL};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 const R1: RegistrarId = RegistrarId(0x1111_1111);
