@@ -20,7 +20,8 @@
 //! random load from 4 MiB, the least memory traffic an operation at 10^6 PEs needs (see
 //! [`Stall`]); their "slow" rows are the ratio that this alone costs.
 //! `HS_BENCH_MAX=100000` / `HS_BENCH_MIN=1000000` limit the sizes (profiling one size),
-//! `HS_BENCH_REPS=1` the repetitions;
+//! `HS_BENCH_REPS=1` the repetitions, `HS_BENCH_RESOLUTIONS=0` the handle resolutions per
+//! repetition (100 000; fewer to profile the other operations);
 //! `HS_BENCH_LAYOUT=single|pools` runs one layout only, `HS_BENCH_POLICY=RR,LU,…` the listed
 //! policies only (short names of [`POLICIES`]: also PRIO, LUD, PLU, PLUD, LUDPF, LUDDPF, PLUDPF,
 //! PLUDDPF, RLU, RLUD, RPLU, RPLUD, WRANDDPF).
@@ -292,7 +293,10 @@ fn measure(
     handles: &[PoolHandle],
     stall: &mut impl Stall,
 ) -> ([f64; 4], f64, f64) {
-    const RESOLUTIONS: usize = 100_000;
+    let resolutions: usize = std::env::var("HS_BENCH_RESOLUTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let pool_count = handles.len();
     // Every size is repeated and the median run of each operation kept (the machine is
     // shared: the median is what another run reproduces).
@@ -332,7 +336,7 @@ fn measure(
         let mut out: Vec<PeRef> = Vec::with_capacity(3);
         let mut x: u64 = 0x1234_5678;
         let t = Instant::now();
-        for _ in 0..RESOLUTIONS {
+        for _ in 0..resolutions {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -340,7 +344,7 @@ fn measure(
             hs.select_into(h, 3, &mut out).unwrap();
             black_box(&out);
         }
-        runs[2].push(RESOLUTIONS as f64 / t.elapsed().as_secs_f64());
+        runs[2].push(resolutions as f64 / t.elapsed().as_secs_f64());
 
         let t = Instant::now();
         for i in 0..n {

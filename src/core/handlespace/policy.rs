@@ -108,6 +108,40 @@ pub fn sort_key(info: &PolicyInfo, st: &SelectionState) -> SortKey {
     }
 }
 
+/// [`sort_key`] of a policy given as stored: its type and its wire values in wire order
+/// (`PolicyType::wire_values`, unused ones 0). The same key, without building a
+/// [`PolicyInfo`] first (every sorted-pool removal and update computes a key).
+#[inline]
+pub fn sort_key_of_wire(policy: PolicyType, v: &[u32; 4], st: &SelectionState) -> SortKey {
+    use PolicyType::*;
+    let w = |i: usize| u64::from(v[i]);
+    let deg = u64::from(st.degradation);
+    // distance · DPF, from the wire places of DPF and distance.
+    let penalty = |dpf: usize, distance: usize| (w(distance) * w(dpf)).min(MAX_LOAD);
+    let (primary, secondary) = match policy {
+        RoundRobin => (0, 0),
+        WeightedRoundRobin => (st.round, st.virtual_counter),
+        Priority => (u64::from(u32::MAX - v[0]), 0),
+        LeastUsed => (w(0), 0),
+        // [load, load degradation]
+        LeastUsedDegradation => (sat_load(&[w(0), deg]), 0),
+        PriorityLeastUsed => (sat_load(&[w(0), w(1)]), 0),
+        PriorityLeastUsedDegradation => (sat_load(&[w(0), w(1), deg]), 0),
+        // [load, load DPF, distance]
+        LeastUsedDpf => (sat_load(&[w(0), penalty(1, 2)]), 0),
+        // [load, load degradation, load DPF, distance]
+        LeastUsedDegradationDpf => (sat_load(&[w(0), deg, penalty(2, 3)]), 0),
+        PriorityLeastUsedDpf => (sat_load(&[w(0), w(1), penalty(2, 3)]), 0),
+        PriorityLeastUsedDegradationDpf => (sat_load(&[w(0), w(1), deg, penalty(2, 3)]), 0),
+        _ => (0, 0),
+    };
+    SortKey {
+        primary,
+        secondary,
+        seq: st.seq,
+    }
+}
+
 /// The value-tree weight of a PE (meaningless for sorted policies).
 #[inline]
 pub fn weight_value(info: &PolicyInfo, st: &SelectionState) -> u32 {
@@ -228,6 +262,38 @@ pub fn on_selected(info: &PolicyInfo, st: &mut SelectionState, seq: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key from stored wire values is the key from the policy they make, for every policy
+    /// type and values from 0 to the saturating ones.
+    #[test]
+    fn sort_key_of_wire_is_sort_key() {
+        let values = [0, 1, 7, 0x8000_0000, u32::MAX - 1, u32::MAX];
+        let mut x: u64 = 5;
+        for p in PolicyType::ALL {
+            for _ in 0..500 {
+                let mut v = [0u32; 4];
+                for slot in v.iter_mut().take(p.wire_values().len()) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *slot = values[(x % values.len() as u64) as usize];
+                }
+                let st = SelectionState {
+                    seq: x >> 40,
+                    degradation: values[(x >> 8) as usize % values.len()],
+                    round: x >> 50,
+                    virtual_counter: (x >> 20) as u32,
+                };
+                let info =
+                    PolicyInfo::from_wire_values(p, &v[..p.wire_values().len()]).expect("values");
+                assert_eq!(
+                    sort_key_of_wire(p, &v, &st),
+                    sort_key(&info, &st),
+                    "{p:?} {v:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn engines_and_defaults() {

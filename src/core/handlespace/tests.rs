@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::core::types::{PolicyInfo, PolicyType, TRANSPORT_USE_DATA_PLUS_CONTROL};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 const R1: RegistrarId = RegistrarId(0x1111_1111);
@@ -924,6 +925,39 @@ fn value_tree_survives_removals() {
 fn entry_sizes() {
     assert_eq!(std::mem::size_of::<Option<PoolElement>>(), 120);
     assert_eq!(std::mem::size_of::<SortEntry>(), 16);
+}
+
+/// A sort entry's order is that of its fields (primary, secondary, seq, slot), in turn.
+#[test]
+fn sort_entries_order_by_their_fields_in_turn() {
+    let parts = [0, 1, 2, u32::MAX - 1, u32::MAX];
+    let entries: Vec<SortEntry> = (0..parts.len().pow(4))
+        .map(|mut i| {
+            let mut f = [0u32; 4];
+            for v in &mut f {
+                *v = parts[i % parts.len()];
+                i /= parts.len();
+            }
+            SortEntry {
+                primary: f[0],
+                secondary: f[1],
+                seq: f[2],
+                slot: f[3],
+            }
+        })
+        .collect();
+    let fields = |e: &SortEntry| (e.primary, e.secondary, e.seq, e.slot);
+    for a in &entries {
+        for b in &entries {
+            assert_eq!(a.cmp(b), fields(a).cmp(&fields(b)));
+            assert_eq!(a.partial_cmp(b), Some(fields(a).cmp(&fields(b))));
+            assert_eq!(a < b, fields(a) < fields(b));
+            assert_eq!(a <= b, fields(a) <= fields(b));
+            assert_eq!(a > b, fields(a) > fields(b));
+            assert_eq!(a >= b, fields(a) >= fields(b));
+            assert_eq!(a == b, fields(a) == fields(b));
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
