@@ -1235,7 +1235,7 @@ impl<R: RandomSource> Handlespace<R> {
                         SortEntry::of(pe, e.slot)
                     };
                     debug_assert!(moved == SortEntry::of(pe, e.slot));
-                    set.replace(&e, moved);
+                    set.replace_selected(&e, moved);
                 }
                 if high_round {
                     rebase_rounds(set, pes);

@@ -54,6 +54,14 @@ const TAIL_MOVE_MAX: usize = 128;
 #[cfg(test)]
 const TAIL_MOVE_MAX: usize = 2;
 
+/// An entry that moves from a large set's head to behind it goes to the end of the tail if at
+/// most this many tail entries are above it (they go to the tree: entries that registered
+/// behind all others, a one-time cost), else into the tree.
+#[cfg(not(test))]
+const TAIL_EVICT_MAX: usize = 64;
+#[cfg(test)]
+const TAIL_EVICT_MAX: usize = 2;
+
 /// The most entries a large set keeps in its head ring (4 KiB of 16-byte entries: a selected
 /// entry that moves back, as a degraded least-used PE does, mostly stays within it).
 #[cfg(not(test))]
@@ -129,12 +137,6 @@ impl<T: Ord + Copy> Tail<T> {
         self.ring.front().map(|x| &x.0)
     }
 
-    fn pop_front(&mut self) -> Option<T> {
-        let first = self.ring.pop_front()?.0;
-        self.drop_dead_ends();
-        Some(first)
-    }
-
     /// Keeps the ends live.
     fn drop_dead_ends(&mut self) {
         while self.ring.front().is_some_and(|x| x.1) {
@@ -196,6 +198,39 @@ impl<T: Ord + Copy> Tail<T> {
             }
         }
         shrink_ring(&mut self.ring);
+        true
+    }
+
+    /// Makes `e` (not present) fit behind the tail's last entry, moving the few live entries
+    /// above it (at most [`TAIL_EVICT_MAX`]) to `tree`; false, with nothing moved, if there
+    /// are more. Each entry is appended once and moved once at most, so the moves cost no
+    /// more tree insertions than appending nothing would have.
+    #[inline]
+    fn make_room_for(&mut self, e: &T, tree: &mut BTreeSet<T>) -> bool {
+        if self.ring.back().is_none_or(|b| b.0 < *e) {
+            return true;
+        }
+        self.evict_above(e, tree)
+    }
+
+    #[inline(never)]
+    fn evict_above(&mut self, e: &T, tree: &mut BTreeSet<T>) -> bool {
+        let len = self.ring.len();
+        if len > TAIL_EVICT_MAX && self.ring[len - 1 - TAIL_EVICT_MAX].0 > *e {
+            return false;
+        }
+        while let Some(&(x, dead)) = self.ring.back() {
+            if x < *e {
+                break;
+            }
+            self.ring.pop_back();
+            if dead {
+                self.dead -= 1;
+            } else {
+                tree.insert(x);
+            }
+        }
+        self.drop_dead_ends();
         true
     }
 
@@ -262,6 +297,37 @@ fn ring_replace_in_place<T: Ord + Copy>(v: &mut VecDeque<T>, i: usize, e: T) -> 
     } else {
         false
     }
+}
+
+/// Tops a large set's head up to [`HEAD_REFILL`] entries with the lowest of `tree` and `tail`.
+#[inline(never)]
+fn refill_head<T: Ord + Copy>(head: &mut VecDeque<T>, tree: &mut BTreeSet<T>, tail: &mut Tail<T>) {
+    let mut need = HEAD_REFILL.saturating_sub(head.len());
+    // The tree's first entry, looked up again only when it is taken (runs of tail entries,
+    // as the degradation policies' moved entries are, come without a tree descent each).
+    let mut first = tree.first().copied();
+    while need > 0 {
+        match tail.ring.front() {
+            Some(&(x, dead)) if first.is_none_or(|t| x < t) => {
+                tail.ring.pop_front();
+                if dead {
+                    tail.dead -= 1;
+                } else {
+                    head.push_back(x);
+                    need -= 1;
+                }
+            }
+            _ => {
+                let Some(t) = first else { break };
+                tree.pop_first();
+                head.push_back(t);
+                need -= 1;
+                first = tree.first().copied();
+            }
+        }
+    }
+    tail.drop_dead_ends();
+    shrink_ring(&mut tail.ring);
 }
 
 fn shrink_ring<T>(v: &mut VecDeque<T>) {
@@ -402,6 +468,7 @@ impl<T: Ord + Copy> SortedSet<T> {
     }
 
     /// Tops up a short head; returns to the small form when few entries are left.
+    #[inline(always)]
     fn after_big_removal(&mut self) {
         let SortedSet::Big { head, rest } = self else {
             return;
@@ -414,30 +481,25 @@ impl<T: Ord + Copy> SortedSet<T> {
             return;
         }
         if head.len() < HEAD_LOW {
-            while head.len() < HEAD_REFILL {
-                // The lower of the tree's first and the tail's first.
-                let from_tail = match (tree.first(), tail.front()) {
-                    (_, None) => false,
-                    (None, Some(_)) => true,
-                    (Some(t), Some(r)) => r < t,
-                };
-                let next = if from_tail {
-                    tail.pop_front()
-                } else {
-                    tree.pop_first()
-                };
-                match next {
-                    Some(x) => head.push_back(x),
-                    None => break,
-                }
-            }
-            shrink_ring(&mut tail.ring);
+            refill_head(head, tree, tail);
         }
     }
 
     /// Replaces `old` (present) by `new` (not present): in place when `new` takes the same
     /// rank (a least-used PE selected again), else a removal and an insertion.
     pub(super) fn replace(&mut self, old: &T, new: T) {
+        self.replace_as(old, new, false);
+    }
+
+    /// [`Self::replace`] for an entry a resolution selected: one that moves from a large set's
+    /// head to behind it goes to the tail's end (see [`Tail::make_room_for`]), where the
+    /// entries that the following resolutions move back will follow it.
+    pub(super) fn replace_selected(&mut self, old: &T, new: T) {
+        self.replace_as(old, new, true);
+    }
+
+    #[inline(always)]
+    fn replace_as(&mut self, old: &T, new: T, selected: bool) {
         // The common case first: a selected least-used PE that stays first.
         let (SortedSet::Small(v) | SortedSet::Big { head: v, .. }) = self;
         if v.front() == Some(old) && v.get(1).is_some_and(|next| new < *next) {
@@ -479,6 +541,26 @@ impl<T: Ord + Copy> SortedSet<T> {
             ring.insert(if j > i { j - 1 } else { j }, new);
             return;
         }
+        // From a large set's head to behind it (a degraded least-used PE selected again, a WRR
+        // PE entering the next round). The moved entries ascend as long as the lowest entries
+        // are selected and move back by the same degradation: they go to the tail, as a run
+        // that may interleave with the tree's entries, not into the tree.
+        if let (true, SortedSet::Big { head, rest }) = (selected, &mut *self) {
+            if head.back().is_some_and(|b| *old <= *b && *b < new)
+                && rest.tail.make_room_for(&new, &mut rest.tree)
+            {
+                if head.front() == Some(old) {
+                    head.pop_front();
+                } else {
+                    let i = ring_find(head, old).expect("entry present");
+                    head.remove(i);
+                }
+                // Behind the tail's last entry: no dead entry can equal it.
+                rest.tail.ring.push_back((new, false));
+                self.after_big_removal();
+                return;
+            }
+        }
         let found = self.remove(old);
         debug_assert!(found, "entry present");
         self.insert(new);
@@ -495,6 +577,35 @@ impl<T: Ord + Copy> SortedSet<T> {
     #[cfg(test)]
     pub(super) fn is_small(&self) -> bool {
         matches!(self, SortedSet::Small(_))
+    }
+
+    /// Panics unless the set's invariants hold.
+    #[cfg(test)]
+    fn check(&self) {
+        let ascending = |v: &mut dyn Iterator<Item = &T>| {
+            let v: Vec<&T> = v.collect();
+            assert!(v.windows(2).all(|w| w[0] < w[1]), "not ascending");
+        };
+        match self {
+            SortedSet::Small(v) => ascending(&mut v.iter()),
+            SortedSet::Big { head, rest } => {
+                let Rest { tree, tail } = &**rest;
+                ascending(&mut head.iter());
+                ascending(&mut tail.ring.iter().map(|x| &x.0));
+                assert!(!head.is_empty() || (tree.is_empty() && tail.is_empty()));
+                if let Some(b) = head.back() {
+                    assert!(tree.first().is_none_or(|t| b < t));
+                    assert!(tail.front().is_none_or(|t| b < t));
+                }
+                assert!(head.len() <= HEAD_MAX);
+                assert_eq!(tail.dead, tail.ring.iter().filter(|x| x.1).count());
+                assert!(tail.ring.front().is_none_or(|x| !x.1));
+                assert!(tail.ring.back().is_none_or(|x| !x.1));
+                for (e, dead) in &tail.ring {
+                    assert!(*dead || !tree.contains(e), "entry in tree and tail");
+                }
+            }
+        }
     }
 }
 
@@ -543,18 +654,26 @@ mod tests {
                     (x as usize >> 3) % model.len()
                 };
                 let e = *model.iter().nth(k).unwrap();
-                let new = match (x >> 20) % 4 {
+                let new = match (x >> 20) % 5 {
                     0 => (x >> 5) % 10_000,
+                    // Back by a few hundred places (a degraded least-used PE before the loads
+                    // converge): into the tail, interleaved with the tree.
+                    4 => e + 200 + (x >> 40) % 64,
                     // Behind every other (a degraded least-used PE): into the tail.
                     1 => model.last().unwrap() + 1 + (x >> 40) % 3,
                     _ => e + 1,
                 };
                 if !model.contains(&new) {
-                    set.replace(&e, new);
+                    if k == 0 {
+                        set.replace_selected(&e, new);
+                    } else {
+                        set.replace(&e, new);
+                    }
                     model.remove(&e);
                     model.insert(new);
                 }
             }
+            set.check();
             assert_eq!(set.len(), model.len());
             assert_eq!(set.first(), model.first());
             let n = (x % 5) as usize;
@@ -574,5 +693,86 @@ mod tests {
         }
         assert!(set.first_n(usize::MAX).eq(model.iter()));
         assert!(seen_big && back_to_small && seen_tail && seen_dead);
+    }
+
+    /// Degraded least-used PEs selected again and again before the loads converge: the first
+    /// entry moves back by a fixed step, landing among the tree's entries; the moved entries go
+    /// to the tail as an ascending run interleaved with the tree (evicting the few tail
+    /// entries above them), with insertions and removals anywhere in between.
+    #[test]
+    fn moves_back_form_a_tail_run_among_the_tree() {
+        let mut model = BTreeSet::new();
+        let mut x: u64 = 11;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..300 {
+            model.insert(next() % 100_000);
+        }
+        // All in the tree, none in the tail.
+        let mut set = SortedSet::from_sorted(model.iter().copied());
+        let (mut max_tail, mut interleaved, mut evicted) = (0, false, false);
+        for step in 0..3000 {
+            let r = next();
+            match r % 16 {
+                // A registration anywhere, often behind every other (a tail record).
+                0 | 1 => {
+                    let e = if r % 32 == 0 {
+                        model.last().unwrap() + 1 + (r >> 8) % 50
+                    } else {
+                        (r >> 8) % 200_000
+                    };
+                    if model.insert(e) {
+                        set.insert(e);
+                    }
+                }
+                // A deregistration anywhere (dead tail entries).
+                2 => {
+                    let k = (r as usize >> 8) % model.len();
+                    let e = *model.iter().nth(k).unwrap();
+                    assert!(set.remove(&e));
+                    model.remove(&e);
+                }
+                _ => {
+                    let e = *model.first().unwrap();
+                    let new = e + 5_000 + (r >> 8) % 8;
+                    if !model.contains(&new) {
+                        let above = |set: &SortedSet<u64>| match set {
+                            SortedSet::Big { rest, .. } => rest.tail.back().map(|b| *b > new),
+                            SortedSet::Small(_) => None,
+                        };
+                        let was_above = above(&set) == Some(true);
+                        set.replace_selected(&e, new);
+                        // Tail entries above the moved one went to the tree, it went last.
+                        evicted |= was_above && above(&set) == Some(false);
+                        model.remove(&e);
+                        model.insert(new);
+                    }
+                }
+            }
+            set.check();
+            assert_eq!(set.len(), model.len());
+            let mut copied = Vec::new();
+            set.copy_first_n(3, &mut copied);
+            assert!(copied.iter().eq(model.iter().take(3)));
+            if step % 100 == 0 {
+                assert!(set.iter().eq(model.iter()));
+            }
+            if let SortedSet::Big { rest, .. } = &set {
+                max_tail = max_tail.max(rest.tail.len());
+                interleaved |= match (rest.tree.last(), rest.tail.front()) {
+                    (Some(t), Some(f)) => f < t,
+                    _ => false,
+                };
+            }
+        }
+        assert!(set.iter().eq(model.iter()));
+        assert!(
+            max_tail > 50 && interleaved && evicted,
+            "{max_tail} {interleaved} {evicted}"
+        );
     }
 }
