@@ -19,7 +19,10 @@
 //! (to [`HEAD_REFILL`] entries) when it falls below [`HEAD_LOW`], and gives its highest entry to
 //! the tree when it overflows: both O(log n) amortized over many operations. Entries that go
 //! behind every other (a degraded least-used PE selected again, a WRR PE entering the next
-//! round) are appended to a second ring, the *tail* ([`Tail`]), instead of the tree's end.
+//! round) are appended to a second ring, the *tail* ([`Tail`]), instead of the tree's end; so
+//! are entries that a resolution moves from the head to anywhere behind it, as long as they
+//! ascend (a degraded least-used PE before the pool's loads converge moves back by about
+//! n / 16 places: its entry lands among the tree's, and the next one just behind it).
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -101,10 +104,13 @@ pub(super) struct Rest<T: Ord> {
 }
 
 /// A large set's entries that went behind all others (as a degraded least-used PE does on each
-/// selection once the pool's loads lie within one degradation step): appended to a ring, not
-/// inserted at the B-tree's end. Its entries ascend and may interleave with the tree's (an
-/// entry inserted later below the tail's last goes to the tree); the head is topped up from
-/// both in order. An entry removed from the middle of the ring, where that would move many
+/// selection once the pool's loads lie within one degradation step), or that a resolution
+/// moved from the head to behind the tail's last (as a degraded least-used PE does before the
+/// loads converge: each one lands a little behind the one moved before): appended to a ring,
+/// not inserted into the B-tree. Its entries ascend and may interleave with the tree's (an
+/// entry inserted later below the tail's last goes to the tree; one moved there by a
+/// resolution sends the few tail entries above it to the tree, see [`Tail::make_room_for`]);
+/// the head is topped up from both in order. An entry removed from the middle of the ring, where that would move many
 /// entries, stays in its place marked dead (the ring may hold most of a large pool); the ring
 /// is compacted when the dead are more than half of it. Its ends are never dead.
 pub(super) struct Tail<T: Ord> {
