@@ -494,24 +494,26 @@ impl<T: Ord + Copy> SortedSet<T> {
     /// Replaces `old` (present) by `new` (not present): in place when `new` takes the same
     /// rank (a least-used PE selected again), else a removal and an insertion.
     pub(super) fn replace(&mut self, old: &T, new: T) {
-        self.replace_as(old, new, false);
+        if !self.replace_first_in_place(old, new) {
+            self.replace_moved(old, new);
+        }
     }
 
-    /// [`Self::replace`] for an entry a resolution selected: one that moves from a large set's
-    /// head to behind it goes to the tail's end (see [`Tail::make_room_for`]), where the
-    /// entries that the following resolutions move back will follow it.
-    pub(super) fn replace_selected(&mut self, old: &T, new: T) {
-        self.replace_as(old, new, true);
-    }
-
+    /// The common case of a replacement: a selected least-used PE that stays first.
     #[inline(always)]
-    fn replace_as(&mut self, old: &T, new: T, selected: bool) {
-        // The common case first: a selected least-used PE that stays first.
+    fn replace_first_in_place(&mut self, old: &T, new: T) -> bool {
         let (SortedSet::Small(v) | SortedSet::Big { head: v, .. }) = self;
         if v.front() == Some(old) && v.get(1).is_some_and(|next| new < *next) {
             v[0] = new;
-            return;
+            true
+        } else {
+            false
         }
+    }
+
+    /// [`Self::replace`] after its common case.
+    #[inline(never)]
+    fn replace_moved(&mut self, old: &T, new: T) {
         // Within one ring: one search for the new place (none for the old one, which is
         // usually the front), then a removal and an insertion that each move the shorter side
         // of the ring (O(1) at its ends). In a large set's head, `new` must also stay below the
@@ -547,29 +549,52 @@ impl<T: Ord + Copy> SortedSet<T> {
             ring.insert(if j > i { j - 1 } else { j }, new);
             return;
         }
-        // From a large set's head to behind it (a degraded least-used PE selected again, a WRR
-        // PE entering the next round). The moved entries ascend as long as the lowest entries
-        // are selected and move back by the same degradation: they go to the tail, as a run
-        // that may interleave with the tree's entries, not into the tree.
-        if let (true, SortedSet::Big { head, rest }) = (selected, &mut *self) {
-            if head.back().is_some_and(|b| *old <= *b && *b < new)
-                && rest.tail.make_room_for(&new, &mut rest.tree)
-            {
-                if head.front() == Some(old) {
-                    head.pop_front();
-                } else {
-                    let i = ring_find(head, old).expect("entry present");
-                    head.remove(i);
-                }
-                // Behind the tail's last entry: no dead entry can equal it.
-                rest.tail.ring.push_back((new, false));
-                self.after_big_removal();
-                return;
-            }
-        }
         let found = self.remove(old);
         debug_assert!(found, "entry present");
         self.insert(new);
+    }
+
+    /// [`Self::replace`] for an entry a resolution selected. One that moves from a large set's
+    /// head to behind it (a degraded least-used PE selected again, a WRR PE entering the next
+    /// round) goes to the tail's end if it fits there (see [`Tail::make_room_for`]), not into
+    /// the tree. The moved entries ascend as long as the lowest entries are selected and move
+    /// back by the same degradation, so the next one follows it there: a run that may
+    /// interleave with the tree's entries.
+    #[inline]
+    pub(super) fn replace_selected(&mut self, old: &T, new: T) {
+        if self.replace_first_in_place(old, new) {
+            return;
+        }
+        // (Below the head's last, `replace` keeps it within the head.)
+        if let SortedSet::Big { head, .. } = self {
+            if head.back().is_some_and(|b| *b < new) && self.move_behind_head(old, new) {
+                return;
+            }
+        }
+        self.replace_moved(old, new);
+    }
+
+    /// Moves `old` (in the head) to `new` at the tail's end; false, with nothing changed, if
+    /// `old` is not in the head or `new` does not fit there.
+    #[inline(never)]
+    fn move_behind_head(&mut self, old: &T, new: T) -> bool {
+        let SortedSet::Big { head, rest } = self else {
+            return false;
+        };
+        let in_head = head.back().is_some_and(|b| old <= b);
+        if !in_head || !rest.tail.make_room_for(&new, &mut rest.tree) {
+            return false;
+        }
+        if head.front() == Some(old) {
+            head.pop_front();
+        } else {
+            let i = ring_find(head, old).expect("entry present");
+            head.remove(i);
+        }
+        // Behind the tail's last entry: no dead entry can equal it.
+        rest.tail.ring.push_back((new, false));
+        self.after_big_removal();
+        true
     }
 
     #[cfg(test)]
