@@ -1237,6 +1237,14 @@ impl<R: RandomSource> Handlespace<R> {
                     debug_assert!(moved == SortEntry::of(pe, e.slot));
                     set.replace_selected(&e, moved);
                 }
+                if add_degradation {
+                    // The PE the pool's next resolution selects first in a large pool: its
+                    // degradation is read before its entry can move, so its cache line (cold in
+                    // a large handlespace) is asked for now, not waited for then.
+                    if let Some(next) = set.first_if_large() {
+                        prefetch::prefetch(std::slice::from_ref(pes.get(next.slot)));
+                    }
+                }
                 if high_round {
                     rebase_rounds(set, pes);
                 }
