@@ -1242,7 +1242,9 @@ impl<R: RandomSource> Handlespace<R> {
                     // degradation is read before its entry can move, so its cache line (cold in
                     // a large handlespace) is asked for now, not waited for then.
                     if let Some(next) = set.first_if_large() {
-                        prefetch::prefetch(std::slice::from_ref(pes.get(next.slot)));
+                        let pe = pes.get(next.slot);
+                        prefetch::prefetch(&pe.policy_values);
+                        prefetch::prefetch(std::slice::from_ref(&pe.state.degradation));
                     }
                 }
                 if high_round {
