@@ -1248,7 +1248,17 @@ impl<R: RandomSource> Handlespace<R> {
                         SortEntry::of(pe, e.slot)
                     };
                     debug_assert!(moved == SortEntry::of(pe, e.slot));
-                    set.replace(&e, moved, cold);
+                    set.replace_selected(&e, moved, cold);
+                }
+                if add_degradation {
+                    // The PE the pool's next resolution selects first in a large pool: its
+                    // degradation is read before its entry can move, so its cache line (cold in
+                    // a large handlespace) is asked for now, not waited for then.
+                    if let Some(next) = set.first_if_large() {
+                        let pe = pes.get(next.slot);
+                        prefetch::prefetch(&pe.policy_values);
+                        prefetch::prefetch(std::slice::from_ref(&pe.state.degradation));
+                    }
                 }
                 if high_round {
                     rebase_rounds(set, pes);

@@ -19,7 +19,10 @@
 //! (to [`HEAD_REFILL`] entries) when it falls below [`HEAD_LOW`], and gives its highest entry to
 //! the tree when it overflows: both O(log n) amortized over many operations. Entries that go
 //! behind every other (a degraded least-used PE selected again, a WRR PE entering the next
-//! round) are appended to a second ring, the *tail* ([`Tail`]), instead of the tree's end.
+//! round) are appended to a second ring, the *tail* ([`Tail`]), instead of the tree's end; so
+//! are entries that a resolution moves from the head to anywhere behind it, as long as they
+//! ascend (a degraded least-used PE before the pool's loads converge moves back by about
+//! n / 16 places: its entry lands among the tree's, and the next one just behind it).
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -53,6 +56,14 @@ pub(super) const SMALL_MAX: usize = 8;
 const TAIL_MOVE_MAX: usize = 128;
 #[cfg(test)]
 const TAIL_MOVE_MAX: usize = 2;
+
+/// An entry that moves from a large set's head to behind it goes to the end of the tail if at
+/// most this many tail entries are above it (they go to the tree: entries that registered
+/// behind all others, a one-time cost), else into the tree.
+#[cfg(not(test))]
+const TAIL_EVICT_MAX: usize = 64;
+#[cfg(test)]
+const TAIL_EVICT_MAX: usize = 2;
 
 /// The most entries a large set keeps in its head ring (4 KiB of 16-byte entries: a selected
 /// entry that moves back, as a degraded least-used PE does, mostly stays within it).
@@ -93,10 +104,13 @@ pub(super) struct Rest<T: Ord> {
 }
 
 /// A large set's entries that went behind all others (as a degraded least-used PE does on each
-/// selection once the pool's loads lie within one degradation step): appended to a ring, not
-/// inserted at the B-tree's end. Its entries ascend and may interleave with the tree's (an
-/// entry inserted later below the tail's last goes to the tree); the head is topped up from
-/// both in order. An entry removed from the middle of the ring, where that would move many
+/// selection once the pool's loads lie within one degradation step), or that a resolution
+/// moved from the head to behind the tail's last (as a degraded least-used PE does before the
+/// loads converge: each one lands a little behind the one moved before): appended to a ring,
+/// not inserted into the B-tree. Its entries ascend and may interleave with the tree's (an
+/// entry inserted later below the tail's last goes to the tree; one moved there by a
+/// resolution sends the few tail entries above it to the tree, see [`Tail::make_room_for`]);
+/// the head is topped up from both in order. An entry removed from the middle of the ring, where that would move many
 /// entries, stays in its place marked dead (the ring may hold most of a large pool); the ring
 /// is compacted when the dead are more than half of it. Its ends are never dead.
 pub(super) struct Tail<T: Ord> {
@@ -127,12 +141,6 @@ impl<T: Ord + Copy> Tail<T> {
 
     fn front(&self) -> Option<&T> {
         self.ring.front().map(|x| &x.0)
-    }
-
-    fn pop_front(&mut self) -> Option<T> {
-        let first = self.ring.pop_front()?.0;
-        self.drop_dead_ends();
-        Some(first)
     }
 
     /// Keeps the ends live.
@@ -196,6 +204,39 @@ impl<T: Ord + Copy> Tail<T> {
             }
         }
         shrink_ring(&mut self.ring);
+        true
+    }
+
+    /// Makes `e` (not present) fit behind the tail's last entry, moving the few live entries
+    /// above it (at most [`TAIL_EVICT_MAX`]) to `tree`; false, with nothing moved, if there
+    /// are more. Each entry is appended once and moved once at most, so the moves cost no
+    /// more tree insertions than appending nothing would have.
+    #[inline]
+    fn make_room_for(&mut self, e: &T, tree: &mut BTreeSet<T>) -> bool {
+        if self.ring.back().is_none_or(|b| b.0 < *e) {
+            return true;
+        }
+        self.evict_above(e, tree)
+    }
+
+    #[inline(never)]
+    fn evict_above(&mut self, e: &T, tree: &mut BTreeSet<T>) -> bool {
+        let len = self.ring.len();
+        if len > TAIL_EVICT_MAX && self.ring[len - 1 - TAIL_EVICT_MAX].0 > *e {
+            return false;
+        }
+        while let Some(&(x, dead)) = self.ring.back() {
+            if x < *e {
+                break;
+            }
+            self.ring.pop_back();
+            if dead {
+                self.dead -= 1;
+            } else {
+                tree.insert(x);
+            }
+        }
+        self.drop_dead_ends();
         true
     }
 
@@ -309,6 +350,37 @@ fn ring_replace_in_place<T: Ord + Copy>(v: &mut VecDeque<T>, i: usize, e: T) -> 
     }
 }
 
+/// Tops a large set's head up to [`HEAD_REFILL`] entries with the lowest of `tree` and `tail`.
+#[inline(never)]
+fn refill_head<T: Ord + Copy>(head: &mut VecDeque<T>, tree: &mut BTreeSet<T>, tail: &mut Tail<T>) {
+    let mut need = HEAD_REFILL.saturating_sub(head.len());
+    // The tree's first entry, looked up again only when it is taken (runs of tail entries,
+    // as the degradation policies' moved entries are, come without a tree descent each).
+    let mut first = tree.first().copied();
+    while need > 0 {
+        match tail.ring.front() {
+            Some(&(x, dead)) if first.is_none_or(|t| x < t) => {
+                tail.ring.pop_front();
+                if dead {
+                    tail.dead -= 1;
+                } else {
+                    head.push_back(x);
+                    need -= 1;
+                }
+            }
+            _ => {
+                let Some(t) = first else { break };
+                tree.pop_first();
+                head.push_back(t);
+                need -= 1;
+                first = tree.first().copied();
+            }
+        }
+    }
+    tail.drop_dead_ends();
+    shrink_ring(&mut tail.ring);
+}
+
 fn shrink_ring<T>(v: &mut VecDeque<T>) {
     if v.capacity() > 64 && v.len() * 4 < v.capacity() {
         v.shrink_to(2 * v.len());
@@ -347,6 +419,14 @@ impl<T: Ord + Copy> SortedSet<T> {
     pub(super) fn first(&self) -> Option<&T> {
         match self {
             SortedSet::Small(v) => v.front(),
+            SortedSet::Big { head, .. } => head.front(),
+        }
+    }
+
+    /// The first entry of a large set (none for a small one).
+    pub(super) fn first_if_large(&self) -> Option<&T> {
+        match self {
+            SortedSet::Small(_) => None,
             SortedSet::Big { head, .. } => head.front(),
         }
     }
@@ -450,6 +530,7 @@ impl<T: Ord + Copy> SortedSet<T> {
     }
 
     /// Tops up a short head; returns to the small form when few entries are left.
+    #[inline(always)]
     fn after_big_removal(&mut self) {
         let SortedSet::Big { head, rest } = self else {
             return;
@@ -462,24 +543,7 @@ impl<T: Ord + Copy> SortedSet<T> {
             return;
         }
         if head.len() < HEAD_LOW {
-            while head.len() < HEAD_REFILL {
-                // The lower of the tree's first and the tail's first.
-                let from_tail = match (tree.first(), tail.front()) {
-                    (_, None) => false,
-                    (None, Some(_)) => true,
-                    (Some(t), Some(r)) => r < t,
-                };
-                let next = if from_tail {
-                    tail.pop_front()
-                } else {
-                    tree.pop_first()
-                };
-                match next {
-                    Some(x) => head.push_back(x),
-                    None => break,
-                }
-            }
-            shrink_ring(&mut tail.ring);
+            refill_head(head, tree, tail);
         }
     }
 
@@ -487,12 +551,26 @@ impl<T: Ord + Copy> SortedSet<T> {
     /// rank (a least-used PE selected again), else a removal and an insertion. `cold`: as for
     /// [`Self::insert`].
     pub(super) fn replace(&mut self, old: &T, new: T, cold: bool) {
-        // The common case first: a selected least-used PE that stays first.
+        if !self.replace_first_in_place(old, new) {
+            self.replace_moved(old, new, cold);
+        }
+    }
+
+    /// The common case of a replacement: a selected least-used PE that stays first.
+    #[inline(always)]
+    fn replace_first_in_place(&mut self, old: &T, new: T) -> bool {
         let (SortedSet::Small(v) | SortedSet::Big { head: v, .. }) = self;
         if v.front() == Some(old) && v.get(1).is_some_and(|next| new < *next) {
             v[0] = new;
-            return;
+            true
+        } else {
+            false
         }
+    }
+
+    /// [`Self::replace`] after its common case.
+    #[inline(never)]
+    fn replace_moved(&mut self, old: &T, new: T, cold: bool) {
         // Within one ring: one search for the new place (none for the old one, which is
         // usually the front), then a removal and an insertion that each move the shorter side
         // of the ring (O(1) at its ends). In a large set's head, `new` must also stay below the
@@ -532,6 +610,50 @@ impl<T: Ord + Copy> SortedSet<T> {
         self.insert(new, cold);
     }
 
+    /// [`Self::replace`] for an entry a resolution selected. One that moves from a large set's
+    /// head to behind it (a degraded least-used PE selected again, a WRR PE entering the next
+    /// round) goes to the tail's end if it fits there (see [`Tail::make_room_for`]), not into
+    /// the tree. The moved entries ascend as long as the lowest entries are selected and move
+    /// back by the same degradation, so the next one follows it there: a run that may
+    /// interleave with the tree's entries.
+    #[inline]
+    pub(super) fn replace_selected(&mut self, old: &T, new: T, cold: bool) {
+        if self.replace_first_in_place(old, new) {
+            return;
+        }
+        // (Below the head's last, `replace` keeps it within the head.)
+        if let SortedSet::Big { head, .. } = self {
+            if head.back().is_some_and(|b| *b < new) && self.move_behind_head(old, new) {
+                return;
+            }
+        }
+        self.replace_moved(old, new, cold);
+    }
+
+    /// Moves `old` (in the head) to `new` at the tail's end; false, with nothing changed, if
+    /// `old` is not in the head or `new` does not fit there.
+    #[inline(never)]
+    fn move_behind_head(&mut self, old: &T, new: T) -> bool {
+        let SortedSet::Big { head, rest } = self else {
+            return false;
+        };
+        let in_head = head.back().is_some_and(|b| old <= b);
+        if !in_head || !rest.tail.make_room_for(&new, &mut rest.tree) {
+            return false;
+        }
+        if head.front() == Some(old) {
+            head.pop_front();
+        } else {
+            // The head is where every resolution of the pool reads: cached.
+            let i = ring_find(head, old, false).expect("entry present");
+            head.remove(i);
+        }
+        // Behind the tail's last entry: no dead entry can equal it.
+        rest.tail.ring.push_back((new, false));
+        self.after_big_removal();
+        true
+    }
+
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         match self {
@@ -543,6 +665,35 @@ impl<T: Ord + Copy> SortedSet<T> {
     #[cfg(test)]
     pub(super) fn is_small(&self) -> bool {
         matches!(self, SortedSet::Small(_))
+    }
+
+    /// Panics unless the set's invariants hold.
+    #[cfg(test)]
+    fn check(&self) {
+        let ascending = |v: &mut dyn Iterator<Item = &T>| {
+            let v: Vec<&T> = v.collect();
+            assert!(v.windows(2).all(|w| w[0] < w[1]), "not ascending");
+        };
+        match self {
+            SortedSet::Small(v) => ascending(&mut v.iter()),
+            SortedSet::Big { head, rest } => {
+                let Rest { tree, tail } = &**rest;
+                ascending(&mut head.iter());
+                ascending(&mut tail.ring.iter().map(|x| &x.0));
+                assert!(!head.is_empty() || (tree.is_empty() && tail.is_empty()));
+                if let Some(b) = head.back() {
+                    assert!(tree.first().is_none_or(|t| b < t));
+                    assert!(tail.front().is_none_or(|t| b < t));
+                }
+                assert!(head.len() <= HEAD_MAX);
+                assert_eq!(tail.dead, tail.ring.iter().filter(|x| x.1).count());
+                assert!(tail.ring.front().is_none_or(|x| !x.1));
+                assert!(tail.ring.back().is_none_or(|x| !x.1));
+                for (e, dead) in &tail.ring {
+                    assert!(*dead || !tree.contains(e), "entry in tree and tail");
+                }
+            }
+        }
     }
 }
 
@@ -615,18 +766,26 @@ mod tests {
                     (x as usize >> 3) % model.len()
                 };
                 let e = *model.iter().nth(k).unwrap();
-                let new = match (x >> 20) % 4 {
+                let new = match (x >> 20) % 5 {
                     0 => (x >> 5) % 10_000,
+                    // Back by a few hundred places (a degraded least-used PE before the loads
+                    // converge): into the tail, interleaved with the tree.
+                    4 => e + 200 + (x >> 40) % 64,
                     // Behind every other (a degraded least-used PE): into the tail.
                     1 => model.last().unwrap() + 1 + (x >> 40) % 3,
                     _ => e + 1,
                 };
                 if !model.contains(&new) {
-                    set.replace(&e, new, step % 5 < 2);
+                    if k == 0 {
+                        set.replace_selected(&e, new, step % 5 < 2);
+                    } else {
+                        set.replace(&e, new, step % 5 < 2);
+                    }
                     model.remove(&e);
                     model.insert(new);
                 }
             }
+            set.check();
             assert_eq!(set.len(), model.len());
             assert_eq!(set.first(), model.first());
             let n = (x % 5) as usize;
@@ -646,5 +805,86 @@ mod tests {
         }
         assert!(set.first_n(usize::MAX).eq(model.iter()));
         assert!(seen_big && back_to_small && seen_tail && seen_dead);
+    }
+
+    /// Degraded least-used PEs selected again and again before the loads converge: the first
+    /// entry moves back by a fixed step, landing among the tree's entries; the moved entries go
+    /// to the tail as an ascending run interleaved with the tree (evicting the few tail
+    /// entries above them), with insertions and removals anywhere in between.
+    #[test]
+    fn moves_back_form_a_tail_run_among_the_tree() {
+        let mut model = BTreeSet::new();
+        let mut x: u64 = 11;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..300 {
+            model.insert(next() % 100_000);
+        }
+        // All in the tree, none in the tail.
+        let mut set = SortedSet::from_sorted(model.iter().copied());
+        let (mut max_tail, mut interleaved, mut evicted) = (0, false, false);
+        for step in 0..3000 {
+            let r = next();
+            match r % 16 {
+                // A registration anywhere, often behind every other (a tail record).
+                0 | 1 => {
+                    let e = if r % 32 == 0 {
+                        model.last().unwrap() + 1 + (r >> 8) % 50
+                    } else {
+                        (r >> 8) % 200_000
+                    };
+                    if model.insert(e) {
+                        set.insert(e, false);
+                    }
+                }
+                // A deregistration anywhere (dead tail entries).
+                2 => {
+                    let k = (r as usize >> 8) % model.len();
+                    let e = *model.iter().nth(k).unwrap();
+                    assert!(set.remove(&e, true));
+                    model.remove(&e);
+                }
+                _ => {
+                    let e = *model.first().unwrap();
+                    let new = e + 5_000 + (r >> 8) % 8;
+                    if !model.contains(&new) {
+                        let above = |set: &SortedSet<u64>| match set {
+                            SortedSet::Big { rest, .. } => rest.tail.back().map(|b| *b > new),
+                            SortedSet::Small(_) => None,
+                        };
+                        let was_above = above(&set) == Some(true);
+                        set.replace_selected(&e, new, false);
+                        // Tail entries above the moved one went to the tree, it went last.
+                        evicted |= was_above && above(&set) == Some(false);
+                        model.remove(&e);
+                        model.insert(new);
+                    }
+                }
+            }
+            set.check();
+            assert_eq!(set.len(), model.len());
+            let mut copied = Vec::new();
+            set.copy_first_n(3, &mut copied);
+            assert!(copied.iter().eq(model.iter().take(3)));
+            if step % 100 == 0 {
+                assert!(set.iter().eq(model.iter()));
+            }
+            if let SortedSet::Big { rest, .. } = &set {
+                max_tail = max_tail.max(rest.tail.len());
+                interleaved |= match (rest.tree.last(), rest.tail.front()) {
+                    (Some(t), Some(f)) => f < t,
+                    _ => false,
+                };
+            }
+        }
+        assert!(set.iter().eq(model.iter()));
+        assert!(
+            max_tail > 50 && interleaved && evicted,
+            "{max_tail} {interleaved} {evicted}"
+        );
     }
 }
