@@ -110,9 +110,10 @@ pub(super) struct Rest<T: Ord> {
 /// not inserted into the B-tree. Its entries ascend and may interleave with the tree's (an
 /// entry inserted later below the tail's last goes to the tree; one moved there by a
 /// resolution sends the few tail entries above it to the tree, see [`Tail::make_room_for`]);
-/// the head is topped up from both in order. An entry removed from the middle of the ring, where that would move many
-/// entries, stays in its place marked dead (the ring may hold most of a large pool); the ring
-/// is compacted when the dead are more than half of it. Its ends are never dead.
+/// the head is topped up from both in order. An entry removed from the middle of the ring,
+/// where that would move many entries, stays in its place marked dead (the ring may hold most
+/// of a large pool); the ring is compacted when the dead are more than half of it. Its ends
+/// are never dead.
 pub(super) struct Tail<T: Ord> {
     /// (entry, dead), ascending by entry.
     ring: VecDeque<(T, bool)>,
