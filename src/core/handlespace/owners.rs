@@ -1,11 +1,11 @@
 //! Ownership by home registrar: per registrar, its PE count, the checksum over its PEs (ENRP
 //! Presence: O(1) to read) and the pools in which it owns PEs.
 //!
-//! A registration or removal updates its home's entry. Finding that entry by hashing the
-//! registrar id cost about a tenth of a deregistration, so each pool keeps, beside its count of
-//! PEs per home (a handful of entries), the home's place in the owner table: the common case
-//! (the pool already has PEs of that home) hashes nothing. Only a pool's first or last PE of a
-//! home goes through the id index.
+//! A registration or removal updates its home's entry. Each pool keeps, beside its count of PEs
+//! per home (a handful of entries), the home's place in the owner table, so the common case (the
+//! pool already has PEs of that home) does not hash the registrar id: about 15 instructions
+//! less per registration and removal (callgrind). Only a pool's first or last PE of a home goes
+//! through the id index.
 
 use std::collections::{BTreeMap, HashMap};
 
