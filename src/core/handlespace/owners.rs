@@ -89,24 +89,7 @@ impl Owners {
         home: RegistrarId,
         partial: u32,
     ) {
-        let place = match in_pool.iter_mut().find(|o| o.id == home) {
-            Some(o) => {
-                o.count += 1;
-                o.place
-            }
-            None => {
-                let place = self.place(home);
-                self.table[place as usize]
-                    .pools
-                    .insert(handle.clone(), pidx);
-                in_pool.push(PoolOwner {
-                    id: home,
-                    count: 1,
-                    place,
-                });
-                place
-            }
-        };
+        let place = self.count_in(in_pool, handle, pidx, home, 1);
         let o = &mut self.table[place as usize];
         o.checksum.add_sum(partial);
         o.count += 1;
@@ -137,8 +120,34 @@ impl Owners {
         }
     }
 
-    /// Takeover in one pool: the PEs of `from` there become `to`'s (`from` itself has been
-    /// taken out already and owned `moved` of them).
+    /// `n` more PEs of `id` in the pool `handle` (slot `pidx`), whose homes are `in_pool`; the
+    /// pool joins `id`'s pools if they are its first. Returns `id`'s place.
+    fn count_in(
+        &mut self,
+        in_pool: &mut PoolOwners,
+        handle: &PoolHandle,
+        pidx: u32,
+        id: RegistrarId,
+        n: u32,
+    ) -> u32 {
+        if let Some(o) = in_pool.iter_mut().find(|o| o.id == id) {
+            o.count += n;
+            return o.place;
+        }
+        let place = self.place(id);
+        self.table[place as usize]
+            .pools
+            .insert(handle.clone(), pidx);
+        in_pool.push(PoolOwner {
+            id,
+            count: n,
+            place,
+        });
+        place
+    }
+
+    /// Takeover in one pool: the pool's PEs of `from` (already taken out of the table) count
+    /// for `to`.
     pub(super) fn move_pool(
         &mut self,
         in_pool: &mut PoolOwners,
@@ -149,20 +158,7 @@ impl Owners {
     ) {
         let i = in_pool.iter().position(|o| o.id == from);
         let moved = in_pool.swap_remove(i.expect("owner count")).count;
-        match in_pool.iter_mut().find(|o| o.id == to) {
-            Some(o) => o.count += moved,
-            None => {
-                let place = self.place(to);
-                self.table[place as usize]
-                    .pools
-                    .insert(handle.clone(), pidx);
-                in_pool.push(PoolOwner {
-                    id: to,
-                    count: moved,
-                    place,
-                });
-            }
-        }
+        self.count_in(in_pool, handle, pidx, to, moved);
     }
 
     /// `to` gains what `old` (taken out) counted and summed.
