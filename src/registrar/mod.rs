@@ -635,6 +635,12 @@ impl Sockets {
         self.micros()
     }
 
+    /// The core's clock, read now (for events whose handling depends on a stall being seen).
+    fn fresh_now(&mut self) -> u64 {
+        self.tick();
+        self.micros()
+    }
+
     /// The last clock reading as the core's time.
     fn micros(&self) -> u64 {
         self.clock.saturating_duration_since(self.start).as_micros() as u64
@@ -669,7 +675,13 @@ impl Sockets {
     /// One transport event of server `idx` into the core; the core's answers out at once.
     fn handle(&mut self, idx: usize, event: Event, registrar: &mut Registrar) {
         let mut outputs = std::mem::take(&mut self.outputs);
-        let now = self.now();
+        // A connection that goes down removes its PEs unless the core sees that the registrar
+        // was stopped (a stall: then they are kept for a while): that needs the time of now,
+        // not of a reading from before a SIGSTOP that hit the middle of a round.
+        let now = match event {
+            Event::Down { .. } => self.fresh_now(),
+            _ => self.now(),
+        };
         match event {
             Event::Up { conn, peer } => {
                 self.conn_server.insert(conn, idx);
@@ -787,7 +799,7 @@ impl Sockets {
                             );
                             self.conn_server.remove(&conn);
                             server.close(&self.registry, conn);
-                            registrar.connection_down(self.now(), conn, outputs);
+                            registrar.connection_down(self.fresh_now(), conn, outputs);
                         }
                     }
                     Output::Close { conn } => {
