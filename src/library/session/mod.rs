@@ -593,6 +593,11 @@ unsafe impl Send for Session {}
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // Counted out before the donor side goes: a drain that sees its last side gone
+        // reports no session left.
+        if let Some(owner) = &self.owner {
+            owner.session_ending();
+        }
         self.donor = None;
         self.conn = None;
         if let Some(owner) = &self.owner {

@@ -62,9 +62,13 @@ impl PeShared {
         *self.id.lock()
     }
 
-    /// A session of this PE ends.
-    pub fn session_ended(&self) {
+    /// A session of this PE ends: it no longer counts (before its donor side is dropped).
+    pub fn session_ending(&self) {
         self.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A session of this PE ended (counted out, its donor side dropped): wakes a drain.
+    pub fn session_ended(&self) {
         let mut live = self.live.lock();
         live.retain(|w| w.strong_count() > 0);
         self.session_gone.notify_all();

@@ -82,8 +82,10 @@ impl Session {
         let Some(side) = self.donor.clone() else {
             return;
         };
-        let cookie = match std::mem::replace(&mut *side.state.lock(), DonorState::Idle) {
-            DonorState::Requested { cookie } => cookie,
+        // The state stays Requested until the commit is out: a drain waiting for its
+        // requests must not take this session for one that never moved and close it.
+        let cookie = match &mut *side.state.lock() {
+            DonorState::Requested { cookie } => cookie.take(),
             _ => None,
         }
         .or_else(|| self.sent_cookie.clone());
