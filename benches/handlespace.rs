@@ -20,7 +20,8 @@
 //! random load from 4 MiB, the least memory traffic an operation at 10^6 PEs needs (see
 //! [`Stall`]); their "slow" rows are the ratio that this alone costs.
 //! `HS_BENCH_MAX=100000` / `HS_BENCH_MIN=1000000` limit the sizes (profiling one size),
-//! `HS_BENCH_REPS=1` the repetitions, `HS_BENCH_RESOLUTIONS=0` the handle resolutions per
+//! `HS_BENCH_REPS=1` the repetitions, `HS_BENCH_WARMUP=0` the repetitions run first and not
+//! counted (1 up to 10^4 PEs, else 0), `HS_BENCH_RESOLUTIONS=0` the handle resolutions per
 //! repetition (100 000; fewer to profile the other operations);
 //! `HS_BENCH_LAYOUT=single|pools` runs one layout only, `HS_BENCH_POLICY=RR,LU,…` the listed
 //! policies only (short names of [`POLICIES`]: also PRIO, LUD, PLU, PLUD, LUDPF, LUDDPF, PLUDPF,
@@ -304,11 +305,20 @@ fn measure(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or((300_000 / n).clamp(3, 30));
+    // Repetitions run first and not counted: the first touches of fresh memory (mimalloc
+    // maps huge pages) land there instead of in a timed loop.
+    let warmup = std::env::var("HS_BENCH_WARMUP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::from(n <= 10_000));
     // Per run: rates of [reg, rereg, HR, dereg].
     let mut runs: [Vec<f64>; 4] = Default::default();
     let mut per_pe = 0.0;
     let mut rss = 0.0;
-    for _ in 0..reps {
+    for rep in 0..warmup + reps {
+        if rep == warmup {
+            runs.iter_mut().for_each(Vec::clear);
+        }
         let mut hs = Handlespace::with_seed(Config::registrar(), 1);
         let regs: Vec<Registration> = (0..n).map(|i| registration(i, policy, 0)).collect();
         let before = ALLOCATED.load(Ordering::Relaxed);

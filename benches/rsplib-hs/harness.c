@@ -6,11 +6,12 @@
  * headers (struct sizes we do not need are over-allocated; the one field offset we read, a
  * pool element's identifier, is checked at run time against the ids we registered).
  *
- *   harness [-l LIB] [-s 1000,10000] [-L single,pools] [-p RR,LU,...] [-r REPS]
+ *   harness [-l LIB] [-s 1000,10000] [-L single,pools] [-p RR,LU,...] [-r REPS] [-w WARMUP]
  *
  * One line per (layout, size, policy) on stdout:
  *   HS impl=rsplib layout=single n=1000 pools=1 policy=LU reg=… rereg=… hr=… dereg=… bpe=…
- * rates in operations per second (median of REPS runs, default 1), bpe = heap bytes per PE
+ * rates in operations per second (median of REPS runs, default 1, after WARMUP runs that are
+ * not counted, default 0: the first touches of fresh memory are paid there), bpe = heap bytes per PE
  * after registration (glibc's mallinfo2: chunk sizes, so malloc's per-block overhead included,
  * and the PE's copied transport address block of 52 bytes included).
  * Exit status 77 if the library cannot be loaded (the driver then skips).
@@ -292,6 +293,7 @@ int main(int argc, char** argv)
    char        layouts[64]   = "single,pools";
    char        policies[512] = "RR,WRR,RAND,WRAND,LU";
    int         reps          = 1;
+   int         warmup        = 0;
    int         o;
 
    for(o = 1; o < argc; o++) {
@@ -302,10 +304,12 @@ int main(int argc, char** argv)
       else if(!strcmp(argv[o], "-L")) snprintf(layouts, sizeof(layouts), "%s", v);
       else if(!strcmp(argv[o], "-p")) snprintf(policies, sizeof(policies), "%s", v);
       else if(!strcmp(argv[o], "-r")) reps = atoi(v);
-      else die("usage: harness [-l LIB] [-s SIZES] [-L single,pools] [-p POLICIES] [-r REPS]");
+      else if(!strcmp(argv[o], "-w")) warmup = atoi(v);
+      else die("usage: harness [-l LIB] [-s SIZES] [-L single,pools] [-p POLICIES] [-r REPS] [-w WARMUP]");
       o++;
    }
    if(reps < 1 || reps > 100) die("-r: 1 to 100");
+   if(warmup < 0 || warmup > 100) die("-w: 0 to 100");
 
    void* lib = dlopen(libname, RTLD_NOW | RTLD_LOCAL);
    if(!lib) {
@@ -351,10 +355,12 @@ int main(int argc, char** argv)
             }
             if(k == POLICY_COUNT) die("unknown policy name");
             double r[4][100], bpe = 0;
-            for(int rep = 0; rep < reps; rep++) {
+            for(int rep = -warmup; rep < reps; rep++) {
                double rates[4];
                run(n, pools, POLICIES[k].code, handles, rates, &bpe);
-               for(int c = 0; c < 4; c++) r[c][rep] = rates[c];
+               if(rep >= 0) {
+                  for(int c = 0; c < 4; c++) r[c][rep] = rates[c];
+               }
             }
             printf("HS impl=rsplib layout=%s n=%zu pools=%zu policy=%s reg=%.0f rereg=%.0f "
                    "hr=%.0f dereg=%.0f bpe=%.1f\n",
