@@ -63,3 +63,38 @@ fn an_unreachable_registrar_is_one_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+/// A registrar that refuses the PEs (here: loopback addresses below its minimum scope) makes
+/// the load generator stop with the registrar's reason, instead of timing resolutions of an
+/// empty pool.
+#[test]
+fn refused_registrations_are_one_clear_error_with_the_reason() {
+    let dir = temp_dir("rsptool-bench-refused");
+    let reg = Registrar::start(
+        REGISTRAR,
+        &dir.join("registrar.log"),
+        &["-minaddressscope=global"],
+    );
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(RSPTOOL)
+        .args([
+            "bench",
+            &format!("--registrar={}", reg.asap),
+            "--poolhandle=BenchPool",
+            "--pus=2",
+            "--pes=3",
+            "--seconds=30",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refused the registration of every PE (3)"),
+        "{err}"
+    );
+    assert!(err.contains("cause 0xf008"), "{err}");
+    assert!(err.contains("-minaddressscope=loopback"), "{err}");
+    // Stopped at once, not after the 30 s of resolutions.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

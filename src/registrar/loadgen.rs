@@ -16,7 +16,7 @@ use crate::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, TransportAddress, TransportProtocol,
     TRANSPORT_USE_DATA_ONLY,
 };
-use crate::core::wire::{AsapBody, AsapMessage, PoolElement};
+use crate::core::wire::{cause, AsapBody, AsapMessage, OperationError, PoolElement};
 use crate::transport::{Association, Protocol, PPID_ASAP};
 
 /// What to run.
@@ -154,8 +154,26 @@ fn receive(a: &mut Association, timeout: Duration) -> Option<AsapBody> {
     }
 }
 
+/// Why the registrar refused a registration, with a hint where the cause has a usual one.
+fn refusal_text(e: &OperationError) -> String {
+    let hint = if e.code() == cause::RSPLIB_NO_USABLE_USER_ADDRESSES {
+        " (a registrar on loopback needs -minaddressscope=loopback to accept loopback PEs)"
+    } else {
+        ""
+    };
+    format!("{} (cause 0x{:04x}){hint}", cause::name(e.code()), e.code())
+}
+
+/// The PEs' registrations so far: registered, refused (and the first refusal's reason).
+#[derive(Default)]
+struct Registrations {
+    ready: AtomicU64,
+    refused: AtomicU64,
+    first_refusal: Mutex<Option<String>>,
+}
+
 /// PE `i`: registers, answers keep-alives until `stop`, deregisters. True if it registered.
-fn run_pe(cfg: &LoadConfig, i: usize, stop: &AtomicBool, ready: &AtomicU64) -> bool {
+fn run_pe(cfg: &LoadConfig, i: usize, stop: &AtomicBool, regs: &Registrations) -> bool {
     let Ok(mut a) = connect(cfg) else {
         return false;
     };
@@ -180,7 +198,14 @@ fn run_pe(cfg: &LoadConfig, i: usize, stop: &AtomicBool, ready: &AtomicU64) -> b
         match receive(&mut a, Duration::from_millis(100)) {
             Some(AsapBody::RegistrationResponse { error: None, .. }) if !registered => {
                 registered = true;
-                ready.fetch_add(1, Ordering::Relaxed);
+                regs.ready.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(AsapBody::RegistrationResponse { error: Some(e), .. }) if !registered => {
+                if let Ok(mut first) = regs.first_refusal.lock() {
+                    first.get_or_insert_with(|| refusal_text(&e));
+                }
+                regs.refused.fetch_add(1, Ordering::Relaxed);
+                return false;
             }
             Some(AsapBody::EndpointKeepAlive { pool_handle, .. }) => {
                 let _ = send(
@@ -254,15 +279,30 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     // Fail early and clearly if the registrar cannot be reached at all.
     drop(connect(cfg)?);
     let stop_pes = Arc::new(AtomicBool::new(false));
-    let ready = Arc::new(AtomicU64::new(0));
+    let regs = Arc::new(Registrations::default());
     let mut pe_threads = Vec::new();
     for i in 0..cfg.pes {
-        let (cfg, stop, ready) = (cfg.clone(), stop_pes.clone(), ready.clone());
-        pe_threads.push(std::thread::spawn(move || run_pe(&cfg, i, &stop, &ready)));
+        let (cfg, stop, regs) = (cfg.clone(), stop_pes.clone(), regs.clone());
+        pe_threads.push(std::thread::spawn(move || run_pe(&cfg, i, &stop, &regs)));
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while (ready.load(Ordering::Relaxed) as usize) < cfg.pes && Instant::now() < deadline {
+    let settled = || regs.ready.load(Ordering::Relaxed) + regs.refused.load(Ordering::Relaxed);
+    while (settled() as usize) < cfg.pes && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
+    }
+    let refusal = regs.first_refusal.lock().ok().and_then(|r| r.clone());
+    if let Some(why) = refusal {
+        let refused = regs.refused.load(Ordering::Relaxed);
+        if regs.ready.load(Ordering::Relaxed) == 0 {
+            stop_pes.store(true, Ordering::Relaxed);
+            for t in pe_threads {
+                let _ = t.join();
+            }
+            return Err(format!(
+                "the registrar refused the registration of every PE ({refused}): {why}"
+            ));
+        }
+        eprintln!("rsptool bench: the registrar refused {refused} PE registration(s): {why}");
     }
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -280,7 +320,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         }));
     }
     let mut report = LoadReport {
-        pes_registered: ready.load(Ordering::Relaxed) as usize,
+        pes_registered: regs.ready.load(Ordering::Relaxed) as usize,
         ..LoadReport::default()
     };
     let mut last = 0;
