@@ -368,6 +368,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         None => (None, None),
     };
     let mut core_config = RegistrarConfig::new(RegistrarId(id));
+    core_config.log_level = u8::try_from(config.log_level).unwrap_or(u8::MAX);
     core_config.max_hr_items = config.max_hr_items;
     core_config.max_bad_pe_reports = config.max_bad_pe_reports;
     core_config.keepalive_interval = config.keepalive_transmission_interval_ms * 1000;

@@ -273,22 +273,20 @@ impl Registrar {
                 match outcome {
                     RegisterOutcome::Added => {
                         self.counters.registrations += 1;
-                        out.push(log(
-                            LOG_ACTION,
+                        self.log_if(out, LOG_ACTION, || {
                             format!(
                                 "registered PE {pe_id} in pool \"{pool_handle}\" from {host} \
                                  (connection {conn})"
-                            ),
-                        ));
+                            )
+                        });
                     }
                     RegisterOutcome::Updated => {
                         self.counters.reregistrations += 1;
-                        out.push(log(
-                            LOG_VERBOSE,
+                        self.log_if(out, LOG_VERBOSE, || {
                             format!(
                                 "re-registered PE {pe_id} in pool \"{pool_handle}\" (connection {conn})"
-                            ),
-                        ))
+                            )
+                        });
                     }
                 }
                 // Only now, with the registration accepted, does the connection own the PE.
@@ -385,13 +383,13 @@ impl Registrar {
         let max = self.cfg.max_bad_pe_reports as usize;
         let reporters = self.reporters.entry(key.clone()).or_default();
         if reporters.contains(&host) {
-            out.push(log(
-                LOG_VERBOSE,
+            let line = || {
                 format!(
                     "PE {pe_id} of pool \"{}\" reported unreachable by {host} again (counted once)",
                     key.0
-                ),
-            ));
+                )
+            };
+            self.log_if(out, LOG_VERBOSE, line);
             return;
         }
         if reporters.len() < max {
@@ -408,13 +406,12 @@ impl Registrar {
                     )
                 });
             }
-            UnreachableOutcome::Counted(n) => out.push(log(
-                LOG_VERBOSE,
+            UnreachableOutcome::Counted(n) => self.log_if(out, LOG_VERBOSE, || {
                 format!(
                     "PE {pe_id} of pool \"{}\" reported unreachable by {host} ({n})",
                     key.0
-                ),
-            )),
+                )
+            }),
             UnreachableOutcome::Unknown => {}
         }
     }

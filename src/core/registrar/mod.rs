@@ -173,6 +173,10 @@ pub struct RegistrarConfig {
     /// Keep-alive timers of one connection's PEs are run together in slots this wide: a
     /// keep-alive or timeout is late by less than this (1 = exactly on time).
     pub keepalive_slot: Micros,
+    /// The I/O loop's log level: the frequent [`Output::Log`] lines above it (a PE
+    /// registered, re-registered or removed) are not made, so their text is never formatted
+    /// only to be dropped. [`LOG_ALL`] by default.
+    pub log_level: u8,
 }
 
 impl RegistrarConfig {
@@ -202,6 +206,7 @@ impl RegistrarConfig {
             max_increment: 0,
             stall_gap: Some(DEFAULT_STALL_GAP),
             keepalive_slot: DEFAULT_KEEPALIVE_SLOT,
+            log_level: LOG_ALL,
         }
     }
 }
@@ -211,6 +216,8 @@ pub const LOG_ERROR: u8 = 1;
 pub const LOG_WARNING: u8 = 2;
 pub const LOG_ACTION: u8 = 3;
 pub const LOG_VERBOSE: u8 = 5;
+/// Every line ([`RegistrarConfig::log_level`]).
+pub const LOG_ALL: u8 = 9;
 
 /// What the state machine asks its I/O loop to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -597,7 +604,14 @@ impl Registrar {
     ) {
         self.pe_gone(key);
         self.publish_removal(&key.0, pe, out);
-        out.push(log(LOG_ACTION, line(&pe_address(pe))));
+        self.log_if(out, LOG_ACTION, || line(&pe_address(pe)));
+    }
+
+    /// A log line of a frequent event, made only if the I/O loop logs its level.
+    fn log_if(&self, out: &mut Vec<Output>, level: u8, line: impl FnOnce() -> String) {
+        if level <= self.cfg.log_level {
+            out.push(log(level, line()));
+        }
     }
 
     /// Everything the registrar keeps about a PE that left the handlespace.

@@ -1140,3 +1140,52 @@ fn a_silent_pe_takes_only_its_own_connection_down() {
     assert!(r.supervision.next_due().is_none());
     r.check_invariants().unwrap();
 }
+
+/// The frequent lines (a PE registered, re-registered, deregistered) are made only up to the
+/// I/O loop's level: everything by default; at level 3 a re-registration makes none; at
+/// level 2 neither does a registration or a deregistration, which are still answered.
+#[test]
+fn frequent_log_lines_follow_the_configured_level() {
+    fn lines(out: &[Output]) -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Log { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    let registration = || AsapBody::Registration {
+        pool_handle: "EchoPool".into(),
+        element: element(1, PolicyType::RoundRobin, 7001),
+    };
+    let deregistration = || AsapBody::Deregistration {
+        pool_handle: "EchoPool".into(),
+        pe_id: PeId(1),
+    };
+    let mut r = registrar();
+    let out = send(&mut r, 0, PE_CONN, registration());
+    assert!(lines(&out)
+        .iter()
+        .any(|l| l.starts_with("registered PE 0x00000001")));
+    let out = send(&mut r, 1, PE_CONN, registration());
+    assert!(lines(&out)
+        .iter()
+        .any(|l| l.starts_with("re-registered PE 0x00000001")));
+
+    r.cfg.log_level = LOG_ACTION;
+    let out = send(&mut r, 2, PE_CONN, registration());
+    assert_eq!(lines(&out), Vec::<String>::new());
+    let out = send(&mut r, 3, PE_CONN, deregistration());
+    assert!(lines(&out)
+        .iter()
+        .any(|l| l.starts_with("deregistered PE 0x00000001")));
+
+    r.cfg.log_level = LOG_WARNING;
+    let out = send(&mut r, 4, PE_CONN, registration());
+    assert_eq!(lines(&out), Vec::<String>::new());
+    assert_eq!(reg_error(&sent(&out, PE_CONN)[0]), None);
+    let out = send(&mut r, 5, PE_CONN, deregistration());
+    assert_eq!(lines(&out), Vec::<String>::new());
+    assert_eq!(sent(&out, PE_CONN).len(), 1);
+    assert!(resolved_ids(&resolve(&mut r, 6, None)).is_empty());
+}
