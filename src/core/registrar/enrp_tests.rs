@@ -35,6 +35,8 @@ struct Net {
     /// Messages received by clients, by client id.
     inbox: HashMap<usize, Vec<Vec<u8>>>,
     logs: Vec<(usize, String)>,
+    /// ENRP messages lost on the way: (from, to, message type).
+    lost: Vec<(usize, usize, u8)>,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -86,6 +88,7 @@ impl Net {
             queue: VecDeque::new(),
             inbox: HashMap::new(),
             logs: Vec::new(),
+            lost: Vec::new(),
         };
         for i in 0..n {
             net.nodes.push(Node {
@@ -112,6 +115,11 @@ impl Net {
             let mut out = Vec::new();
             match o {
                 Output::Send { conn, ppid, data } => match self.links.get(&(i, conn)).copied() {
+                    Some(Far::Registrar((j, _)))
+                        if ppid == PPID_ENRP
+                            && self
+                                .lost
+                                .contains(&(i, j, data.first().copied().unwrap_or(0))) => {}
                     Some(Far::Registrar((j, c))) if self.nodes[j].alive => {
                         self.nodes[j].r.receive(now, c, ppid, &data, &mut out);
                         self.queue.extend(out.drain(..).map(|o| (j, o)));
@@ -617,6 +625,36 @@ fn an_answer_with_more_than_was_asked_is_not_applied_beyond_the_request() {
     );
     // Only its own PE was taken; the others claiming other homes were not stored.
     assert_eq!(Net::pe_ids(&net.nodes[0].r), vec![1, 2, 3, 4, 5, 6]);
+}
+
+/// The winner of a takeover finishes it, but its Takeover Server is lost on the way to the
+/// other survivor (as rsplib's was in an SCTP lab run: "Sending TakeoverServer failed"). The
+/// survivor, which acknowledged, learns of the new homes from the winner's handle table (the
+/// audit) and must not take the dead registrar over a second time when its wait runs out.
+#[test]
+fn a_lost_takeover_server_does_not_make_a_second_takeover() {
+    let mut net = three_with_pes();
+    net.lost.push((0, 2, wire::enrp::TAKEOVER_SERVER));
+    net.kill(1);
+    // Dead after 2 s; registrar 2 then waits for the Takeover Server until its Presence
+    // timer runs out again (2 s more).
+    net.run(4500 * MS);
+    let takers: Vec<usize> = (0..3)
+        .filter(|&i| net.nodes[i].r.counters().takeovers > 0)
+        .collect();
+    assert_eq!(takers, vec![0], "the lower id, once");
+    assert_eq!(net.log_lines(2, "took over registrar"), 0);
+    assert_eq!(
+        net.log_lines(2, &format!("{} took over {}", id_of(0), id_of(1))),
+        1
+    );
+    for r in net.live() {
+        assert_eq!(r.handlespace().owned_count(id_of(1)), 0);
+        assert!(r.peers().iter().all(|p| p.id != id_of(1)));
+    }
+    // The taken PEs did not register again: the taker removed them, everywhere.
+    net.run(2 * SEC);
+    assert_converged(&net, &[1, 2, 5, 6]);
 }
 
 #[test]

@@ -15,7 +15,21 @@ impl Registrar {
         };
         if let Some(taker) = p.taken_by {
             // We acknowledged another registrar's takeover and its Takeover Server did not
-            // come: try ourselves.
+            // come. If the dead peer owns no PE here any more, the taker's updates (or its
+            // handle table, after an audit) have re-homed them: it finished, and only its
+            // Takeover Server was lost. A second takeover would claim a registrar already
+            // taken over.
+            if owned == 0 {
+                out.push(log(
+                    LOG_ACTION,
+                    format!(
+                        "registrar {taker} took over {id} (its PEs have new homes; its Takeover \
+                         Server did not reach us)"
+                    ),
+                ));
+                self.forget_peer(id);
+                return;
+            }
             out.push(log(
                 LOG_WARNING,
                 format!("registrar {taker} did not finish its takeover of {id}"),
