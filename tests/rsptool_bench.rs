@@ -90,7 +90,7 @@ fn refused_registrations_are_one_clear_error_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("refused the registration of every PE (3)"),
+        err.contains("no PE registered: the registrar refused 3 of 3"),
         "{err}"
     );
     assert!(err.contains("cause 0xf008"), "{err}");

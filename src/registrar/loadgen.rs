@@ -299,7 +299,8 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
                 let _ = t.join();
             }
             return Err(format!(
-                "the registrar refused the registration of every PE ({refused}): {why}"
+                "no PE registered: the registrar refused {refused} of {}: {why}",
+                cfg.pes
             ));
         }
         eprintln!("rsptool bench: the registrar refused {refused} PE registration(s): {why}");
