@@ -72,51 +72,16 @@ fn sat_load(parts: &[u64]) -> u64 {
     parts.iter().sum::<u64>().min(MAX_LOAD)
 }
 
-/// `distance · DPF` in load units (DPF is a fraction of 0xFFFFFFFF per ms of distance).
-#[inline]
-fn distance_penalty(info: &PolicyInfo) -> u64 {
-    (u64::from(info.distance) * u64::from(info.load_dpf)).min(MAX_LOAD)
-}
-
-/// The sorted-engine key (meaningless for value-tree policies).
-#[inline]
-pub fn sort_key(info: &PolicyInfo, st: &SelectionState) -> SortKey {
-    use PolicyType::*;
-    let load = u64::from(info.load);
-    let inc = u64::from(info.load_degradation);
-    let deg = u64::from(st.degradation);
-    let (primary, secondary) = match info.policy {
-        RoundRobin => (0, 0),
-        WeightedRoundRobin => (st.round, st.virtual_counter),
-        Priority => (u64::from(u32::MAX - info.priority), 0),
-        LeastUsed => (load, 0),
-        LeastUsedDegradation => (sat_load(&[load, deg]), 0),
-        PriorityLeastUsed => (sat_load(&[load, inc]), 0),
-        PriorityLeastUsedDegradation => (sat_load(&[load, inc, deg]), 0),
-        LeastUsedDpf => (sat_load(&[load, distance_penalty(info)]), 0),
-        LeastUsedDegradationDpf => (sat_load(&[load, deg, distance_penalty(info)]), 0),
-        // Not in rsplib's wire codec; extrapolated as PLU / PLUD plus the distance penalty.
-        PriorityLeastUsedDpf => (sat_load(&[load, inc, distance_penalty(info)]), 0),
-        PriorityLeastUsedDegradationDpf => (sat_load(&[load, inc, deg, distance_penalty(info)]), 0),
-        // Value-tree policies.
-        _ => (0, 0),
-    };
-    SortKey {
-        primary,
-        secondary,
-        seq: st.seq,
-    }
-}
-
-/// [`sort_key`] of a policy given as stored: its type and its wire values in wire order
-/// (`PolicyType::wire_values`, unused ones 0). The same key, without building a
-/// [`PolicyInfo`] first (every sorted-pool removal and update computes a key).
+/// The sorted-engine key (meaningless for value-tree policies) of a policy given as stored: its
+/// type and its wire values in wire order (`PolicyType::wire_values`, unused ones 0), without
+/// building a [`PolicyInfo`] first (every sorted-pool removal and update computes a key).
 #[inline]
 pub fn sort_key_of_wire(policy: PolicyType, v: &[u32; 4], st: &SelectionState) -> SortKey {
     use PolicyType::*;
     let w = |i: usize| u64::from(v[i]);
     let deg = u64::from(st.degradation);
-    // distance · DPF, from the wire places of DPF and distance.
+    // `distance · DPF` in load units (DPF is a fraction of 0xFFFFFFFF per ms of distance), from
+    // the wire places of DPF and distance.
     let penalty = |dpf: usize, distance: usize| (w(distance) * w(dpf)).min(MAX_LOAD);
     let (primary, secondary) = match policy {
         RoundRobin => (0, 0),
@@ -131,8 +96,10 @@ pub fn sort_key_of_wire(policy: PolicyType, v: &[u32; 4], st: &SelectionState) -
         LeastUsedDpf => (sat_load(&[w(0), penalty(1, 2)]), 0),
         // [load, load degradation, load DPF, distance]
         LeastUsedDegradationDpf => (sat_load(&[w(0), deg, penalty(2, 3)]), 0),
+        // Not in rsplib's wire codec; extrapolated as PLU / PLUD plus the distance penalty.
         PriorityLeastUsedDpf => (sat_load(&[w(0), w(1), penalty(2, 3)]), 0),
         PriorityLeastUsedDegradationDpf => (sat_load(&[w(0), w(1), deg, penalty(2, 3)]), 0),
+        // Value-tree policies.
         _ => (0, 0),
     };
     SortKey {
@@ -262,6 +229,41 @@ pub fn on_selected(info: &PolicyInfo, st: &mut SelectionState, seq: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `distance · DPF` in load units.
+    fn distance_penalty(info: &PolicyInfo) -> u64 {
+        (u64::from(info.distance) * u64::from(info.load_dpf)).min(MAX_LOAD)
+    }
+
+    /// The sorted-engine key from a [`PolicyInfo`]'s named fields: the reference that
+    /// [`sort_key_of_wire`], which reads the stored wire values by place, is checked against.
+    fn sort_key(info: &PolicyInfo, st: &SelectionState) -> SortKey {
+        use PolicyType::*;
+        let load = u64::from(info.load);
+        let inc = u64::from(info.load_degradation);
+        let deg = u64::from(st.degradation);
+        let (primary, secondary) = match info.policy {
+            RoundRobin => (0, 0),
+            WeightedRoundRobin => (st.round, st.virtual_counter),
+            Priority => (u64::from(u32::MAX - info.priority), 0),
+            LeastUsed => (load, 0),
+            LeastUsedDegradation => (sat_load(&[load, deg]), 0),
+            PriorityLeastUsed => (sat_load(&[load, inc]), 0),
+            PriorityLeastUsedDegradation => (sat_load(&[load, inc, deg]), 0),
+            LeastUsedDpf => (sat_load(&[load, distance_penalty(info)]), 0),
+            LeastUsedDegradationDpf => (sat_load(&[load, deg, distance_penalty(info)]), 0),
+            PriorityLeastUsedDpf => (sat_load(&[load, inc, distance_penalty(info)]), 0),
+            PriorityLeastUsedDegradationDpf => {
+                (sat_load(&[load, inc, deg, distance_penalty(info)]), 0)
+            }
+            _ => (0, 0),
+        };
+        SortKey {
+            primary,
+            secondary,
+            seq: st.seq,
+        }
+    }
 
     /// The key from stored wire values is the key from the policy they make, for every policy
     /// type and values from 0 to the saturating ones.

@@ -383,13 +383,12 @@ impl Registrar {
         let max = self.cfg.max_bad_pe_reports as usize;
         let reporters = self.reporters.entry(key.clone()).or_default();
         if reporters.contains(&host) {
-            let line = || {
+            self.log_if(out, LOG_VERBOSE, || {
                 format!(
                     "PE {pe_id} of pool \"{}\" reported unreachable by {host} again (counted once)",
                     key.0
                 )
-            };
-            self.log_if(out, LOG_VERBOSE, line);
+            });
             return;
         }
         if reporters.len() < max {
