@@ -32,9 +32,26 @@ impl Deframer {
     }
 
     /// Appends received bytes. What was already returned is dropped first, so the buffer holds
-    /// no more than [`Deframer::pending`] bytes plus `bytes`.
+    /// no more than [`Deframer::pending`] bytes plus `bytes`. When they leave the first message
+    /// incomplete, room for all of it is reserved at once: a message arriving in pieces costs
+    /// one allocation of its own size, not a doubling series that may end near twice that.
     pub fn push(&mut self, bytes: &[u8]) {
         self.compact();
+        let have = self.buf.len();
+        let total = have + bytes.len();
+        if total >= HEADER_SIZE {
+            let at = |i: usize| {
+                if i < have {
+                    self.buf[i]
+                } else {
+                    bytes[i - have]
+                }
+            };
+            let len = u16::from_be_bytes([at(2), at(3)]) as usize;
+            if len > total {
+                self.buf.reserve_exact(len - have);
+            }
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -98,6 +115,26 @@ impl Deframer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_in_pieces_is_buffered_in_one_allocation_of_its_size() {
+        let mut msg = vec![0u8; 65532];
+        msg[..4].copy_from_slice(&[0x05, 0x00, 0xff, 0xfc]);
+        let mut d = Deframer::new();
+        d.push(&msg[..3]);
+        assert!(d.buf.capacity() < 4096);
+        d.push(&msg[3..1000]);
+        assert_eq!(d.buf.capacity(), 65532);
+        let mut at = 1000;
+        for step in [7000, 13, 20000, 30000] {
+            d.push(&msg[at..at + step]);
+            at += step;
+            assert_eq!(d.buf.capacity(), 65532, "after {at} bytes");
+        }
+        d.push(&msg[at..]);
+        assert_eq!(d.buf.capacity(), 65532);
+        assert_eq!(d.next_message().unwrap(), Some(msg));
+    }
 
     #[test]
     fn splits_back_to_back_messages_in_any_chunking() {
