@@ -21,6 +21,7 @@ pub mod rng;
 mod rotation;
 mod slab;
 mod sorted;
+mod stale;
 
 #[cfg(test)]
 mod tests;
@@ -404,21 +405,30 @@ fn renumber_seqs(set: &mut SortedSet<SortEntry>, next_seq: &mut u64, pes: &mut S
     *set = SortedSet::from_sorted(renumbered);
 }
 
-/// Renumbers a sorted pool's sequence numbers if the next `k` would reach [`SEQ_LIMIT`].
+/// Renumbers a sorted pool's sequence numbers if the next `k` would reach [`SEQ_LIMIT`] (its
+/// stale entries dropped first: they have no PE to renumber, and renumbered PEs could take
+/// their numbers). `stale`, `pidx`: the pool's count of stale entries and its slot.
 #[inline]
 fn make_room_for_seqs(
     set: &mut SortedSet<SortEntry>,
+    (stale, pidx): (&mut u32, u32),
     next_seq: &mut u64,
     pes: &mut Slab<PoolElement>,
     k: usize,
 ) {
     if *next_seq + k as u64 >= SEQ_LIMIT {
+        stale::drop_stale(set, stale, pes, pidx);
         renumber_seqs(set, next_seq, pes);
     }
 }
 
 /// Lowers every round of a WRR pool by the lowest one (the head's), keeping their order.
-fn rebase_rounds(set: &mut SortedSet<SortEntry>, pes: &mut Slab<PoolElement>) {
+fn rebase_rounds(
+    set: &mut SortedSet<SortEntry>,
+    (stale, pidx): (&mut u32, u32),
+    pes: &mut Slab<PoolElement>,
+) {
+    stale::drop_stale(set, stale, pes, pidx);
     let Some(low) = set.first().map(|e| e.primary) else {
         return;
     };
@@ -500,6 +510,8 @@ struct Pool {
     /// than [`HASHED_MIN`] PEs (built then, dropped below a quarter of that).
     ids: Option<IdTable>,
     dead: u32,
+    /// Entries of removed PEs still in a small sorted ring (`stale.rs`).
+    stale: u32,
     /// The pool handle's part of every PE checksum of this pool.
     handle_sum: u32,
     handle: PoolHandle,
@@ -947,6 +959,7 @@ impl<R: RandomSource> Handlespace<R> {
             live: 0,
             log: Vec::new(),
             dead: 0,
+            stale: 0,
             generation: self.generations,
             selection,
             owners: PoolOwners::new(),
@@ -989,7 +1002,11 @@ impl<R: RandomSource> Handlespace<R> {
         } = self;
         let pool = pool_mut(pools, pidx);
         if let Selection::Sorted(set) = &mut pool.selection {
-            make_room_for_seqs(set, &mut pool.next_seq, pes, 1);
+            make_room_for_seqs(set, (&mut pool.stale, pidx), &mut pool.next_seq, pes, 1);
+            if pool.policy == PolicyType::WeightedRoundRobin {
+                // The head entry must be a PE's: it tells the round (below).
+                stale::drop_stale_first(set, &mut pool.stale, pes, pidx, 1);
+            }
         }
         let seq = pool.next_seq;
         pool.next_seq += 1;
@@ -1025,6 +1042,7 @@ impl<R: RandomSource> Handlespace<R> {
             // Once the PE is in the slab (below).
             Selection::Rotation(_) => {}
             Selection::Sorted(set) => {
+                stale::drop_stale_if_full(set, &mut pool.stale, pes, pidx);
                 set.insert(SortEntry::of(&pe, slot), cold);
             }
             Selection::ValueTree(tree) => tree.push(policy::weight_value(&reg.policy, &pe.state)),
@@ -1125,7 +1143,8 @@ impl<R: RandomSource> Handlespace<R> {
                 );
             }
             Selection::Sorted(set) => {
-                set.remove(&SortEntry::of(&pe, slot), cold);
+                let e = SortEntry::of(&pe, slot);
+                stale::remove(set, &mut pool.stale, pes, pidx, &e, cold);
             }
             Selection::ValueTree(tree) => tree.set(pos, 0),
             Selection::Uniform => {}
@@ -1194,7 +1213,14 @@ impl<R: RandomSource> Handlespace<R> {
                 r.select(n, max_increment, out, &mut pool.next_seq, pes);
             }
             Selection::Sorted(set) => {
-                make_room_for_seqs(set, &mut pool.next_seq, pes, max_increment.min(n));
+                make_room_for_seqs(
+                    set,
+                    (&mut pool.stale, pidx),
+                    &mut pool.next_seq,
+                    pes,
+                    max_increment.min(n),
+                );
+                stale::drop_stale_first(set, &mut pool.stale, pes, pidx, n);
                 picked.clear();
                 set.copy_first_n(n, picked);
                 out.extend(picked.iter().map(|e| PeRef(e.slot)));
@@ -1261,7 +1287,7 @@ impl<R: RandomSource> Handlespace<R> {
                     }
                 }
                 if high_round {
-                    rebase_rounds(set, pes);
+                    rebase_rounds(set, (&mut pool.stale, pidx), pes);
                 }
             }
             Selection::Uniform => {

@@ -382,7 +382,7 @@ fn refill_head<T: Ord + Copy>(head: &mut VecDeque<T>, tree: &mut BTreeSet<T>, ta
     shrink_ring(&mut tail.ring);
 }
 
-fn shrink_ring<T>(v: &mut VecDeque<T>) {
+pub(super) fn shrink_ring<T>(v: &mut VecDeque<T>) {
     if v.capacity() > 64 && v.len() * 4 < v.capacity() {
         v.shrink_to(2 * v.len());
     }
@@ -414,6 +414,14 @@ impl<T: Ord + Copy> SortedSet<T> {
                 tree,
                 tail: Tail::new(),
             }),
+        }
+    }
+
+    /// The ring of a small set (none for a large one).
+    pub(super) fn small_mut(&mut self) -> Option<&mut VecDeque<T>> {
+        match self {
+            SortedSet::Small(v) => Some(v),
+            SortedSet::Big { .. } => None,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::core::types::{PolicyInfo, PolicyType, TRANSPORT_USE_DATA_PLUS_CONTROL};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 
 const R1: RegistrarId = RegistrarId(0x1111_1111);
@@ -1250,4 +1250,99 @@ fn round_robin_keeps_its_order_through_small_and_indexed_rotations() {
         }
         assert!(seen_small && seen_indexed && back_to_small);
     }
+}
+
+/// Sorted pools against their PEs' own keys, through removals that leave stale entries
+/// (`stale.rs`), conversions to the large set and back, re-registrations that move entries
+/// across stale ones, and renumbering: every resolution returns exactly the PEs with the lowest
+/// keys, in order; stale entries are counted right and never more than half of a ring.
+#[test]
+fn sorted_pools_resolve_in_key_order_across_stale_entries() {
+    let policies = [
+        PolicyType::LeastUsed,
+        PolicyType::LeastUsedDegradation,
+        PolicyType::WeightedRoundRobin,
+        PolicyType::PriorityLeastUsed,
+        PolicyType::LeastUsedDpf,
+    ];
+    let mut x: u64 = 0x5eed_1234_abcd_0001;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut stale_seen = 0;
+    let mut small_and_big = (false, false);
+    for policy in policies {
+        let mut h = hs();
+        let pool = ph("sorted");
+        // Ids up to 40, so that the pool passes SMALL_MAX (8 here) and falls back below it.
+        let mut live: BTreeSet<u32> = BTreeSet::new();
+        for step in 0..6000 {
+            let r = next();
+            // Phases that mostly fill and mostly empty the pool.
+            let filling = (step / 500) % 2 == 0;
+            let id = 1 + (r >> 8) as u32 % 40;
+            match r % 10 {
+                0..=3 if filling || live.len() < 3 => {
+                    let mut info = PolicyInfo::new(policy);
+                    info.load = ((r >> 20) as u32 % 8) * 0x1000_0000;
+                    info.load_degradation = 0x0100_0000;
+                    info.weight = 1 + (r >> 40) as u32 % 4;
+                    info.load_dpf = 1 << 12;
+                    info.distance = (r >> 44) as u32 % 20;
+                    h.register(&pool, reg_with(id, info), step).unwrap();
+                    live.insert(id);
+                }
+                0..=6 => {
+                    let gone = h.deregister(&pool, PeId(id)).is_some();
+                    assert_eq!(gone, live.remove(&id), "step {step}");
+                }
+                _ if !live.is_empty() => {
+                    let n = 1 + (r >> 8) as usize % 4;
+                    let mut want: Vec<(policy::SortKey, u32)> = h
+                        .pool_elements(&pool)
+                        .map(|pe| {
+                            let k = policy::sort_key_of_wire(
+                                pe.policy_type,
+                                &pe.policy_values,
+                                &pe.state,
+                            );
+                            (k, pe.id().0)
+                        })
+                        .collect();
+                    want.sort();
+                    let want: Vec<u32> = want.iter().take(n).map(|w| w.1).collect();
+                    let got = ids(&h.handle_resolution(&pool, n).unwrap());
+                    assert_eq!(got, want, "{policy:?} step {step}");
+                }
+                _ => {}
+            }
+            let Some(i) = h.pool_slot(pool.as_bytes()) else {
+                assert!(live.is_empty());
+                continue;
+            };
+            let p = h.pools[i as usize].as_ref().unwrap();
+            let Selection::Sorted(set) = &p.selection else {
+                panic!("a sorted pool")
+            };
+            let stale_now = set
+                .iter()
+                .filter(|e| !stale::is_current(&h.pes, i, e))
+                .count();
+            assert_eq!(stale_now, p.stale as usize, "{policy:?} step {step}");
+            assert_eq!(set.len() - stale_now, live.len(), "{policy:?} step {step}");
+            assert!(2 * stale_now <= set.len(), "{policy:?} step {step}");
+            if set.is_small() {
+                small_and_big.0 = true;
+            } else {
+                small_and_big.1 = true;
+                assert_eq!(stale_now, 0, "a large set keeps no stale entry");
+            }
+            stale_seen = stale_seen.max(stale_now);
+        }
+    }
+    assert!(stale_seen >= 2, "removals left stale entries ({stale_seen})");
+    assert_eq!(small_and_big, (true, true));
 }
