@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 
 use super::slab::Slab;
-use super::sorted::{shrink_ring, SortedSet};
+use super::sorted::{shrink_ring, SortedSet, SMALL_MAX};
 use super::{PoolElement, SortEntry};
 
 /// Whether `e`, an entry of pool `pidx`'s ring, belongs to a PE that is still there.
@@ -50,12 +50,10 @@ pub(super) fn remove(
         ring.pop_back();
     } else {
         *stale += 1;
-        if 2 * *stale as usize > ring.len() {
-            drop_all(ring, stale, pes, pidx);
-        }
-        return;
     }
-    if *stale == 0 {
+    if 2 * *stale as usize > ring.len() {
+        drop_all(ring, stale, pes, pidx);
+    } else if *stale == 0 {
         shrink_ring(ring);
     }
 }
@@ -118,7 +116,7 @@ pub(super) fn drop_stale_if_full(
     pes: &Slab<PoolElement>,
     pidx: u32,
 ) {
-    if *stale > 0 && set.small_mut().is_some_and(|r| r.len() >= super::sorted::SMALL_MAX) {
+    if *stale > 0 && set.small_mut().is_some_and(|r| r.len() >= SMALL_MAX) {
         drop_stale(set, stale, pes, pidx);
     }
 }

@@ -1343,6 +1343,9 @@ fn sorted_pools_resolve_in_key_order_across_stale_entries() {
             stale_seen = stale_seen.max(stale_now);
         }
     }
-    assert!(stale_seen >= 2, "removals left stale entries ({stale_seen})");
+    assert!(
+        stale_seen >= 2,
+        "removals left stale entries ({stale_seen})"
+    );
     assert_eq!(small_and_big, (true, true));
 }
