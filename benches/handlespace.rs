@@ -22,7 +22,9 @@
 //! `HS_BENCH_MAX=100000` / `HS_BENCH_MIN=1000000` limit the sizes (profiling one size),
 //! `HS_BENCH_REPS=1` the repetitions, `HS_BENCH_WARMUP=0` the repetitions run first and not
 //! counted (1 up to 10^4 PEs, else 0), `HS_BENCH_RESOLUTIONS=0` the handle resolutions per
-//! repetition (100 000; fewer to profile the other operations);
+//! repetition (100 000; fewer to profile the other operations), `HS_BENCH_READ_PES=1` makes each
+//! resolution also read its PEs' ids and ports (as a registrar's answer does: a selection that
+//! writes into a PE then costs no cache miss of its own);
 //! `HS_BENCH_LAYOUT=single|pools` runs one layout only, `HS_BENCH_POLICY=RR,LU,…` the listed
 //! policies only (short names of [`POLICIES`]: also PRIO, LUD, PLU, PLUD, LUDPF, LUDDPF, PLUDPF,
 //! PLUDDPF, RLU, RLUD, RPLU, RPLUD, WRANDDPF).
@@ -299,6 +301,7 @@ fn measure(
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let pool_count = handles.len();
+    let read_pes = std::env::var("HS_BENCH_READ_PES").is_ok_and(|v| v == "1");
     // Every size is repeated and the median run of each operation kept (the machine is
     // shared: the median is what another run reproduces).
     let reps = std::env::var("HS_BENCH_REPS")
@@ -352,6 +355,13 @@ fn measure(
             x ^= x << 17;
             let h = &handles[(x as usize + stall.zero()) % pool_count];
             hs.select_into(h, 3, &mut out).unwrap();
+            if read_pes {
+                let read = out.iter().map(|&r| {
+                    let pe = hs.pe(r);
+                    u64::from(pe.id().0) + u64::from(pe.user_transport().port)
+                });
+                black_box(read.sum::<u64>());
+            }
             black_box(&out);
         }
         runs[2].push(resolutions as f64 / t.elapsed().as_secs_f64());

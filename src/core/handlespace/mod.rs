@@ -202,7 +202,7 @@ impl PoolElement {
         }
     }
     /// Selection state: sequence number, degradation, WRR counters. (A round-robin pool of at
-    /// most 256 PEs keeps its order in its rotation alone; its PEs' sequence numbers are
+    /// most 32 PEs keeps its order in its rotation alone; its PEs' sequence numbers are
     /// assigned when it grows past that.)
     pub fn selection_state(&self) -> &SelectionState {
         &self.state
