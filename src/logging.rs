@@ -34,6 +34,12 @@ use crate::ffi::threadsafety::ThreadSafety;
 static LEVEL: AtomicU32 = AtomicU32::new(2);
 static COLOR: AtomicBool = AtomicBool::new(false);
 static TARGET: Mutex<Option<(File, PathBuf)>> = Mutex::new(None);
+/// Whether lines wait in [`PENDING`] for [`flush`] (see [`set_batched`]).
+static BATCHED: AtomicBool = AtomicBool::new(false);
+/// Lines logged while batching, not yet written (taken under [`LOG_MUTEX`], after [`TARGET`]).
+static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Batched lines are written once they reach this many bytes, whether or not `flush` comes.
+const BATCH_MAX: usize = 64 * 1024;
 static COMPONENT: Mutex<&'static str> = Mutex::new("rsplib");
 
 pub const ERROR: u32 = 1;
@@ -133,14 +139,75 @@ pub fn set_component(name: &'static str) {
     *COMPONENT.lock() = name;
 }
 
-/// Logs to `path` from now on (appending or truncating); `None` = stderr.
+/// Batching on or off. On, lines are kept and written together by [`flush`] (or once 64 KiB
+/// wait): one write for many lines. The registrar, which logs from one thread only, turns it
+/// on; its transports flush before every socket write and its event loop before it waits, so
+/// a line is written before anything the registrar sends after logging it, and before the
+/// registrar sleeps. A registration storm at the default level then costs one log write per
+/// batch of answers instead of one per PE. Off (the default, and what C programs get), every
+/// line is written at once; turning it off writes what was kept.
+pub fn set_batched(on: bool) {
+    BATCHED.store(on, Ordering::Relaxed);
+    if !on {
+        flush();
+    }
+}
+
+/// Writes the lines kept by batching.
+pub fn flush() {
+    if PENDING.lock().is_empty() {
+        return;
+    }
+    let _lock = lock();
+    flush_to(&mut TARGET.lock());
+}
+
+/// [`flush`] unless another thread is in the logger (for a panic hook, which may run in the
+/// middle of a log call of its own thread too: then it must not wait for a lock it holds).
+pub fn flush_if_free() {
+    if !LOG_MUTEX.try_lock_raw() {
+        return;
+    }
+    let _lock = LogLock(PhantomData);
+    if let Some(mut target) = TARGET.try_lock() {
+        if let Some(mut pending) = PENDING.try_lock() {
+            write_pending(&mut target, &mut pending);
+        }
+    }
+}
+
+/// Writes the kept lines to `target`; the caller holds [`LOG_MUTEX`] and `target`'s lock.
+fn flush_to(target: &mut Option<(File, PathBuf)>) {
+    write_pending(target, &mut PENDING.lock());
+}
+
+fn write_pending(target: &mut Option<(File, PathBuf)>, pending: &mut Vec<u8>) {
+    if pending.is_empty() {
+        return;
+    }
+    let result = match target.as_mut() {
+        Some((f, _)) => f.write_all(pending),
+        None => io::stderr().write_all(pending),
+    };
+    // As for a single line: what cannot be written is dropped.
+    drop(result);
+    pending.clear();
+    if pending.capacity() > 2 * BATCH_MAX {
+        pending.shrink_to(BATCH_MAX);
+    }
+}
+
+/// Logs to `path` from now on (appending or truncating); `None` = stderr. Kept lines go to the
+/// old target first.
 pub fn set_file(path: Option<(&Path, bool)>) -> io::Result<()> {
     let file = match path {
         None => None,
         Some((p, append)) => Some((open(p, append)?, p.to_path_buf())),
     };
     let _lock = lock();
-    *TARGET.lock() = file;
+    let mut target = TARGET.lock();
+    flush_to(&mut target);
+    *target = file;
     Ok(())
 }
 
@@ -158,6 +225,7 @@ fn open(p: &Path, append: bool) -> io::Result<File> {
 pub fn reopen() -> io::Result<()> {
     let _lock = lock();
     let mut target = TARGET.lock();
+    flush_to(&mut target);
     if let Some((file, path)) = target.as_mut() {
         *file = open(path, true)?;
     }
@@ -204,28 +272,44 @@ fn color_of(level: u32) -> &'static str {
     }
 }
 
-/// `micros` since the epoch as local `YYYY-MM-DD hh:mm:ss.uuuuuu`.
+/// `micros` since the epoch as local `YYYY-MM-DD hh:mm:ss.uuuuuu`. The date and time of the
+/// last second converted are kept: lines come many to a second, and the C library's
+/// conversion cost a line more than all the rest of its formatting (a registration storm).
 pub fn local_time(micros: u64) -> String {
-    let secs = (micros / 1_000_000) as libc::time_t;
+    static LAST: Mutex<Option<(u64, String)>> = Mutex::new(None);
+    let secs = micros / 1_000_000;
+    let mut last = LAST.lock();
+    if last.as_ref().is_none_or(|(s, _)| *s != secs) {
+        let Some(text) = local_second(secs) else {
+            return format!("@{secs}.{:06}", micros % 1_000_000);
+        };
+        *last = Some((secs, text));
+    }
+    let (_, text) = last.as_ref().expect("set above");
+    format!("{text}.{:06}", micros % 1_000_000)
+}
+
+/// `secs` since the epoch as local `YYYY-MM-DD hh:mm:ss`.
+fn local_second(secs: u64) -> Option<String> {
+    let t = secs as libc::time_t;
     // SAFETY: localtime_r fills the zeroed struct from a valid time_t (glibc reads the time
     // zone on first use).
     let tm = unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&secs, &mut tm).is_null() {
-            return format!("@{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return None;
         }
         tm
     };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+    Some(format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
         tm.tm_year + 1900,
         tm.tm_mon + 1,
         tm.tm_mday,
         tm.tm_hour,
         tm.tm_min,
         tm.tm_sec,
-        micros % 1_000_000
-    )
+    ))
 }
 
 /// The time stamp at the start of a log line (as [`format_line`] writes it, local time) as
@@ -317,16 +401,19 @@ pub fn log_from(component: &str, level: u32, text: &str) {
     let color = COLOR.load(Ordering::Relaxed);
     let _lock = lock();
     let mut target = TARGET.lock();
+    let journal = target.is_none() && stderr_is_journal();
+    let line = format_line(wall_micros(), level, component, text, journal, color);
+    if BATCHED.load(Ordering::Relaxed) {
+        let mut pending = PENDING.lock();
+        pending.extend_from_slice(line.as_bytes());
+        if pending.len() >= BATCH_MAX {
+            write_pending(&mut target, &mut pending);
+        }
+        return;
+    }
     let result = match target.as_mut() {
-        Some((f, _)) => {
-            let line = format_line(wall_micros(), level, component, text, false, color);
-            f.write_all(line.as_bytes()).and_then(|_| f.flush())
-        }
-        None => {
-            let journal = stderr_is_journal();
-            let line = format_line(wall_micros(), level, component, text, journal, color);
-            io::stderr().write_all(line.as_bytes())
-        }
+        Some((f, _)) => f.write_all(line.as_bytes()),
+        None => io::stderr().write_all(line.as_bytes()),
     };
     // A log line that cannot be written is dropped: logging must never fail the caller.
     drop(result);
@@ -350,6 +437,7 @@ pub fn file_fd() -> Option<RawFd> {
 pub fn write_raw(text: &str) {
     let _lock = lock();
     let mut target = TARGET.lock();
+    flush_to(&mut target);
     let result = match target.as_mut() {
         Some((f, _)) => f.write_all(text.as_bytes()).and_then(|_| f.flush()),
         None => io::stderr().write_all(text.as_bytes()),
@@ -378,6 +466,19 @@ mod tests {
         );
         let colored = format_line(0, 1, "x", "e", false, true);
         assert!(colored.starts_with("\x1b[1;31m") && colored.ends_with("\x1b[0m\n"));
+    }
+
+    #[test]
+    fn the_kept_second_serves_only_that_second() {
+        let first = 1_796_204_355_000_001;
+        let a = local_time(first);
+        let b = local_time(first + 999_998);
+        let c = local_time(first + 999_999);
+        assert_eq!(a[..19], b[..19]);
+        assert_ne!(b[..19], c[..19]);
+        for (text, micros) in [(&a, first), (&b, first + 999_998), (&c, first + 999_999)] {
+            assert_eq!(line_time(text), Some(micros), "{text}");
+        }
     }
 
     #[test]

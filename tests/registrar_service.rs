@@ -11,7 +11,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{PeHolder, Proc, Registrar};
+use common::{
+    deregistration, element, registration, response_cause, MsgReader, PeHolder, Proc, Registrar,
+};
+use rsplib::core::types::PolicyType;
+use std::io::Write;
+use std::net::TcpStream;
 
 const REGISTRAR: &str = env!("CARGO_BIN_EXE_rspregistrar");
 
@@ -485,5 +490,48 @@ fn peers_show_in_metrics_and_csp_reports() {
             assert!(status.contains(", 1 Peer"), "{status}");
             break;
         }
+    }
+}
+
+/// The registrar keeps its log lines and writes many at once (`logging::set_batched`); they
+/// are out by the time the answers sent after them are read. 50 registrations in one write,
+/// the 50 acknowledgements read back, and at once, without waiting, the log holds all 50
+/// lines; the same for 50 deregistrations.
+#[test]
+fn log_lines_are_written_before_the_answers_that_follow_them() {
+    let dir = common::temp_dir("logorder");
+    let r = Registrar::start(REGISTRAR, &dir.join("log"), &["-loglevel=3"]);
+    let mut s = TcpStream::connect(r.asap).unwrap();
+    let mut reader = MsgReader::default();
+    let ids = 0x0100..0x0132u32;
+    let count = |text: &str, what: &str| {
+        text.lines()
+            .filter(|l| l.contains(what) && l.contains("\"OrderPool\""))
+            .count()
+    };
+    for (request, logged) in [
+        (
+            ids.clone()
+                .flat_map(|id| {
+                    let e = element(id, "127.0.0.1", 21300, PolicyType::RoundRobin, 30_000);
+                    registration("OrderPool", e)
+                })
+                .collect::<Vec<u8>>(),
+            "registered PE",
+        ),
+        (
+            ids.clone()
+                .flat_map(|id| deregistration("OrderPool", id))
+                .collect(),
+            "deregistered PE",
+        ),
+    ] {
+        s.write_all(&request).unwrap();
+        for _ in ids.clone() {
+            let m = reader.next_asap(&mut s, Duration::from_secs(5)).unwrap();
+            assert_eq!(response_cause(&m), Ok(()), "{m:?}");
+        }
+        let text = r.log_text();
+        assert_eq!(count(&text, logged), ids.len(), "{logged}:\n{text}");
     }
 }

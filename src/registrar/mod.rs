@@ -281,6 +281,29 @@ fn down_reason(r: DownReason) -> &'static str {
     }
 }
 
+/// Batched logging for the time of [`run`]: off again (and written out) when dropped.
+struct BatchedLog;
+
+impl BatchedLog {
+    fn new() -> Self {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                logging::flush_if_free();
+                previous(info);
+            }));
+        });
+        BatchedLog
+    }
+}
+
+impl Drop for BatchedLog {
+    fn drop(&mut self) {
+        logging::set_batched(false);
+    }
+}
+
 /// Runs the registrar until SIGINT/SIGTERM, or until `end` (failure test mode). `again`: a
 /// later run of the failure test mode (files are appended to).
 pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped, String> {
@@ -290,6 +313,11 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         logging::set_file(Some((path, *append || again)))
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
     }
+    // The lines of a round of the loop go out in one write, before the loop waits again
+    // (`logging::set_batched`); the guard writes what is left however this returns, and a
+    // panic writes it before its message.
+    logging::set_batched(true);
+    let _batched = BatchedLog::new();
     if !again {
         for warning in &config.extras.ignored {
             logging::log(logging::WARNING, warning);
@@ -487,6 +515,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
             let left = end.saturating_duration_since(sockets.clock);
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
+        logging::flush();
         let polled = poll.poll(&mut events, timeout);
         // The clock, read once for the events and the round (again every CLOCK_REUSE events).
         let wall = sockets.tick();

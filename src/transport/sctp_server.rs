@@ -230,6 +230,11 @@ impl SctpServer {
 
     /// Writes queued messages, [`sctp::BATCH`] per call, until the socket takes no more.
     fn write_pending(&mut self) {
+        if !self.pending.is_empty() {
+            // Log lines kept by batching go first: nothing sent overtakes a line logged
+            // before it.
+            logging::flush();
+        }
         while !self.pending.is_empty() {
             let batch: Vec<(sctp::AssocId, u32, &[u8])> = self
                 .pending

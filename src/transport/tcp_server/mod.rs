@@ -744,8 +744,12 @@ fn pull(conn: &mut TcpConn, buf: &mut [u8], spare: &mut Vec<u8>) -> Pulled {
     }
 }
 
-/// Writes what the socket takes.
+/// Writes what the socket takes. Log lines kept by batching go first: nothing sent overtakes
+/// a line logged before it.
 fn flush(conn: &mut TcpConn) -> Result<(), DownReason> {
+    if !conn.output.is_empty() {
+        logging::flush();
+    }
     while !conn.output.is_empty() {
         let (a, _) = conn.output.as_slices();
         match conn.stream.write(a) {
