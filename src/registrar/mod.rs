@@ -841,11 +841,14 @@ impl Sockets {
                     Output::Announce { data } => {
                         if let Some(a) = self.announcer.as_mut() {
                             self.reports.announce(&data);
+                            // Kept log lines first, as the transports do before a write.
+                            logging::flush();
                             a.send(&data);
                         }
                     }
                     Output::EnrpAnnounce { data } => {
                         if let Some(a) = self.enrp_announcer.as_mut() {
+                            logging::flush();
                             a.send(&data);
                         }
                     }
