@@ -3,7 +3,8 @@
 //!
 //! Input is pulled, not pushed: [`TcpServer::ready`] only notes that a stream is readable and
 //! puts it on the `active` list; [`TcpServer::next_input`] then hands over one message at a
-//! time, at most [`Limits::batch`] per connection and round, so that the caller queues each
+//! time, at most [`Limits::batch`] per connection and round (fewer once the round's answers to
+//! it reach [`TURN_OUTPUT`] bytes), so that the caller queues each
 //! message's answers before the next message of that connection is read. The answers are
 //! written once the last whole message held from the connection is answered: one write for all
 //! that one read brought. A connection whose
@@ -51,6 +52,11 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// when the round ends ([`TcpServer::flush`]); once this much is queued, at once.
 const FLUSH_AT: usize = 16 * 1024;
 
+/// A connection's turn in a round also ends once its answers in that turn reach this many
+/// bytes: requests with large answers (handle resolutions for many items) take fewer messages
+/// per turn, so the other connections wait about as long behind them as behind small ones.
+const TURN_OUTPUT: usize = 16 * 1024;
+
 /// Log lines about closed connections: a few per 10 s, then a count.
 const CLOSE_LOG_BURST: u32 = 10;
 const LOG_PERIOD: Duration = Duration::from_secs(10);
@@ -67,6 +73,8 @@ pub(super) struct TcpConn {
     queued: bool,
     /// Messages handed over in the current round.
     batch: usize,
+    /// Bytes queued to it while its messages were being answered in the current round.
+    turn_output: usize,
     /// Since when the deframer holds the beginning of a message (while not paused).
     partial_since: Option<Instant>,
     /// Since when the unsent output is at or over the soft cap; reading is paused meanwhile.
@@ -264,7 +272,7 @@ impl TcpServer {
                 self.round_left -= 1;
                 continue;
             };
-            if conn.batch < self.limits.batch && !conn.paused() {
+            if conn.batch < self.limits.batch && conn.turn_output < TURN_OUTPUT && !conn.paused() {
                 match pull(conn, &mut self.buf, &mut self.spare) {
                     Pulled::Message(data) => {
                         conn.batch += 1;
@@ -294,6 +302,7 @@ impl TcpServer {
             self.active.pop_front();
             self.round_left -= 1;
             conn.batch = 0;
+            conn.turn_output = 0;
             if conn.has_input() && !conn.paused() {
                 self.active.push_back(token);
             } else {
@@ -326,6 +335,9 @@ impl TcpServer {
             .get_mut(&token)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
         conn.output.extend(data);
+        if self.current == Some(token) {
+            conn.turn_output += data.len();
+        }
         // The answer to the connection's last whole message held here: its answers go out
         // now, in one write, while its peer's next requests may be on their way.
         let answered_all = self.current == Some(token) && !conn.deframer.has_message();
@@ -413,6 +425,7 @@ impl TcpServer {
                 readable: false,
                 queued: false,
                 batch: 0,
+                turn_output: 0,
                 partial_since: None,
                 over_since: None,
                 watched: false,
@@ -688,6 +701,7 @@ impl TcpServer {
                 readable: true,
                 queued: true,
                 batch: 0,
+                turn_output: 0,
                 partial_since: None,
                 over_since: None,
                 watched: false,

@@ -493,6 +493,49 @@ fn a_flood_on_one_connection_does_not_keep_another_waiting() {
     let _ = writer.join();
 }
 
+/// Messages taken from one flooding connection per round, each answered with `answer` bytes,
+/// over the first `rounds` rounds in which it had any (the largest count).
+fn most_messages_per_round(answer: usize, rounds: usize) -> usize {
+    let mut h = Harness::new(Limits {
+        stall_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    });
+    let (_flooder, writer) = flood(h.addr(), 65536);
+    let mut most = 0;
+    let mut seen = 0;
+    let d = deadline();
+    while seen < rounds {
+        let mut taken = 0;
+        h.turn(d, "the flood is read", &mut |server, registry, e| match e {
+            Event::Message { conn, .. } => {
+                server
+                    .send(registry, conn, PPID_ASAP, &message(6, answer))
+                    .expect("never over the hard cap");
+                taken += 1;
+            }
+            Event::Down { .. } => panic!("{e:?}"),
+            Event::Up { .. } => {}
+        });
+        if taken > 0 {
+            seen += 1;
+            most = most.max(taken);
+        }
+    }
+    drop(_flooder);
+    let _ = writer.join();
+    most
+}
+
+#[test]
+fn a_turn_ends_at_its_answers_byte_budget_or_its_message_batch() {
+    // Large answers: a turn takes messages until their answers reach TURN_OUTPUT.
+    let large = most_messages_per_round(ANSWER, 20);
+    assert_eq!(large, super::TURN_OUTPUT.div_ceil(ANSWER), "8 KiB answers");
+    // Small answers: the message batch is the limit.
+    let small = most_messages_per_round(64, 20);
+    assert_eq!(small, Limits::default().batch, "64-byte answers");
+}
+
 #[test]
 fn a_connection_closed_right_after_up_reads_eof_and_is_forgotten() {
     let mut h = Harness::new(Limits::default());
