@@ -421,21 +421,12 @@ fn debians_cspmonitor_lists_the_registrar() {
     assert!(seen(&text), "cspmonitor's screen:\n{tail}");
 }
 
-/// A free TCP port on loopback (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Two peered registrars: each one's metrics count the other as peer and its CSP reports list
 /// it as an ENRP association, as rsplib's do.
 #[test]
 fn peers_show_in_metrics_and_csp_reports() {
     let dir = common::temp_dir("peers-metrics");
-    let (e1, e2) = (free_port(), free_port());
+    let (e1, e2) = (common::free_port(), common::free_port());
     let monitor = UdpSocket::bind("127.0.0.1:0").unwrap();
     monitor
         .set_read_timeout(Some(Duration::from_secs(5)))

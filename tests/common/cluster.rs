@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::common::*;
@@ -24,14 +24,6 @@ pub const FAST: &[&str] = &[
     "-endpointkeepalivetransmissioninterval=2000",
     "-endpointkeepalivetimeoutinterval=2000",
 ];
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 pub struct Cluster {
     pub asap: Vec<SocketAddr>,

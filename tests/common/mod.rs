@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -119,6 +119,29 @@ impl Drop for Proc {
 }
 
 /// A fresh directory under the system temp dir for one test's files (log files).
+/// Ports [`free_port`] hands out: below the kernel's ephemeral range (32768 and up by
+/// default) and above the fixed ports some tests use.
+const FREE_PORTS: std::ops::Range<u32> = 24000..32768;
+
+/// A TCP port on loopback that is free now, for a process started later to listen on. Taken
+/// from [`FREE_PORTS`], outside the range the kernel picks from for `bind(0)` and outgoing
+/// connections, so no other socket of the tests takes it before that process binds it (a port
+/// from `bind(0)`, released, could go to the next registrar started with port 0). Each port is
+/// handed out once per test process; each process starts at another place in the range.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = FREE_PORTS.end - FREE_PORTS.start;
+    let first = std::process::id().wrapping_mul(2654435761) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FREE_PORTS.start + (first + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FREE_PORTS:?}");
+}
+
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rsplib-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
