@@ -510,7 +510,7 @@ struct Pool {
     /// than [`HASHED_MIN`] PEs (built then, dropped below a quarter of that).
     ids: Option<IdTable>,
     dead: u32,
-    /// Entries of removed PEs still in a small sorted ring (`stale.rs`).
+    /// Entries of removed PEs still in the sorted set (`stale.rs`).
     stale: u32,
     /// The pool handle's part of every PE checksum of this pool.
     handle_sum: u32,
@@ -1042,7 +1042,6 @@ impl<R: RandomSource> Handlespace<R> {
             // Once the PE is in the slab (below).
             Selection::Rotation(_) => {}
             Selection::Sorted(set) => {
-                stale::drop_stale_if_full(set, &mut pool.stale, pes, pidx);
                 set.insert(SortEntry::of(&pe, slot), cold);
             }
             Selection::ValueTree(tree) => tree.push(policy::weight_value(&reg.policy, &pe.state)),
@@ -1280,7 +1279,8 @@ impl<R: RandomSource> Handlespace<R> {
                     // The PE the pool's next resolution selects first in a large pool: its
                     // degradation is read before its entry can move, so its cache line (cold in
                     // a large handlespace) is asked for now, not waited for then.
-                    if let Some(next) = set.first_if_large() {
+                    // (A stale entry's slot may be free: nothing to ask for then.)
+                    if let Some(next) = set.first_if_large().filter(|e| pes.is_live(e.slot)) {
                         let pe = pes.get(next.slot);
                         prefetch::prefetch(&pe.policy_values);
                         prefetch::prefetch(std::slice::from_ref(&pe.state.degradation));

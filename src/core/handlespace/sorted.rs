@@ -663,7 +663,7 @@ impl<T: Ord + Copy> SortedSet<T> {
         true
     }
 
-    #[cfg(test)]
+    /// Entries (a large set's tail counts without its dead ones).
     pub(super) fn len(&self) -> usize {
         match self {
             SortedSet::Small(v) => v.len(),

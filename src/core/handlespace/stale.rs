@@ -10,12 +10,15 @@
 //! keep their place in the order, so every search and move of the ring works across them
 //! unchanged; what reads entries as PEs (a resolution's first entries, the head of a WRR pool,
 //! a renumbering or rebasing of the whole set, the conversion to the large form) drops them
-//! first. A large set (past `SMALL_MAX` entries) removes at once, as before.
+//! first. A large set (past `SMALL_MAX` entries) keeps stale entries too: in its head ring, its
+//! tail and its B-tree, where a removal would otherwise search the tree (about a third of a
+//! deregistration from one pool of 10⁴ PEs). They go with its head's refills to the front,
+//! where resolutions drop them, and all at once when they are half of the set.
 
 use std::collections::VecDeque;
 
 use super::slab::Slab;
-use super::sorted::{shrink_ring, SortedSet, SMALL_MAX};
+use super::sorted::{shrink_ring, SortedSet};
 use super::{PoolElement, SortEntry};
 
 /// Whether `e`, an entry of pool `pidx`'s ring, belongs to a PE that is still there.
@@ -27,10 +30,10 @@ pub(super) fn is_current(pes: &Slab<PoolElement>, pidx: u32, e: &SortEntry) -> b
     }
 }
 
-/// Removes the entry `e` of a PE just taken out of the slab: at once from a large set or an
-/// end of a small ring (no search), else left stale. `stale` counts the ring's stale entries;
-/// they are dropped when they pass half of it (O(1) amortized: each pass follows more
-/// removals than it leaves entries).
+/// Removes the entry `e` of a PE just taken out of the slab: at once from an end of a small
+/// ring or the front of a large set (no search), else left stale. `stale` counts the set's
+/// stale entries; they are dropped when they pass half of it (O(1) amortized: each pass
+/// follows more removals than it leaves entries).
 pub(super) fn remove(
     set: &mut SortedSet<SortEntry>,
     stale: &mut u32,
@@ -40,8 +43,15 @@ pub(super) fn remove(
     cold: bool,
 ) {
     let Some(ring) = set.small_mut() else {
-        let found = set.remove(e, cold);
-        debug_assert!(found, "entry present");
+        if set.first() == Some(e) {
+            let found = set.remove(e, cold);
+            debug_assert!(found, "entry present");
+        } else {
+            *stale += 1;
+        }
+        if 2 * *stale as usize > set.len() {
+            drop_stale(set, stale, pes, pidx);
+        }
         return;
     };
     if ring.front() == Some(e) {
@@ -77,7 +87,15 @@ pub(super) fn drop_stale(
     }
     if let Some(ring) = set.small_mut() {
         drop_all(ring, stale, pes, pidx);
+        return;
     }
+    let current: Vec<SortEntry> = set
+        .iter()
+        .filter(|e| is_current(pes, pidx, e))
+        .copied()
+        .collect();
+    *set = SortedSet::from_sorted(current.into_iter());
+    *stale = 0;
 }
 
 /// Drops the stale entries among the first `n` current ones (before a resolution reads them).
@@ -94,6 +112,7 @@ pub(super) fn drop_stale_first(
         return;
     }
     let Some(ring) = set.small_mut() else {
+        drop_stale_first_large(set, stale, pes, pidx, n);
         return;
     };
     let mut i = 0;
@@ -107,16 +126,26 @@ pub(super) fn drop_stale_first(
     }
 }
 
-/// Drops the stale entries of a small ring that would reach the large form with the next
-/// insertion (the large form removes at once and keeps no stale entry).
-#[inline]
-pub(super) fn drop_stale_if_full(
+/// [`drop_stale_first`] for a large set: a removal through the set keeps its head topped up.
+#[inline(never)]
+fn drop_stale_first_large(
     set: &mut SortedSet<SortEntry>,
     stale: &mut u32,
     pes: &Slab<PoolElement>,
     pidx: u32,
+    n: usize,
 ) {
-    if *stale > 0 && set.small_mut().is_some_and(|r| r.len() >= SMALL_MAX) {
-        drop_stale(set, stale, pes, pidx);
+    let mut i = 0;
+    while i < n && *stale > 0 {
+        let Some(&e) = set.first_n(i + 1).nth(i) else {
+            return;
+        };
+        if is_current(pes, pidx, &e) {
+            i += 1;
+        } else {
+            let found = set.remove(&e, false);
+            debug_assert!(found, "stale entry present");
+            *stale -= 1;
+        }
     }
 }
