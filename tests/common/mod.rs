@@ -118,7 +118,6 @@ impl Drop for Proc {
     }
 }
 
-/// A fresh directory under the system temp dir for one test's files (log files).
 /// Ports [`free_port`] hands out: below the kernel's ephemeral range (32768 and up by
 /// default) and above the fixed ports some tests use.
 const FREE_PORTS: std::ops::Range<u32> = 24000..32768;
@@ -142,6 +141,7 @@ pub fn free_port() -> u16 {
     panic!("no free port in {FREE_PORTS:?}");
 }
 
+/// A fresh directory under the system temp dir for one test's files (log files).
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rsplib-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);

@@ -1,5 +1,5 @@
-//! Removal from a small sorted pool without a search: the removed PE's entry stays in the ring,
-//! *stale*, until a resolution reaches it or stale entries make up half of the ring.
+//! Removal from a sorted pool without a search: the removed PE's entry stays in the set,
+//! *stale*, until a resolution reaches it or stale entries make up half of the set.
 //!
 //! Removing an entry from the middle of a sorted ring costs a binary search for it and a move
 //! of the entries on its shorter side: in a pool of 10³ PEs, about a quarter of the ring. A
@@ -7,13 +7,15 @@
 //! its slot holds a PE of the same pool with the entry's sequence number. Sequence numbers are
 //! unique within a pool (every registration and selection takes the pool's next one), so a PE
 //! registered later into the freed slot, even into the same pool, has another. Stale entries
-//! keep their place in the order, so every search and move of the ring works across them
+//! keep their place in the order, so every search and move of the set works across them
 //! unchanged; what reads entries as PEs (a resolution's first entries, the head of a WRR pool,
-//! a renumbering or rebasing of the whole set, the conversion to the large form) drops them
-//! first. A large set (past `SMALL_MAX` entries) keeps stale entries too: in its head ring, its
-//! tail and its B-tree, where a removal would otherwise search the tree (about a third of a
-//! deregistration from one pool of 10⁴ PEs). They go with its head's refills to the front,
-//! where resolutions drop them, and all at once when they are half of the set.
+//! a renumbering or rebasing of the whole set) drops them first.
+//!
+//! A large set (past `SMALL_MAX` entries) keeps stale entries too, in its head ring, its tail
+//! and its B-tree: there a removal would otherwise search the tree, about a third of a
+//! deregistration from one pool of 10⁴ PEs. An entry at the set's front is removed at once.
+//! The others reach the head with its refills, where resolutions drop them, or go all at once
+//! when they are half of the set.
 
 use std::collections::VecDeque;
 
