@@ -24,7 +24,9 @@
 //! counted (1 up to 10^4 PEs, else 0), `HS_BENCH_RESOLUTIONS=0` the handle resolutions per
 //! repetition (100 000; fewer to profile the other operations), `HS_BENCH_READ_PES=1` makes each
 //! resolution also read its PEs' ids and ports (as a registrar's answer does: a selection that
-//! writes into a PE then costs no cache miss of its own);
+//! writes into a PE then costs no cache miss of its own), `HS_BENCH_SLOWEST=1` times every
+//! deregistration and prints the slowest of each run to stderr (a pause that the rate hides;
+//! the timing makes the deregistration rates lower);
 //! `HS_BENCH_LAYOUT=single|pools` runs one layout only, `HS_BENCH_POLICY=RR,LU,…` the listed
 //! policies only (short names of [`POLICIES`]: also PRIO, LUD, PLU, PLUD, LUDPF, LUDDPF, PLUDPF,
 //! PLUDDPF, RLU, RLUD, RPLU, RPLUD, WRANDDPF).
@@ -43,7 +45,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mimalloc::MiMalloc;
 use rsplib::core::handlespace::{Config, Handlespace, PeRef, Registration};
@@ -302,6 +304,7 @@ fn measure(
         .unwrap_or(100_000);
     let pool_count = handles.len();
     let read_pes = std::env::var("HS_BENCH_READ_PES").is_ok_and(|v| v == "1");
+    let time_each = std::env::var("HS_BENCH_SLOWEST").is_ok_and(|v| v == "1");
     // Every size is repeated and the median run of each operation kept (the machine is
     // shared: the median is what another run reproduces).
     let reps = std::env::var("HS_BENCH_REPS")
@@ -367,11 +370,26 @@ fn measure(
         runs[2].push(resolutions as f64 / t.elapsed().as_secs_f64());
 
         let t = Instant::now();
+        let mut worst = (Duration::ZERO, 0);
         for i in 0..n {
             let h = &handles[(i + stall.zero()) % pool_count];
-            black_box(hs.deregister(h, pe_id(i)).unwrap());
+            if time_each {
+                let t = Instant::now();
+                black_box(hs.deregister(h, pe_id(i)).unwrap());
+                worst = worst.max((t.elapsed(), i));
+            } else {
+                black_box(hs.deregister(h, pe_id(i)).unwrap());
+            }
         }
         runs[3].push(n as f64 / t.elapsed().as_secs_f64());
+        if time_each {
+            eprintln!(
+                "slowest deregistration: n={n} pools={pool_count} policy={policy:?} run {rep}: \
+                 {:.2} ms (PE {})",
+                worst.0.as_secs_f64() * 1e3,
+                worst.1
+            );
+        }
         assert!(hs.is_empty());
     }
     (runs.map(|mut r| median(&mut r)), per_pe, rss)
