@@ -15,13 +15,26 @@
 //! and its B-tree: there a removal would otherwise search the tree, about a third of a
 //! deregistration from one pool of 10⁴ PEs. An entry at the set's front is removed at once.
 //! The others reach the head with its refills, where resolutions drop them, or go all at once
-//! when they are half of the set.
+//! when they are half of the set. That last step reads every current entry's PE, at random
+//! places in memory: in one pool of 10⁶ it made one deregistration take 110–170 ms. So only
+//! sets of up to [`STALE_SET_MAX`] entries gain stale entries (the step then reads at most
+//! half that many PEs); above, a removal searches the tree as before. The slowest
+//! deregistration (`HS_BENCH_SLOWEST=1` in the handlespace bench, LU, one pool, in
+//! registration order) is now 0.2–0.3 ms at 10⁴ PEs (before: 0.04–0.09), 6.3–7.1 ms at 10⁵
+//! (0.8–0.9) and 15.0–15.6 ms at 10⁶ (10.2–15.6: a step of the pool's own, at half).
 
 use std::collections::VecDeque;
 
 use super::slab::Slab;
 use super::sorted::{shrink_ring, SortedSet};
 use super::{PoolElement, SortEntry};
+
+/// The largest set that gains stale entries (see the module text).
+#[cfg(not(test))]
+const STALE_SET_MAX: usize = 1 << 17;
+/// The unit tests' pools pass it (their sets go large past 8 entries and hold up to ~40).
+#[cfg(test)]
+const STALE_SET_MAX: usize = 24;
 
 /// Whether `e`, an entry of pool `pidx`'s ring, belongs to a PE that is still there.
 #[inline]
@@ -33,7 +46,8 @@ pub(super) fn is_current(pes: &Slab<PoolElement>, pidx: u32, e: &SortEntry) -> b
 }
 
 /// Removes the entry `e` of a PE just taken out of the slab: at once from an end of a small
-/// ring or the front of a large set (no search), else left stale. `stale` counts the set's
+/// ring or the front of a large set (no search) or from a set over [`STALE_SET_MAX`] (a
+/// search), else left stale. `stale` counts the set's
 /// stale entries; they are dropped when they pass half of it (O(1) amortized: each pass
 /// follows more removals than it leaves entries).
 pub(super) fn remove(
@@ -45,7 +59,7 @@ pub(super) fn remove(
     cold: bool,
 ) {
     let Some(ring) = set.small_mut() else {
-        if set.first() == Some(e) {
+        if set.first() == Some(e) || set.len() > STALE_SET_MAX {
             let found = set.remove(e, cold);
             debug_assert!(found, "entry present");
         } else {
