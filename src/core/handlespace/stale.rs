@@ -47,9 +47,9 @@ pub(super) fn is_current(pes: &Slab<PoolElement>, pidx: u32, e: &SortEntry) -> b
 
 /// Removes the entry `e` of a PE just taken out of the slab: at once from an end of a small
 /// ring or the front of a large set (no search) or from a set over [`STALE_SET_MAX`] (a
-/// search), else left stale. `stale` counts the set's
-/// stale entries; they are dropped when they pass half of it (O(1) amortized: each pass
-/// follows more removals than it leaves entries).
+/// search), else left stale. `stale` counts the set's stale entries; they are dropped when
+/// they pass half of it (O(1) amortized: each pass follows more removals than it leaves
+/// entries).
 pub(super) fn remove(
     set: &mut SortedSet<SortEntry>,
     stale: &mut u32,
