@@ -373,12 +373,10 @@ fn measure(
         let mut worst = (Duration::ZERO, 0);
         for i in 0..n {
             let h = &handles[(i + stall.zero()) % pool_count];
-            if time_each {
-                let t = Instant::now();
-                black_box(hs.deregister(h, pe_id(i)).unwrap());
-                worst = worst.max((t.elapsed(), i));
-            } else {
-                black_box(hs.deregister(h, pe_id(i)).unwrap());
+            let started = time_each.then(Instant::now);
+            black_box(hs.deregister(h, pe_id(i)).unwrap());
+            if let Some(started) = started {
+                worst = worst.max((started.elapsed(), i));
             }
         }
         runs[3].push(n as f64 / t.elapsed().as_secs_f64());

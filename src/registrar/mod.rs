@@ -281,11 +281,13 @@ fn down_reason(r: DownReason) -> &'static str {
     }
 }
 
-/// Batched logging for the time of [`run`]: off again (and written out) when dropped.
+/// Batched logging for the time of [`run`]: on when made, off again (and written out) when
+/// dropped.
 struct BatchedLog;
 
 impl BatchedLog {
     fn new() -> Self {
+        logging::set_batched(true);
         static HOOK: std::sync::Once = std::sync::Once::new();
         HOOK.call_once(|| {
             let previous = std::panic::take_hook();
@@ -316,7 +318,6 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
     // The lines of a round of the loop go out in one write, before the loop waits again
     // (`logging::set_batched`); the guard writes what is left however this returns, and a
     // panic writes it before its message.
-    logging::set_batched(true);
     let _batched = BatchedLog::new();
     if !again {
         for warning in &config.extras.ignored {
