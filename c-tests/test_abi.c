@@ -1,5 +1,5 @@
-/* Sizes, offsets and constant values of the classic API, checked against the fact sheet
-   (../shared/spec/classic-api.md, classic-api-detailed.md §3, §4, §8.1). */
+/* Sizes, offsets and constant values of the classic API (rsplib 0.8/1.0's rsplib.h), written
+   out here as the values a program built against the original header has compiled in. */
 #include <stddef.h>
 #include <rsplib.h>
 #include "testlib.h"

@@ -119,7 +119,7 @@ impl fmt::Display for RegistrarId {
 }
 
 /// Member selection policy types, with their wire codes (RFC 5356 and rsplib's extensions,
-/// ../shared/spec/wire-format.md "Member selection policies").
+/// as rsplib 3.4's `rserpool-policytypes.h` numbers them).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum PolicyType {
     RoundRobin,
