@@ -21,20 +21,24 @@ const TOOL: &str = env!("CARGO_BIN_EXE_rsptool");
 
 /// A registrar on a free loopback port, keep-alive interval/timeout in ms.
 fn registrar(ka_interval: u32, ka_timeout: u32) -> (Proc, SocketAddr) {
-    let mut p = Proc::spawn(
-        REGISTRAR,
-        &[
-            "-asap=127.0.0.1:0",
-            "-enrp=127.0.0.1:0",
-            "-asapannounce=off",
-            "-enrpannounce=off",
-            "-transport=tcp",
-            "-minaddressscope=loopback",
-            &format!("-endpointkeepalivetransmissioninterval={ka_interval}"),
-            &format!("-endpointkeepalivetimeoutinterval={ka_timeout}"),
-            "-loglevel=1",
-        ],
-    );
+    registrar_with(ka_interval, ka_timeout, &["-loglevel=1"])
+}
+
+/// As [`registrar`], with `extra` options.
+fn registrar_with(ka_interval: u32, ka_timeout: u32, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = vec![
+        "-asap=127.0.0.1:0".to_string(),
+        "-enrp=127.0.0.1:0".into(),
+        "-asapannounce=off".into(),
+        "-enrpannounce=off".into(),
+        "-transport=tcp".into(),
+        "-minaddressscope=loopback".into(),
+        format!("-endpointkeepalivetransmissioninterval={ka_interval}"),
+        format!("-endpointkeepalivetimeoutinterval={ka_timeout}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut p = Proc::spawn(REGISTRAR, &refs);
     let line = p.wait_for("Listening: ASAP over TCP on ", Duration::from_secs(10));
     let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
     (p, addr)
@@ -129,6 +133,85 @@ fn a_pe_that_ignores_keepalives_is_removed() {
     bad.wait_for("ignored", Duration::from_secs(5));
     bad.wait_for("registrar closed the connection", Duration::from_secs(5));
     assert_eq!(resolve(addr, "KaPool", 10), vec![0xa001]);
+}
+
+/// The thread whose loop serves the connection PE `id` registered over, from the registrar's
+/// log lines "registered PE … (connection N)" and "connection N from … (thread T)".
+fn thread_of_pe(log: &std::path::Path, id: u32) -> u32 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = |what: &str| {
+        text.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line with {what:?} in the log:\n{text}"))
+    };
+    let conn = line(&format!("registered PE 0x{id:08x}"))
+        .rsplit("(connection ")
+        .next()
+        .and_then(|t| t.strip_suffix(')'))
+        .expect("a connection")
+        .to_string();
+    line(&format!("connection {conn} from "))
+        .rsplit("(thread ")
+        .next()
+        .and_then(|t| t.strip_suffix(')'))
+        .and_then(|t| t.parse().ok())
+        .expect("a thread")
+}
+
+#[test]
+fn with_three_loops_every_thread_serves_pes_keepalives_and_removals() {
+    let log = common::temp_dir("registrar-threads").join("registrar.log");
+    let (mut reg, addr) = registrar_with(
+        200,
+        300,
+        &[
+            "-threads=3",
+            "-loglevel=5",
+            &format!("-logfile={}", log.display()),
+        ],
+    );
+    // Connections are dealt to the loops in turn as they are accepted: 0, 1, 2, 0.
+    let _a = pe(addr, "ThreadPool", 0x7001, &[]);
+    let mut bad = pe(addr, "ThreadPool", 0x7002, &["-ignore-keepalives"]);
+    let mut c = pe(addr, "ThreadPool", 0x7003, &[]);
+    let _d = pe(addr, "ThreadPool", 0x7004, &[]);
+    let threads: Vec<u32> = (0x7001..=0x7004).map(|id| thread_of_pe(&log, id)).collect();
+    assert_eq!(threads, vec![0, 1, 2, 0]);
+
+    // A PU (on whichever loop) sees the PEs of every loop; the bad PE's keep-alives come from
+    // the first loop's timers over the second loop's connection, and it is removed.
+    assert_eq!(
+        resolve(addr, "ThreadPool", 10),
+        vec![0x7001, 0x7002, 0x7003, 0x7004]
+    );
+    bad.wait_for("ignored", Duration::from_secs(5));
+    bad.wait_for("registrar closed the connection", Duration::from_secs(5));
+    wait_until("the bad PE is removed", Duration::from_secs(2), || {
+        resolve(addr, "ThreadPool", 10) == vec![0x7001, 0x7003, 0x7004]
+    });
+    // The others answer their keep-alives on every loop and stay.
+    c.wait_for("keep-alive from registrar", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        resolve(addr, "ThreadPool", 10),
+        vec![0x7001, 0x7003, 0x7004]
+    );
+    // kill -9 of the third loop's PE: removed at once.
+    c.kill9();
+    wait_until("the killed PE is removed", Duration::from_secs(2), || {
+        resolve(addr, "ThreadPool", 10) == vec![0x7001, 0x7004]
+    });
+    // SIGTERM stops every loop: exit code 0.
+    reg.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = reg.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the registrar did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]

@@ -61,6 +61,9 @@ pub struct Config {
     /// A connection that holds an incomplete message, or does not take our output, for this
     /// long is closed.
     pub stall_timeout_ms: u64,
+    /// Event-loop threads (`-threads=`, 1 … [`MAX_THREADS`]): the first runs everything; the
+    /// others serve ASAP connections over TCP, which the first deals out to them in turn.
+    pub threads: usize,
     /// Hosts that may query the handlespace over ENRP as tools (hsdump); `-peer=` hosts always may.
     pub enrp_allow: Vec<AddressPrefix>,
     /// ENRP timing and paging (rsplib 3.4's `-peer…`, `-mentor…`, `-takeover…` options).
@@ -104,6 +107,9 @@ pub struct Extras {
     /// option names.
     pub ignored: Vec<String>,
 }
+
+/// Most event-loop threads (`-threads=`).
+pub const MAX_THREADS: usize = 64;
 
 /// rsplib's default CSP monitor (`cspmonitor`'s port).
 pub const CSP_DEFAULT_SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2960);
@@ -197,6 +203,7 @@ impl Default for Config {
             max_connections_per_host: Some(DEFAULT_MAX_CONNECTIONS_PER_HOST),
             autoclose_timeout_s: 300,
             stall_timeout_ms: 10_000,
+            threads: 1,
             enrp_allow: AddressPrefix::loopback(),
             enrp_timing: EnrpTiming::default(),
             extras: Extras::default(),
@@ -430,6 +437,16 @@ pub fn parse_with_env(
                 c.autoclose_timeout_s = number::<u64>(opt, need()?)?.max(5)
             }
             "-stalltimeout" => c.stall_timeout_ms = positive(opt, need()?)?,
+            "-threads" => {
+                c.threads = match number::<usize>(opt, need()?)? {
+                    n @ 1..=MAX_THREADS => n,
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "option {opt} must be 1 … {MAX_THREADS}"
+                        )))
+                    }
+                }
+            }
             "-enrpallow" => {
                 c.enrp_allow = match need()? {
                     "none" => Vec::new(),
@@ -567,6 +584,7 @@ impl Config {
              Max connections / per host:                {} / {}\n\
              Auto-close timeout:                        {} s\n\
              Stall timeout:                             {} ms\n\
+             Event-loop threads:                        {}\n\
              ENRP queries allowed from:                 {}\n\
              Peer heartbeat cycle:                      {} ms\n\
              Peer max time last heard / no response:    {} ms / {} ms\n\
@@ -602,6 +620,7 @@ impl Config {
             n(&self.max_connections_per_host),
             self.autoclose_timeout_s,
             self.stall_timeout_ms,
+            self.threads,
             if self.enrp_allow.is_empty() {
                 "peers only".into()
             } else {
@@ -673,6 +692,7 @@ mod tests {
             "-maxconnectionsperhost=3",
             "-autoclosetimeout=1",
             "-stalltimeout=2500",
+            "-threads=2",
             "-enrpallow=10.0.0.0/8,::1",
             "-peerheartbeatcycle=1500",
             "-peermaxtimelastheard=10",
@@ -709,6 +729,7 @@ mod tests {
         assert_eq!(c.max_connections, Some(DEFAULT_MAX_CONNECTIONS));
         assert_eq!(c.autoclose_timeout_s, 5, "rsplib's minimum of 5 s");
         assert_eq!(c.stall_timeout_ms, 2500);
+        assert_eq!(c.threads, 2);
         assert_eq!(
             c.enrp_allow,
             vec![
@@ -744,6 +765,9 @@ mod tests {
         assert!(run(&["-asap=1.2.3"]).unwrap_err().0.contains("-asap"));
         assert!(run(&["-maxhresitems=0"]).is_err());
         assert!(run(&["-loglevel=10"]).is_err());
+        assert!(run(&["-threads=0"]).unwrap_err().0.contains("1 … 64"));
+        assert!(run(&["-threads=65"]).is_err());
+        assert_eq!(run(&[]).unwrap().threads, 1);
         assert!(run(&["-identifier=zz"]).is_err());
         assert!(run(&["-peer"]).unwrap_err().0.contains("needs a value"));
         assert!(run(&["-transport=udp"]).is_err());

@@ -13,26 +13,32 @@ pub mod metrics;
 mod presence;
 pub mod reports;
 pub mod service;
+mod shards;
+mod sockets;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Token};
 
-use crate::core::registrar::{ConnId, EnrpSettings, Output, Registrar, RegistrarConfig};
+use crate::core::registrar::{EnrpSettings, Registrar, RegistrarConfig};
 use crate::core::types::{RegistrarId, TransportAddress, TransportProtocol};
 use crate::logging;
 use crate::transport::{
-    self, sctp, DownReason, Event, Limits, Protocol, Readiness, Server, PPID_ASAP, PPID_ENRP,
+    self, sctp, DownReason, Limits, Protocol, Readiness, Server, PPID_ASAP, PPID_ENRP,
 };
 use config::{Command, Config};
 use metrics::Metrics;
+use parking_lot::Mutex;
 use reports::Reports;
 use service::{SignalAction, SignalWatch};
+use shards::{Shards, Shared};
+use sockets::{Core, Sockets};
 
 /// Usage text printed by `rspregistrar --help`.
 pub const USAGE: &str = "\
@@ -57,6 +63,7 @@ Usage: rspregistrar [options]
   -maxconnectionsperhost=N         open connections from one host (1024, -1 = no limit)
   -autoclosetimeout=S              close connections idle without a PE after S s (300, min 5)
   -stalltimeout=MS                 close connections stuck in a message or not reading (10000)
+  -threads=N                       event-loop threads; 2 and more share ASAP over TCP (1)
   -enrpallow=PREFIX[,...]|none     hosts that may query over ENRP besides peers (loopback)
   -peerheartbeatcycle=MS           Presence to every peer (2444)
   -peermaxtimelastheard=MS         peer silent this long is asked for Presence (5000)
@@ -431,7 +438,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
     };
 
     let start = Instant::now();
-    let mut registrar = Registrar::new(core_config, random_u64(), 0);
+    let registrar = Registrar::new(core_config, random_u64(), 0);
 
     if !config.quiet {
         // Written in one go, errors ignored: a closed stdout must not stop the registrar.
@@ -483,20 +490,51 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         .registry()
         .try_clone()
         .map_err(|e| format!("cannot set up the event loop: {e}"))?;
-    let mut sockets = Sockets {
-        registry,
-        servers,
-        conn_server: HashMap::default(),
-        announcer,
-        enrp_announcer,
-        presence_socket,
-        start,
-        outputs: Vec::new(),
-        dispatching: Vec::new(),
+    let mut sockets = Sockets::new(0, registry, servers, start);
+    sockets.announcer = announcer;
+    sockets.enrp_announcer = enrp_announcer;
+    sockets.presence_socket = presence_socket;
+    sockets.metrics = metrics;
+    let core = Arc::new(Mutex::new(Core {
+        registrar,
         reports,
-        metrics,
-        clock: Instant::now(),
-        clock_uses: 0,
+        owner: HashMap::default(),
+    }));
+    // With -threads=N: N - 1 more loops, dealt ASAP connections over TCP by this one.
+    let _shards = if config.threads > 1 {
+        let mut loops = Vec::new();
+        for shard in 1..config.threads {
+            let p = Poll::new().map_err(|e| format!("cannot create an event loop: {e}"))?;
+            let registry = p
+                .registry()
+                .try_clone()
+                .map_err(|e| format!("cannot set up an event loop: {e}"))?;
+            let mut server = Server::tcp_shard(PPID_ASAP);
+            server.set_limits(limits);
+            loops.push((
+                p,
+                Sockets::new(shard, registry, vec![(server, PPID_ASAP)], start),
+            ));
+        }
+        let polls: Vec<&Poll> = std::iter::once(&poll)
+            .chain(loops.iter().map(|(p, _)| p))
+            .collect();
+        let shared =
+            Arc::new(Shared::new(&polls).map_err(|e| format!("cannot link the event loops: {e}"))?);
+        for (_, s) in &mut loops {
+            s.join(shared.clone());
+        }
+        sockets.join(shared.clone());
+        if let Some((s, _)) = sockets
+            .servers
+            .iter_mut()
+            .find(|(s, ppid)| *ppid == PPID_ASAP && s.protocol() == Protocol::Tcp)
+        {
+            s.set_handoff(config.threads);
+        }
+        Some(Shards::start(shared, loops, core.clone())?)
+    } else {
+        None
     };
     let presence_token = Token(usize::MAX - 2);
     if let Some(s) = &sockets.presence_socket {
@@ -511,7 +549,13 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
     let mut events = Events::with_capacity(1024);
     let mut transport_events = Vec::new();
     loop {
-        let mut timeout = sockets.timeout(&registrar);
+        let mut timeout = {
+            let core = core.lock();
+            if let Some(shared) = &sockets.shared {
+                shared.plan(core.registrar.next_wakeup());
+            }
+            sockets.timeout(Some(&core))
+        };
         if let Some(end) = end {
             let left = end.saturating_duration_since(sockets.clock);
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -543,17 +587,21 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
                 }
                 continue;
             }
+            if ev.token() == shards::WAKER {
+                continue;
+            }
             if let Some(m) = sockets.metrics.as_mut().filter(|m| m.owns(ev.token())) {
+                let core = core.lock();
                 m.ready(
                     &sockets.registry,
                     ev.token(),
-                    &registrar,
-                    &sockets.reports.counts(),
+                    &core.registrar,
+                    &core.reports.counts(),
                 );
                 continue;
             }
             if ev.token() == presence_token {
-                sockets.read_presence(&mut registrar);
+                sockets.read_presence(&mut core.lock());
                 continue;
             }
             if let Some(idx) = sockets.servers.iter().position(|(s, _)| s.owns(ev.token())) {
@@ -563,33 +611,33 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
                     Readiness::of(ev),
                     &mut transport_events,
                 );
-                for te in transport_events.drain(..) {
-                    sockets.handle(idx, te, &mut registrar);
+                if !transport_events.is_empty() {
+                    let mut core = core.lock();
+                    for te in transport_events.drain(..) {
+                        sockets.handle(idx, te, &mut core);
+                    }
                 }
             }
         }
-        // One round of input: each server reads a bounded amount, a message's answers are
-        // queued before the next message of its connection is read.
-        for idx in 0..sockets.servers.len() {
-            sockets.servers[idx]
-                .0
-                .start_round(&sockets.registry, wall, &mut transport_events);
-            for te in transport_events.drain(..) {
-                sockets.handle(idx, te, &mut registrar);
-            }
-            while let Some(te) = sockets.servers[idx].0.next_input(&sockets.registry) {
-                sockets.handle(idx, te, &mut registrar);
-            }
+        sockets.take_inbox(&core, &mut transport_events);
+        sockets.round(&core, wall, &mut transport_events);
+        {
+            let mut core = core.lock();
+            let mut outputs = std::mem::take(&mut sockets.outputs);
+            let now = sockets.now();
+            core.registrar.poll(now, &mut outputs);
+            sockets.dispatch(&mut core, &mut outputs);
+            sockets.outputs = outputs;
         }
-        let mut outputs = std::mem::take(&mut sockets.outputs);
-        registrar.poll(sockets.now(), &mut outputs);
-        sockets.dispatch(&mut registrar, &mut outputs);
-        sockets.outputs = outputs;
         // What the round queued and did not write yet (keep-alives, updates to peers, SCTP
         // output) goes out: one write per TCP connection, 16 messages per SCTP call.
-        sockets.flush(&mut registrar, &mut transport_events);
+        sockets.flush(&core, &mut transport_events);
+        sockets.send_forwards();
         let now = sockets.tick();
-        sockets.reports.tick(now, &registrar);
+        {
+            let core = &mut *core.lock();
+            core.reports.tick(now, &core.registrar);
+        }
         if let Some(m) = sockets.metrics.as_mut() {
             m.sweep(&sockets.registry, now);
         }
@@ -597,16 +645,20 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
             println!("Shutdown by timer!");
             stop = Some(Stopped::ByTimer);
         }
+        if sockets.shared.as_ref().is_some_and(|s| s.failed()) {
+            return Err("an event-loop thread failed".into());
+        }
         if let Some(stopped) = stop {
             service::notify("STOPPING=1");
-            sockets.reports.finish(&registrar);
+            let core = &mut *core.lock();
+            core.reports.finish(&core.registrar);
             logging::log(
                 logging::ACTION,
                 &format!(
                     "shutting down: {} PEs in {} pools, {} connections",
-                    registrar.handlespace().len(),
-                    registrar.handlespace().pool_count(),
-                    registrar.connections()
+                    core.registrar.handlespace().len(),
+                    core.registrar.handlespace().pool_count(),
+                    core.registrar.connections()
                 ),
             );
             if let Some(path) = &config.pid_file {
@@ -614,250 +666,6 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
             }
             return Ok(stopped);
         }
-    }
-}
-
-/// What the event loop moves bytes and time between: the endpoints, which endpoint each
-/// connection belongs to, the announce socket.
-struct Sockets {
-    registry: Registry,
-    servers: Vec<(Server, u32)>,
-    /// Keyed by connection ids (a counter, not chosen by peers): a fast hash.
-    conn_server: HashMap<ConnId, usize, foldhash::fast::FixedState>,
-    announcer: Option<Announcer>,
-    /// ENRP Presence by multicast: the sender and the listening socket.
-    enrp_announcer: Option<Announcer>,
-    presence_socket: Option<UdpSocket>,
-    start: Instant,
-    /// Reused output buffer of the core.
-    outputs: Vec<Output>,
-    /// Reused by `dispatch` for the outputs it carries out while new ones are collected.
-    dispatching: Vec<Output>,
-    /// CSP reports, statistics, action log.
-    reports: Reports,
-    /// The `-metrics=` endpoint.
-    metrics: Option<Metrics>,
-    /// The loop's clock: read when the loop wakes up, when a round ends, and after every
-    /// [`CLOCK_REUSE`] readings of [`Sockets::now`] in between.
-    clock: Instant,
-    /// Readings of `clock` since it was read.
-    clock_uses: u32,
-}
-
-/// How many events of one round share a clock reading: they are microseconds apart, and a
-/// reading costs about as much as the core's work on one resolution.
-const CLOCK_REUSE: u32 = 32;
-
-impl Sockets {
-    /// Reads the clock.
-    fn tick(&mut self) -> Instant {
-        self.clock = Instant::now();
-        self.clock_uses = 0;
-        self.clock
-    }
-
-    /// The core's clock: microseconds since start, of the loop's last clock reading (the
-    /// clock is read again after [`CLOCK_REUSE`] calls).
-    fn now(&mut self) -> u64 {
-        if self.clock_uses >= CLOCK_REUSE {
-            self.tick();
-        }
-        self.clock_uses += 1;
-        self.micros()
-    }
-
-    /// The core's clock, read now (for events whose handling depends on a stall being seen).
-    fn fresh_now(&mut self) -> u64 {
-        self.tick();
-        self.micros()
-    }
-
-    /// The last clock reading as the core's time.
-    fn micros(&self) -> u64 {
-        self.clock.saturating_duration_since(self.start).as_micros() as u64
-    }
-
-    /// How long the loop may sleep: not at all while a server has input waiting or the core
-    /// has work due; otherwise until the core's next timer or a server's next deadline (from
-    /// the last clock reading, at the end of the round).
-    fn timeout(&self, registrar: &Registrar) -> Option<Duration> {
-        if self.servers.iter().any(|(s, _)| s.has_work()) {
-            return Some(Duration::ZERO);
-        }
-        let now = self.micros();
-        let core = registrar
-            .next_wakeup()
-            .map(|at| Duration::from_micros(at.saturating_sub(now)));
-        let wall = self.clock;
-        let servers = self
-            .servers
-            .iter()
-            .filter_map(|(s, _)| s.next_deadline())
-            .chain(self.reports.next_deadline())
-            .chain(self.metrics.as_ref().and_then(Metrics::next_deadline))
-            .min()
-            .map(|at| at.saturating_duration_since(wall));
-        match (core, servers) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// One transport event of server `idx` into the core; the core's answers out at once.
-    fn handle(&mut self, idx: usize, event: Event, registrar: &mut Registrar) {
-        let mut outputs = std::mem::take(&mut self.outputs);
-        // A connection that goes down removes its PEs unless the core sees that the registrar
-        // was stopped (a stall: then they are kept for a while): that needs the time of now,
-        // not of a reading from before a SIGSTOP that hit the middle of a round.
-        let now = match event {
-            Event::Down { .. } => self.fresh_now(),
-            _ => self.now(),
-        };
-        match event {
-            Event::Up { conn, peer } => {
-                self.conn_server.insert(conn, idx);
-                let p = transport_protocol(self.servers[idx].0.protocol());
-                let from: Vec<String> = peer.iter().map(|a| a.to_string()).collect();
-                logging::log(
-                    logging::VERBOSE,
-                    &format!(
-                        "connection {conn} from {} over {}",
-                        from.join(", "),
-                        self.servers[idx].0.protocol().name()
-                    ),
-                );
-                registrar.connection_up(now, conn, p, peer, &mut outputs);
-            }
-            Event::Message { conn, ppid, data } => {
-                self.reports.message(false, ppid, &data);
-                registrar.receive(now, conn, ppid, &data, &mut outputs);
-                self.servers[idx].0.recycle(data);
-            }
-            Event::Down { conn, reason } => {
-                self.conn_server.remove(&conn);
-                logging::log(
-                    logging::VERBOSE,
-                    &format!("connection {conn} {}", down_reason(reason)),
-                );
-                registrar.connection_down(now, conn, &mut outputs);
-            }
-        }
-        self.dispatch(registrar, &mut outputs);
-        self.outputs = outputs;
-    }
-
-    /// Writes what the round queued on every server; connections that fail on it go down in
-    /// the core, whose answers to that are written too.
-    fn flush(&mut self, registrar: &mut Registrar, events: &mut Vec<Event>) {
-        while self.servers.iter().any(|(s, _)| s.has_unflushed()) {
-            for idx in 0..self.servers.len() {
-                self.servers[idx].0.flush(&self.registry, events);
-                for te in events.drain(..) {
-                    self.handle(idx, te, registrar);
-                }
-            }
-        }
-    }
-
-    /// Takes every multicast Presence waiting on the announce socket.
-    fn read_presence(&mut self, registrar: &mut Registrar) {
-        let mut buf = [0u8; 65536];
-        for _ in 0..256 {
-            let Some(s) = &self.presence_socket else {
-                return;
-            };
-            let Ok((n, from)) = s.recv_from(&mut buf) else {
-                return;
-            };
-            let mut outputs = std::mem::take(&mut self.outputs);
-            registrar.receive_announce(self.now(), &buf[..n], from, &mut outputs);
-            self.dispatch(registrar, &mut outputs);
-            self.outputs = outputs;
-        }
-    }
-
-    /// Opens an ENRP connection to a peer over the first transport's ENRP endpoint.
-    fn connect(&mut self, registrar: &mut Registrar, to: SocketAddr, outputs: &mut Vec<Output>) {
-        let Some(idx) = self.servers.iter().position(|(_, ppid)| *ppid == PPID_ENRP) else {
-            return;
-        };
-        let now = self.now();
-        let protocol = self.servers[idx].0.protocol();
-        match self.servers[idx].0.connect(&self.registry, to) {
-            Ok(Some(conn)) => {
-                self.conn_server.insert(conn, idx);
-                logging::log(
-                    logging::VERBOSE,
-                    &format!("connecting to ENRP peer {to} over {}", protocol.name()),
-                );
-                registrar.connected(now, conn, transport_protocol(protocol), to, outputs);
-            }
-            Ok(None) => logging::log(
-                logging::VERBOSE,
-                &format!("associating with ENRP peer {to} over {}", protocol.name()),
-            ),
-            Err(e) => {
-                logging::log(
-                    logging::VERBOSE,
-                    &format!("cannot connect to ENRP peer {to}: {e}"),
-                );
-                registrar.connect_failed(now, to, outputs);
-            }
-        }
-    }
-
-    /// Carries out the core's outputs, and those they cause, until none is left.
-    fn dispatch(&mut self, registrar: &mut Registrar, outputs: &mut Vec<Output>) {
-        let mut batch = std::mem::take(&mut self.dispatching);
-        while !outputs.is_empty() {
-            std::mem::swap(outputs, &mut batch);
-            for out in batch.drain(..) {
-                match out {
-                    Output::Send { conn, ppid, data } => {
-                        let Some(&idx) = self.conn_server.get(&conn) else {
-                            continue;
-                        };
-                        self.reports.message(true, ppid, &data);
-                        let server = &mut self.servers[idx].0;
-                        let sent = server.send(&self.registry, conn, ppid, &data);
-                        // The bytes are copied into the connection's output: the buffer can
-                        // hold the core's next answer.
-                        registrar.recycle(data);
-                        if let Err(e) = sent {
-                            logging::log(
-                                logging::VERBOSE,
-                                &format!("connection {conn}: send failed ({e}), dropping it"),
-                            );
-                            self.conn_server.remove(&conn);
-                            server.close(&self.registry, conn);
-                            registrar.connection_down(self.fresh_now(), conn, outputs);
-                        }
-                    }
-                    Output::Close { conn } => {
-                        if let Some(idx) = self.conn_server.remove(&conn) {
-                            self.servers[idx].0.close(&self.registry, conn);
-                        }
-                    }
-                    Output::Connect { to } => self.connect(registrar, to, outputs),
-                    Output::Announce { data } => {
-                        if let Some(a) = self.announcer.as_mut() {
-                            self.reports.announce(&data);
-                            // Kept log lines first, as the transports do before a write.
-                            logging::flush();
-                            a.send(&data);
-                        }
-                    }
-                    Output::EnrpAnnounce { data } => {
-                        if let Some(a) = self.enrp_announcer.as_mut() {
-                            logging::flush();
-                            a.send(&data);
-                        }
-                    }
-                    Output::Log { level, text } => logging::log(u32::from(level), &text),
-                }
-            }
-        }
-        self.dispatching = batch;
     }
 }
 

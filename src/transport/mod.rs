@@ -229,6 +229,46 @@ impl Server {
         Ok(Server { protocol, inner })
     }
 
+    /// A TCP server without a listener, for the streams another server accepts and hands
+    /// over ([`Server::set_handoff`], [`Server::adopt`]): a shard of the registrar's loop.
+    pub fn tcp_shard(ppid: u32) -> Server {
+        Server {
+            protocol: Protocol::Tcp,
+            inner: ServerInner::Tcp(TcpServer::adopting(ppid)),
+        }
+    }
+
+    /// TCP: deals the streams this server accepts out to `shards` shards in turn, itself
+    /// being shard 0 (1 = keep them all, the default). SCTP: nothing (one socket carries
+    /// every association).
+    pub fn set_handoff(&mut self, shards: usize) {
+        if let ServerInner::Tcp(t) = &mut self.inner {
+            t.set_handoff(shards);
+        }
+    }
+
+    /// The streams accepted for other shards since the last call: (shard, stream, peer),
+    /// to be given to that shard's [`Server::adopt`].
+    pub fn take_handed_off(&mut self) -> Vec<(usize, mio::net::TcpStream, SocketAddr)> {
+        match &mut self.inner {
+            ServerInner::Tcp(t) => t.take_handed_off(),
+            ServerInner::Sctp(_) => Vec::new(),
+        }
+    }
+
+    /// Takes over a stream another TCP server accepted (`Up` in `out`). SCTP: ignored.
+    pub fn adopt(
+        &mut self,
+        registry: &Registry,
+        stream: mio::net::TcpStream,
+        peer: SocketAddr,
+        out: &mut Vec<Event>,
+    ) {
+        if let ServerInner::Tcp(t) = &mut self.inner {
+            t.adopt(registry, stream, peer, out);
+        }
+    }
+
     pub fn protocol(&self) -> Protocol {
         self.protocol
     }
@@ -237,7 +277,11 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         match &self.inner {
             ServerInner::Sctp(s) => sctp::local_addrs(&s.fd).unwrap_or_default(),
-            ServerInner::Tcp(t) => t.listener.local_addr().into_iter().collect(),
+            ServerInner::Tcp(t) => t
+                .listener
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
         }
     }
 
@@ -245,7 +289,7 @@ impl Server {
     pub fn owns(&self, token: Token) -> bool {
         match &self.inner {
             ServerInner::Sctp(s) => s.token == token,
-            ServerInner::Tcp(t) => t.listener_token == token || t.conns.contains_key(&token),
+            ServerInner::Tcp(t) => t.listener_token == Some(token) || t.conns.contains_key(&token),
         }
     }
 

@@ -100,6 +100,13 @@ impl TcpConn {
     }
 }
 
+/// Streams accepted for other shards (see [`TcpServer::set_handoff`]).
+struct HandOff {
+    shards: usize,
+    next: usize,
+    given: Vec<(usize, MioTcpStream, SocketAddr)>,
+}
+
 /// What one pull from a connection gave.
 enum Pulled {
     Message(Vec<u8>),
@@ -109,8 +116,12 @@ enum Pulled {
 }
 
 pub(super) struct TcpServer {
-    pub(super) listener: TcpListener,
-    pub(super) listener_token: Token,
+    /// `None` for a server that only adopts streams accepted by another one (a shard).
+    pub(super) listener: Option<TcpListener>,
+    pub(super) listener_token: Option<Token>,
+    /// With shards: every accepted stream goes to the next in turn; `given` collects the
+    /// ones for other shards until the caller takes them ([`TcpServer::take_handed_off`]).
+    handoff: Option<HandOff>,
     ppid: u32,
     limits: Limits,
     /// Keyed by tokens (a counter, not chosen by peers): a fast hash.
@@ -173,9 +184,21 @@ impl TcpServer {
         let mut listener = TcpListener::from_std(socket.into());
         let listener_token = next_token();
         registry.register(&mut listener, listener_token, Interest::READABLE)?;
-        Ok(TcpServer {
-            listener,
-            listener_token,
+        let mut server = TcpServer::adopting(ppid);
+        server.listener = Some(listener);
+        server.listener_token = Some(listener_token);
+        // A backlog that filled before registration would raise no edge.
+        server.accept_pending = true;
+        Ok(server)
+    }
+
+    /// A server without a listener: its streams are accepted by another server and handed
+    /// over ([`TcpServer::adopt`]).
+    pub(super) fn adopting(ppid: u32) -> TcpServer {
+        TcpServer {
+            listener: None,
+            listener_token: None,
+            handoff: None,
             ppid,
             limits: Limits::default(),
             conns: HashMap::default(),
@@ -185,8 +208,7 @@ impl TcpServer {
             dirty: Vec::new(),
             current: None,
             next_sweep: None,
-            // A backlog that filled before registration would raise no edge.
-            accept_pending: true,
+            accept_pending: false,
             accept_retry_at: None,
             reserve: open_reserve(),
             refused: 0,
@@ -195,7 +217,36 @@ impl TcpServer {
             close_log: LogLimiter::new(LOG_PERIOD, CLOSE_LOG_BURST),
             accept_log: LogLimiter::new(LOG_PERIOD, 1),
             refuse_log: LogLimiter::new(LOG_PERIOD, 1),
-        })
+        }
+    }
+
+    /// Deals the streams this server accepts out to `shards` shards in turn, itself being
+    /// shard 0: its own it admits, the others wait for [`TcpServer::take_handed_off`].
+    pub(super) fn set_handoff(&mut self, shards: usize) {
+        self.handoff = (shards > 1).then(|| HandOff {
+            shards,
+            next: 0,
+            given: Vec::new(),
+        });
+    }
+
+    /// The streams accepted for other shards since the last call: (shard, stream, peer).
+    pub(super) fn take_handed_off(&mut self) -> Vec<(usize, MioTcpStream, SocketAddr)> {
+        self.handoff
+            .as_mut()
+            .map_or_else(Vec::new, |h| std::mem::take(&mut h.given))
+    }
+
+    /// Takes over a stream another server accepted: from here on it is one of this server's
+    /// connections (`Up` in `out`).
+    pub(super) fn adopt(
+        &mut self,
+        registry: &Registry,
+        stream: MioTcpStream,
+        peer: SocketAddr,
+        out: &mut Vec<Event>,
+    ) {
+        self.admit(registry, stream, peer, out);
     }
 
     pub(super) fn set_limits(&mut self, limits: Limits) {
@@ -211,7 +262,7 @@ impl TcpServer {
         ready: Readiness,
         out: &mut Vec<Event>,
     ) {
-        if token == self.listener_token {
+        if Some(token) == self.listener_token {
             self.accept_pending = true;
             return;
         }
@@ -569,9 +620,26 @@ impl TcpServer {
     }
 
     fn accept(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event>) {
+        if self.listener.is_none() {
+            self.accept_pending = false;
+            return;
+        }
         for _ in 0..ACCEPT_BATCH {
-            match self.listener.accept() {
-                Ok((stream, peer)) => self.admit(registry, stream, peer, out),
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if let Some(h) = self.handoff.as_mut() {
+                        let shard = h.next;
+                        h.next = (shard + 1) % h.shards;
+                        if shard != 0 {
+                            h.given.push((shard, stream, peer));
+                            continue;
+                        }
+                    }
+                    self.admit(registry, stream, peer, out)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_pending = false;
                     return;
@@ -641,7 +709,10 @@ impl TcpServer {
             }
             return true;
         }
-        let result = self.listener.accept();
+        let Some(listener) = self.listener.as_ref() else {
+            return false;
+        };
+        let result = listener.accept();
         let refused = match result {
             Ok((stream, peer)) => {
                 drop(stream);
