@@ -566,3 +566,72 @@ fn a_connection_closed_right_after_up_reads_eof_and_is_forgotten() {
     // EOF, or a reset because the request it sent was never read.
     assert!(matches!(client.read(&mut [0u8; 16]), Ok(0) | Err(_)));
 }
+
+#[test]
+fn accepted_streams_are_dealt_out_in_turn_and_the_adopting_server_serves_them() {
+    let mut h = Harness::new(Limits::default());
+    h.server.set_handoff(3);
+    let addr = h.addr();
+    let clients: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut own = Vec::new();
+    let mut given = Vec::new();
+    let d = deadline();
+    while own.len() + given.len() < 6 {
+        h.turn(d, "six connections were accepted", &mut |_, _, e| {
+            own.extend(up_conn(&e))
+        });
+        given.extend(h.server.take_handed_off());
+    }
+    // In accept order: 0, 1, 2, 0, 1, 2; the server keeps shard 0's.
+    assert_eq!(own.len(), 2);
+    let shards: Vec<usize> = given.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(shards, vec![1, 2, 1, 2]);
+
+    // Another poll's server adopts shard 1's streams and carries their messages both ways.
+    let mut poll = Poll::new().unwrap();
+    let mut shard = Server::tcp_shard(PPID_ASAP);
+    assert!(shard.local_addrs().is_empty());
+    let mut ups = Vec::new();
+    for (_, stream, peer) in given.into_iter().filter(|(s, _, _)| *s == 1) {
+        shard.adopt(poll.registry(), stream, peer, &mut ups);
+    }
+    let conns: Vec<ConnId> = ups.iter().filter_map(up_conn).collect();
+    assert_eq!(conns.len(), 2);
+    assert!(conns.iter().all(|c| !own.contains(c)));
+    // The second client's stream is the first one dealt to shard 1.
+    let mut client = clients.into_iter().nth(1).unwrap();
+    client.write_all(&message(9, 12)).unwrap();
+    let mut events = Events::with_capacity(16);
+    let d = deadline();
+    let from = loop {
+        assert!(Instant::now() < d, "timed out waiting for the message");
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut got = Vec::new();
+        for ev in events.iter() {
+            assert!(shard.owns(ev.token()));
+            shard.ready(poll.registry(), ev.token(), Readiness::of(ev), &mut got);
+        }
+        shard.start_round(poll.registry(), Instant::now(), &mut got);
+        got.extend(std::iter::from_fn(|| shard.next_input(poll.registry())));
+        if let Some(conn) = got.iter().find_map(|e| match e {
+            Event::Message { conn, data, .. } if data == &message(9, 12) => Some(*conn),
+            _ => None,
+        }) {
+            break conn;
+        }
+    };
+    assert_eq!(from, conns[0]);
+    shard
+        .send(poll.registry(), from, PPID_ASAP, &message(10, 8))
+        .unwrap();
+    let mut down = Vec::new();
+    shard.flush(poll.registry(), &mut down);
+    assert!(down.is_empty());
+    let mut answer = [0u8; 8];
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.read_exact(&mut answer).unwrap();
+    assert_eq!(answer.to_vec(), message(10, 8));
+}
