@@ -23,6 +23,10 @@ reg_args=(
   -maxpesperhost=-1 -maxpesperpool=-1
   -logfile="$log"
 )
+# Only when asked: a REGISTRAR= from before -threads= would refuse it.
+if [ "${SUP_REGISTRAR_THREADS:-1}" != 1 ]; then
+  reg_args+=(-threads="$SUP_REGISTRAR_THREADS")
+fi
 echo "=== rspregistrar ${reg_args[*]}"
 "${REGISTRAR:-$BIN/rspregistrar}" "${reg_args[@]}" > "$WORK/registrar.out" 2>&1 &
 reg=$!

@@ -6,13 +6,16 @@
 # handle table read over ENRP at the end, keep-alive timeouts in the registrar's log), the
 # registrar's CPU (cores while registering, while steady) and memory (VmRSS, VmHWM), the
 # generator's CPU. Fails if a PE was lost. Not part of `make test`.
-# Usage: make bench-supervise [SUP_PES=1000000 SUP_CONNECTIONS=10000 SUP_SECONDS=300]
+# Usage: make bench-supervise [SUP_PES=1000000 SUP_CONNECTIONS=10000 SUP_SECONDS=300
+#   SUP_REGISTRAR_THREADS=1]
 SUP_PES         ?= 1000000
 SUP_CONNECTIONS ?= 10000
 SUP_SECONDS     ?= 300
 SUP_SOURCES     ?= 10
 SUP_POOLS       ?= 1
 SUP_THREADS     ?= 1
+# The registrar's event loops (-threads=).
+SUP_REGISTRAR_THREADS ?= 1
 SUP_ASAP_PORT   ?= 33863
 SUP_ENRP_PORT   ?= 39901
 # rsplib 3.4's defaults (rspregistrar.h), in ms.
@@ -23,6 +26,7 @@ SUP_KA_TIMEOUT  ?= 5000
 bench-supervise: build
 	SUP_PES=$(SUP_PES) SUP_CONNECTIONS=$(SUP_CONNECTIONS) SUP_SECONDS=$(SUP_SECONDS) \
 	  SUP_SOURCES=$(SUP_SOURCES) SUP_POOLS=$(SUP_POOLS) SUP_THREADS=$(SUP_THREADS) \
+	  SUP_REGISTRAR_THREADS=$(SUP_REGISTRAR_THREADS) \
 	  SUP_ASAP_PORT=$(SUP_ASAP_PORT) SUP_ENRP_PORT=$(SUP_ENRP_PORT) \
 	  SUP_KA_INTERVAL=$(SUP_KA_INTERVAL) SUP_KA_TIMEOUT=$(SUP_KA_TIMEOUT) \
 	  BIN=$(OUT) WORK=$(CURDIR)/build/bench-supervise bash benches/supervise.sh
