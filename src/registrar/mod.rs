@@ -2,7 +2,8 @@
 //!
 //! One thread, one mio poll (epoll): the ASAP and ENRP endpoints over each transport (kernel
 //! SCTP where available, TCP), the ASAP announce socket, signals (`service`), the metrics
-//! endpoint (`metrics`). Every event becomes a call into the sans-I/O core; every [`Output`] of
+//! endpoint (`metrics`); with `-threads=N`, N - 1 more threads serve ASAP connections over TCP
+//! this one deals out to them (`sockets`, `shards`). Every event becomes a call into the sans-I/O core; every [`Output`] of
 //! the core becomes a socket operation here; `reports` writes rsplib's statistics and sends
 //! Component Status reports.
 

@@ -253,7 +253,7 @@ impl Sockets {
         self.outputs = outputs;
     }
 
-    /// ", thread 2" for a connection's log line when there are several loops.
+    /// " (thread 2)" for a connection's log line when there are several loops.
     fn thread_name(&self) -> String {
         if self.shared.is_some() {
             format!(" (thread {})", self.shard)

@@ -189,6 +189,7 @@ impl TcpServer {
         server.listener_token = Some(listener_token);
         // A backlog that filled before registration would raise no edge.
         server.accept_pending = true;
+        server.reserve = open_reserve();
         Ok(server)
     }
 
@@ -210,7 +211,8 @@ impl TcpServer {
             next_sweep: None,
             accept_pending: false,
             accept_retry_at: None,
-            reserve: open_reserve(),
+            // Only a server that accepts needs one (`bind`).
+            reserve: None,
             refused: 0,
             buf: vec![0u8; MAX_BUFFERED_INPUT].into_boxed_slice(),
             spare: Vec::new(),
