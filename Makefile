@@ -280,6 +280,18 @@ c-tests: check-tools stage
 install-check: build
 	sh c-tests/install-check.sh $(CURDIR)/build/install-check
 
+# The tests that run the registrar binary through tests/common's Registrar (attacks, descriptor
+# exhaustion, the service, sessions, the load generator), against a registrar with
+# RSPLIB_TEST_REGISTRAR_THREADS event loops (-threads=); not in `make test` (it doubles their
+# time); `make test` has its own test of several loops (tests/registrar_tcp.rs).
+THREADS_TESTS := registrar_attacks registrar_descriptors registrar_service contact_node \
+                 rsptool_bench rsptool_cli session_handoff bench_supervise
+RSPLIB_TEST_REGISTRAR_THREADS ?= 2
+.PHONY: test-threads
+test-threads:
+	RSPLIB_TEST_REGISTRAR_THREADS=$(RSPLIB_TEST_REGISTRAR_THREADS) cargo test \
+	  $(addprefix --test ,$(THREADS_TESTS)) -- --test-threads=1
+
 # SCTP lab scenarios (not in CI): real kernel SCTP in a small VM, Debian's rsplib 3.4 as peers.
 SCTP_LAB ?= $(CURDIR)/../shared/sctp-lab/sctp-lab
 SCTP_SCENARIOS := tests/sctp-lab/registrar.sh tests/sctp-lab/enrp.sh tests/sctp-lab/basic-mode.sh tests/sctp-lab/enhanced-mode.sh \

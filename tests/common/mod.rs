@@ -184,6 +184,12 @@ impl Registrar {
         .collect();
         args.push(format!("-logfile={}", log.display()));
         args.extend(extra.iter().map(|s| s.to_string()));
+        // `make test-threads`: the same tests against a registrar with several event loops.
+        if let Ok(n) = std::env::var("RSPLIB_TEST_REGISTRAR_THREADS") {
+            if !args.iter().any(|a| a.starts_with("-threads=")) {
+                args.push(format!("-threads={n}"));
+            }
+        }
         let mut proc = match shell_prefix {
             None => {
                 let refs: Vec<&str> = args.iter().map(String::as_str).collect();
