@@ -5,9 +5,10 @@
 //! first loop still has every endpoint, the announces, the metrics and the core's timers, and
 //! deals the ASAP connections it accepts over TCP out in turn to itself and the other `N - 1`
 //! loops (`shards.rs`), each with its own poll and its own connections. Every loop hands its
-//! events to the one core under a lock, one event at a time; reading, writing and waiting
-//! happen outside it. An output of the core for a connection of another loop (a keep-alive,
-//! an answer to a PU whose PE lives elsewhere, a Handle Update to a peer) is passed to that
+//! events to the one core under a lock (one event at a time with one loop, up to
+//! [`LOCK_BATCH`] with several); reading, writing and waiting happen outside it. An output of
+//! the core for a connection of another loop (a keep-alive from the timers, the close of a
+//! connection whose PE another one took over, a Handle Update to a peer) is passed to that
 //! loop's inbox at the end of the round and written there.
 
 use std::collections::HashMap;
@@ -161,8 +162,9 @@ impl Sockets {
     }
 
     /// One round of input: each server reads a bounded amount, a message's answers are
-    /// queued before the next message of its connection is read. The core is locked for one
-    /// event at a time, never while a socket is read.
+    /// queued before the next message of its connection is read (with several loops: before
+    /// the next batch is). The core is locked for one event at a time (with several loops: for
+    /// a batch of events), never while a socket is read.
     pub(super) fn round(&mut self, core: &Mutex<Core>, wall: Instant, events: &mut Vec<Event>) {
         for idx in 0..self.servers.len() {
             self.servers[idx]
