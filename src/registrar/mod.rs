@@ -502,7 +502,20 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
         owner: HashMap::default(),
     }));
     // With -threads=N: N - 1 more loops, dealt ASAP connections over TCP by this one.
-    let _shards = if config.threads > 1 {
+    let tcp_asap = sockets
+        .servers
+        .iter()
+        .position(|(s, ppid)| *ppid == PPID_ASAP && s.protocol() == Protocol::Tcp);
+    if config.threads > 1 && tcp_asap.is_none() {
+        logging::log(
+            logging::WARNING,
+            &format!(
+                "-threads={}: no ASAP endpoint over TCP to share out; one event loop serves all",
+                config.threads
+            ),
+        );
+    }
+    let _shards = if let (true, Some(tcp_asap)) = (config.threads > 1, tcp_asap) {
         let mut loops = Vec::new();
         for shard in 1..config.threads {
             let p = Poll::new().map_err(|e| format!("cannot create an event loop: {e}"))?;
@@ -526,13 +539,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
             s.join(shared.clone());
         }
         sockets.join(shared.clone());
-        if let Some((s, _)) = sockets
-            .servers
-            .iter_mut()
-            .find(|(s, ppid)| *ppid == PPID_ASAP && s.protocol() == Protocol::Tcp)
-        {
-            s.set_handoff(config.threads);
-        }
+        sockets.servers[tcp_asap].0.set_handoff(config.threads);
         Some(Shards::start(shared, loops, core.clone())?)
     } else {
         None
