@@ -30,9 +30,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::core::registrar::{EnrpSettings, Registrar, RegistrarConfig};
 use crate::core::types::{RegistrarId, TransportAddress, TransportProtocol};
 use crate::logging;
-use crate::transport::{
-    self, sctp, DownReason, Limits, Protocol, Readiness, Server, PPID_ASAP, PPID_ENRP,
-};
+use crate::transport::{self, sctp, DownReason, Limits, Protocol, Server, PPID_ASAP, PPID_ENRP};
 use config::{Command, Config};
 use metrics::Metrics;
 use parking_lot::Mutex;
@@ -613,18 +611,7 @@ pub fn run(config: &Config, end: Option<Instant>, again: bool) -> Result<Stopped
                 continue;
             }
             if let Some(idx) = sockets.servers.iter().position(|(s, _)| s.owns(ev.token())) {
-                sockets.servers[idx].0.ready(
-                    &sockets.registry,
-                    ev.token(),
-                    Readiness::of(ev),
-                    &mut transport_events,
-                );
-                if !transport_events.is_empty() {
-                    let mut core = core.lock();
-                    for te in transport_events.drain(..) {
-                        sockets.handle(idx, te, &mut core);
-                    }
-                }
+                sockets.ready(idx, ev, &core, &mut transport_events);
             }
         }
         sockets.take_inbox(&core, &mut transport_events);

@@ -15,7 +15,6 @@ use parking_lot::Mutex;
 use super::sockets::{Core, Sockets};
 use crate::core::registrar::Output;
 use crate::logging;
-use crate::transport::Readiness;
 
 /// The token of each loop's waker.
 pub(super) const WAKER: Token = Token(usize::MAX - 3);
@@ -182,18 +181,8 @@ fn serve(mut poll: Poll, mut sockets: Sockets, core: &Mutex<Core>, shared: &Shar
             if ev.token() == WAKER {
                 continue;
             }
-            sockets.servers[0].0.ready(
-                &sockets.registry,
-                ev.token(),
-                Readiness::of(ev),
-                &mut transport_events,
-            );
-            if !transport_events.is_empty() {
-                let mut core = core.lock();
-                for te in transport_events.drain(..) {
-                    sockets.handle(0, te, &mut core);
-                }
-            }
+            // The loops other than the first have one server: ASAP over TCP.
+            sockets.ready(0, ev, core, &mut transport_events);
         }
         sockets.take_inbox(core, &mut transport_events);
         sockets.round(core, wall, &mut transport_events);

@@ -25,7 +25,7 @@ use super::shards::{Inbound, Shared};
 use super::{down_reason, transport_protocol, Announcer};
 use crate::core::registrar::{ConnId, Output, Registrar};
 use crate::logging;
-use crate::transport::{Event, Server, PPID_ENRP};
+use crate::transport::{Event, Readiness, Server, PPID_ENRP};
 
 /// The core and what is counted with it: shared by the event-loop threads under one lock.
 pub(super) struct Core {
@@ -170,12 +170,7 @@ impl Sockets {
             self.servers[idx]
                 .0
                 .start_round(&self.registry, wall, events);
-            if !events.is_empty() {
-                let mut core = core.lock();
-                for te in events.drain(..) {
-                    self.handle(idx, te, &mut core);
-                }
-            }
+            self.handle_all(idx, core, events);
             for (shard, stream, peer) in self.servers[idx].0.take_handed_off() {
                 self.outbox[shard].push(Inbound::Adopt(stream, peer));
             }
@@ -199,11 +194,33 @@ impl Sockets {
                 if events.is_empty() {
                     break;
                 }
-                let mut core = core.lock();
-                for te in events.drain(..) {
-                    self.handle(idx, te, &mut core);
-                }
+                self.handle_all(idx, core, events);
             }
+        }
+    }
+
+    /// Readiness of one of server `idx`'s tokens; what the server reports goes to the core.
+    pub(super) fn ready(
+        &mut self,
+        idx: usize,
+        ev: &mio::event::Event,
+        core: &Mutex<Core>,
+        events: &mut Vec<Event>,
+    ) {
+        self.servers[idx]
+            .0
+            .ready(&self.registry, ev.token(), Readiness::of(ev), events);
+        self.handle_all(idx, core, events);
+    }
+
+    /// Server `idx`'s `events` into the core, under one lock (none taken for none).
+    fn handle_all(&mut self, idx: usize, core: &Mutex<Core>, events: &mut Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut core = core.lock();
+        for te in events.drain(..) {
+            self.handle(idx, te, &mut core);
         }
     }
 
@@ -279,12 +296,7 @@ impl Sockets {
         while self.servers.iter().any(|(s, _)| s.has_unflushed()) {
             for idx in 0..self.servers.len() {
                 self.servers[idx].0.flush(&self.registry, events);
-                if !events.is_empty() {
-                    let mut core = core.lock();
-                    for te in events.drain(..) {
-                        self.handle(idx, te, &mut core);
-                    }
-                }
+                self.handle_all(idx, core, events);
             }
         }
     }

@@ -223,7 +223,7 @@ impl TcpServer {
     }
 
     /// Deals the streams this server accepts out to `shards` shards in turn, itself being
-    /// shard 0: its own it admits, the others wait for [`TcpServer::take_handed_off`].
+    /// shard 0: its own it adopts, the others wait for [`TcpServer::take_handed_off`].
     pub(super) fn set_handoff(&mut self, shards: usize) {
         self.handoff = (shards > 1).then(|| HandOff {
             shards,
@@ -237,18 +237,6 @@ impl TcpServer {
         self.handoff
             .as_mut()
             .map_or_else(Vec::new, |h| std::mem::take(&mut h.given))
-    }
-
-    /// Takes over a stream another server accepted: from here on it is one of this server's
-    /// connections (`Up` in `out`).
-    pub(super) fn adopt(
-        &mut self,
-        registry: &Registry,
-        stream: MioTcpStream,
-        peer: SocketAddr,
-        out: &mut Vec<Event>,
-    ) {
-        self.admit(registry, stream, peer, out);
     }
 
     pub(super) fn set_limits(&mut self, limits: Limits) {
@@ -622,12 +610,9 @@ impl TcpServer {
     }
 
     fn accept(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event>) {
-        if self.listener.is_none() {
-            self.accept_pending = false;
-            return;
-        }
         for _ in 0..ACCEPT_BATCH {
             let Some(listener) = self.listener.as_ref() else {
+                self.accept_pending = false;
                 return;
             };
             match listener.accept() {
@@ -640,7 +625,7 @@ impl TcpServer {
                             continue;
                         }
                     }
-                    self.admit(registry, stream, peer, out)
+                    self.adopt(registry, stream, peer, out)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_pending = false;
@@ -745,7 +730,9 @@ impl TcpServer {
         }
     }
 
-    fn admit(
+    /// Takes a stream this server or another one accepted: from here on it is one of this
+    /// server's connections (`Up` in `out`).
+    pub(super) fn adopt(
         &mut self,
         registry: &Registry,
         mut stream: MioTcpStream,
