@@ -309,11 +309,13 @@ test-sctp: build examples
 
 # Load comparison in the SCTP lab: `rsptool bench` against rsplib 3.4's registrar and ours, in
 # one VM run, alternating (figures, not a test). Set BENCH_SECONDS, BENCH_PUS, BENCH_DEPTH
-# (resolutions outstanding per PU), BENCH_ROUNDS on make's command line.
+# (resolutions outstanding per PU), BENCH_ROUNDS, BENCH_PU_WAIT (threads, loop or spin: see
+# `rsptool bench --help`) on make's command line.
 .PHONY: bench-sctp
 bench-sctp: build
 	$(SCTP_LAB) run env BIN=$(OUT) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_PUS=$(BENCH_PUS) \
-	  BENCH_DEPTH=$(BENCH_DEPTH) BENCH_ROUNDS=$(BENCH_ROUNDS) bash tests/sctp-lab/bench.sh
+	  BENCH_DEPTH=$(BENCH_DEPTH) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_PU_WAIT=$(BENCH_PU_WAIT) \
+	  bash tests/sctp-lab/bench.sh
 
 # ENRP chaos: 5 registrars, 50 PEs, rounds of SIGKILL and restart (about a minute or three).
 .PHONY: chaos

@@ -75,6 +75,30 @@ enum Transport {
     Sctp,
 }
 
+/// How `rsptool bench`'s PUs wait for their answers.
+#[derive(Clone, Copy, ValueEnum)]
+enum PuWaitArg {
+    /// A thread per PU, asleep in its receive: each answer wakes one, and on one host the
+    /// registrar's send pays for that.
+    Threads,
+    /// All PUs on one thread with one epoll, asleep while no answer is there.
+    Loop,
+    /// All PUs on one thread that never sleeps: no answer wakes anyone, as with PUs on other
+    /// hosts. Takes a core of its own.
+    Spin,
+}
+
+impl From<PuWaitArg> for rsplib::registrar::loadgen::PuWait {
+    fn from(w: PuWaitArg) -> Self {
+        use rsplib::registrar::loadgen::PuWait;
+        match w {
+            PuWaitArg::Threads => PuWait::Threads,
+            PuWaitArg::Loop => PuWait::Loop,
+            PuWaitArg::Spin => PuWait::Spin,
+        }
+    }
+}
+
 impl From<Transport> for Protocol {
     fn from(t: Transport) -> Protocol {
         match t {
@@ -294,9 +318,12 @@ fn handoff(cmd: HandoffCmd) -> i32 {
 struct BenchArgs {
     #[command(flatten)]
     target: RegistrarArgs,
-    /// Pool users (one connection and thread each).
+    /// Pool users (one connection each).
     #[arg(long, default_value_t = 10)]
     pus: usize,
+    /// How the PUs wait for their answers.
+    #[arg(long, value_enum, default_value = "threads")]
+    pu_wait: PuWaitArg,
     /// Pool elements (one connection and thread each).
     #[arg(long, default_value_t = 3)]
     pes: usize,
@@ -810,6 +837,7 @@ fn bench(a: BenchArgs) {
         items: a.items,
         depth: a.depth.max(1),
         registrar_pid: a.registrar_pid,
+        pu_wait: a.pu_wait.into(),
     };
     match rsplib::registrar::loadgen::run(&cfg) {
         Ok(r) => {

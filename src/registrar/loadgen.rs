@@ -1,16 +1,25 @@
 //! `rsptool bench`: a load generator for a registrar. Pool elements register and answer
-//! keep-alives while pool users send handle resolutions back to back (one outstanding each),
-//! over TCP or SCTP; it reports resolutions per second (each second and in all), latency
+//! keep-alives while pool users send handle resolutions back to back (`depth` outstanding
+//! each), over TCP or SCTP; it reports resolutions per second (each second and in all), latency
 //! percentiles and, given the registrar's pid, the registrar's CPU time per resolution.
+//!
+//! How the PUs wait ([`PuWait`]) changes what the registrar's CPU time holds on one host: an
+//! answer to a PU asleep in its receive makes the registrar's send wake it (on loopback, the
+//! PU's TCP receive runs in that send too). PUs on other hosts cost the registrar no wake-up;
+//! [`PuWait::Spin`] stands in for them.
 //! [`supervise`]: many PEs per connection under keep-alive supervision (`--pes-per-connection`).
 
 pub mod supervise;
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 
 use crate::core::types::{
     PeId, PolicyInfo, PolicyType, PoolHandle, TransportAddress, TransportProtocol,
@@ -36,6 +45,21 @@ pub struct LoadConfig {
     pub depth: usize,
     /// The registrar's process id, for its CPU time (Linux `/proc`).
     pub registrar_pid: Option<u32>,
+    /// How the PUs wait for their answers.
+    pub pu_wait: PuWait,
+}
+
+/// How the PUs wait for their answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PuWait {
+    /// A thread per PU, asleep in its receive until the answer comes.
+    #[default]
+    Threads,
+    /// All PUs on one thread with one epoll, asleep while none has an answer.
+    Loop,
+    /// All PUs on one thread that polls without ever sleeping, so no answer has a thread to
+    /// wake (as for PUs on other hosts). It takes a core of its own.
+    Spin,
 }
 
 /// What was measured.
@@ -230,6 +254,27 @@ fn run_pe(cfg: &LoadConfig, i: usize, stop: &AtomicBool, regs: &Registrations) -
     registered
 }
 
+/// The request every PU sends.
+fn resolution_request(cfg: &LoadConfig) -> Vec<u8> {
+    AsapMessage::new(AsapBody::HandleResolution {
+        pool_handle: cfg.pool.clone(),
+        items: cfg.items,
+    })
+    .to_bytes()
+    .unwrap_or_default()
+}
+
+/// True for a resolution's answer with PEs in it.
+fn is_answer(body: &AsapBody) -> bool {
+    matches!(
+        body,
+        AsapBody::HandleResolutionResponse { elements, error: None, .. } if !elements.is_empty()
+    )
+}
+
+/// How long a PU waits for an answer before it counts a failure and gives up.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One PU: resolutions back to back until `stop`, `cfg.depth` of them outstanding (answers
 /// come in order on one connection); latencies in µs, failures.
 fn run_pu(cfg: &LoadConfig, stop: &AtomicBool, done: &AtomicU64) -> (Vec<u32>, u64) {
@@ -238,13 +283,8 @@ fn run_pu(cfg: &LoadConfig, stop: &AtomicBool, done: &AtomicU64) -> (Vec<u32>, u
     let Ok(mut a) = connect(cfg) else {
         return (lat, 1);
     };
-    let request = AsapMessage::new(AsapBody::HandleResolution {
-        pool_handle: cfg.pool.clone(),
-        items: cfg.items,
-    })
-    .to_bytes()
-    .unwrap_or_default();
-    let mut sent = std::collections::VecDeque::with_capacity(cfg.depth.max(1));
+    let request = resolution_request(cfg);
+    let mut sent = VecDeque::with_capacity(cfg.depth.max(1));
     while !stop.load(Ordering::Relaxed) {
         while sent.len() < cfg.depth.max(1) {
             sent.push_back(Instant::now());
@@ -253,15 +293,11 @@ fn run_pu(cfg: &LoadConfig, stop: &AtomicBool, done: &AtomicU64) -> (Vec<u32>, u
                 return (lat, failures);
             }
         }
-        let answer = receive(&mut a, Duration::from_secs(5));
+        let answer = receive(&mut a, ANSWER_TIMEOUT);
         let t = sent.pop_front().unwrap_or_else(Instant::now);
         match answer {
-            Some(AsapBody::HandleResolutionResponse {
-                elements,
-                error: None,
-                ..
-            }) if !elements.is_empty() => {
-                lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            Some(body) if is_answer(&body) => {
+                lat.push(micros(t.elapsed()));
                 done.fetch_add(1, Ordering::Relaxed);
             }
             Some(_) => failures += 1,
@@ -271,6 +307,122 @@ fn run_pu(cfg: &LoadConfig, stop: &AtomicBool, done: &AtomicU64) -> (Vec<u32>, u
             }
         }
     }
+    (lat, failures)
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+/// One PU of [`run_pus_in_one_thread`]: its connection and when its outstanding requests
+/// went out.
+struct LoopPu {
+    a: Association,
+    sent: VecDeque<Instant>,
+    answered: u64,
+}
+
+/// All PUs on this thread (`PuWait::Loop` or `PuWait::Spin`): each answer read is followed at
+/// once by the PU's next request. Latencies in µs, failures (a PU that fails is dropped).
+fn run_pus_in_one_thread(
+    cfg: &LoadConfig,
+    spin: bool,
+    stop: &AtomicBool,
+    done: &AtomicU64,
+) -> (Vec<u32>, u64) {
+    let mut lat = Vec::new();
+    let mut failures = 0u64;
+    let Ok(mut poll) = Poll::new() else {
+        return (lat, cfg.pus as u64);
+    };
+    let request = resolution_request(cfg);
+    let depth = cfg.depth.max(1);
+    let mut pus: Vec<Option<LoopPu>> = Vec::with_capacity(cfg.pus);
+    for i in 0..cfg.pus {
+        let pu = connect(cfg).ok().and_then(|mut a| {
+            let fd = a.raw_fd();
+            let watched =
+                poll.registry()
+                    .register(&mut SourceFd(&fd), Token(i), Interest::READABLE);
+            let mut sent = VecDeque::with_capacity(depth);
+            for _ in 0..depth {
+                sent.push_back(Instant::now());
+                a.send(PPID_ASAP, &request).ok()?;
+            }
+            watched.ok().map(|_| LoopPu {
+                a,
+                sent,
+                answered: 0,
+            })
+        });
+        failures += u64::from(pu.is_none());
+        pus.push(pu);
+    }
+    let timeout = if spin {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(50)
+    };
+    let mut events = Events::with_capacity(cfg.pus.clamp(16, 1024));
+    let mut next_check = Instant::now() + Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            failures += 1;
+            break;
+        }
+        for event in events.iter() {
+            let i = event.token().0;
+            let Some(pu) = pus.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            // Edge-triggered: read until the socket has nothing more.
+            let alive = loop {
+                match pu.a.recv(Some(Duration::ZERO)) {
+                    Ok(Some((_, data))) => {
+                        let t = pu.sent.pop_front().unwrap_or_else(Instant::now);
+                        match AsapMessage::decode(&data) {
+                            Ok(d) if is_answer(&d.message.body) => {
+                                pu.answered += 1;
+                                lat.push(micros(t.elapsed()));
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => failures += 1,
+                        }
+                        pu.sent.push_back(Instant::now());
+                        if pu.a.send(PPID_ASAP, &request).is_err() {
+                            break false;
+                        }
+                    }
+                    Ok(None) => break true,
+                    Err(_) => break false,
+                }
+            };
+            if !alive {
+                failures += 1;
+                pus[i] = None;
+            }
+        }
+        let now = Instant::now();
+        if now >= next_check {
+            next_check = now + Duration::from_secs(1);
+            for pu in pus.iter_mut() {
+                let stalled = pu.as_ref().is_some_and(|p| {
+                    p.sent
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > ANSWER_TIMEOUT)
+                });
+                if stalled {
+                    failures += 1;
+                    *pu = None;
+                }
+            }
+        }
+    }
+    // A PU that never had an answer failed, even if it did not wait long enough to say so.
+    failures += pus.iter().flatten().filter(|p| p.answered == 0).count() as u64;
     (lat, failures)
 }
 
@@ -311,10 +463,18 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let cpu_before = cfg.registrar_pid.and_then(process_cpu_split);
     let start = Instant::now();
     let mut pu_threads = Vec::new();
-    for _ in 0..cfg.pus {
+    let drivers = match cfg.pu_wait {
+        PuWait::Threads => cfg.pus,
+        PuWait::Loop | PuWait::Spin => 1,
+    };
+    for _ in 0..drivers {
         let (cfg, stop, done, results) = (cfg.clone(), stop.clone(), done.clone(), results.clone());
         pu_threads.push(std::thread::spawn(move || {
-            let r = run_pu(&cfg, &stop, &done);
+            let r = match cfg.pu_wait {
+                PuWait::Threads => run_pu(&cfg, &stop, &done),
+                PuWait::Loop => run_pus_in_one_thread(&cfg, false, &stop, &done),
+                PuWait::Spin => run_pus_in_one_thread(&cfg, true, &stop, &done),
+            };
             if let Ok(mut v) = results.lock() {
                 v.push(r);
             }

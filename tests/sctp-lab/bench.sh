@@ -10,6 +10,7 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 PUS=${BENCH_PUS:-10}
 DEPTH=${BENCH_DEPTH:-1}
 ROUNDS=${BENCH_ROUNDS:-2}
+PU_WAIT=${BENCH_PU_WAIT:-threads}
 mkdir -p "$OUT"
 cleanup() { kill -9 $(jobs -p) 2>/dev/null; }
 trap cleanup EXIT
@@ -30,9 +31,9 @@ for round in $(seq 1 "$ROUNDS"); do
       pid=$(start $who)
       sleep 3
       name=$([ $who = ours ] && echo "our registrar" || echo "rsplib 3.4's registrar")
-      echo "=== round $round: $name (pid $pid), $PUS PUs, $DEPTH outstanding each, $SECONDS_PER_RUN s over SCTP"
+      echo "=== round $round: $name (pid $pid), $PUS PUs, $DEPTH outstanding each, PUs waiting: $PU_WAIT, $SECONDS_PER_RUN s over SCTP"
       "$BIN/rsptool" bench --registrar=$A:3863 --transport=sctp --poolhandle=BenchPool \
-         --pus=$PUS --depth=$DEPTH --pes=3 --seconds=$SECONDS_PER_RUN --registrar-pid=$pid \
+         --pus=$PUS --depth=$DEPTH --pu-wait=$PU_WAIT --pes=3 --seconds=$SECONDS_PER_RUN --registrar-pid=$pid \
          | grep -v '^second'
       kill -9 $pid; wait $pid 2>/dev/null
       sleep 1
