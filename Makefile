@@ -312,10 +312,20 @@ test-sctp: build examples
 # (resolutions outstanding per PU), BENCH_ROUNDS, BENCH_PU_WAIT (threads, loop or spin: see
 # `rsptool bench --help`) on make's command line.
 .PHONY: bench-sctp
-bench-sctp: build
+bench-sctp: build $(OUT)/kernel-floor
 	$(SCTP_LAB) run env BIN=$(OUT) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_PUS=$(BENCH_PUS) \
 	  BENCH_DEPTH=$(BENCH_DEPTH) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_PU_WAIT=$(BENCH_PU_WAIT) \
 	  bash tests/sctp-lab/bench.sh
+
+# The kernel's least cost of a registrar's receive and send per resolution (one thread, no
+# wake-ups; benches/kernel-floor/floor.c): TCP on loopback here; bench-sctp prints SCTP's.
+$(OUT)/kernel-floor: benches/kernel-floor/floor.c
+	@mkdir -p $(OUT)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+.PHONY: bench-floor
+bench-floor: $(OUT)/kernel-floor
+	@for i in 1 2 3; do $(OUT)/kernel-floor tcp 127.0.0.1; done
 
 # ENRP chaos: 5 registrars, 50 PEs, rounds of SIGKILL and restart (about a minute or three).
 .PHONY: chaos

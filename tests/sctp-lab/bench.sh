@@ -26,6 +26,12 @@ start() { # ours|rsplib: prints the pid
    echo $!
 }
 
+# What the kernel alone costs a registrar per resolution over SCTP here (no registrar can do
+# with less): benches/kernel-floor/floor.c, built by make.
+if [ -x "$BIN/kernel-floor" ]; then
+   for i in 1 2; do "$BIN/kernel-floor" sctp $A 5000; done
+fi
+
 for round in $(seq 1 "$ROUNDS"); do
    for who in rsplib ours; do
       pid=$(start $who)
