@@ -484,8 +484,32 @@ impl InlineHandle {
 
     #[inline]
     fn is(&self, b: &[u8]) -> bool {
-        usize::from(self.len) == b.len() && self.bytes[..b.len()] == *b
+        usize::from(self.len) == b.len() && same_bytes(&self.bytes[..b.len()], b)
     }
+}
+
+/// `a == b` for slices of one length: from 8 to 16 bytes (a usual pool handle) as two 8-byte
+/// words each (which may overlap), not a call of `memcmp`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len();
+    if (8..=16).contains(&n) {
+        let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap());
+        (word(a, 0) ^ word(b, 0)) | (word(a, n - 8) ^ word(b, n - 8)) == 0
+    } else {
+        a == b
+    }
+}
+
+/// The hash of a pool handle in the pool table: its bytes only (the table compares handles
+/// whole, so their lengths need not be hashed too, as `Hash for [u8]` would).
+#[inline]
+fn handle_hash(hasher: &IdHasher, b: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = hasher.build_hasher();
+    h.write(b);
+    h.finish()
 }
 
 /// Hot fields first (`repr(C)` keeps the order), and every pool starts on a cache line: the
@@ -804,7 +828,7 @@ impl<R: RandomSource> Handlespace<R> {
     fn pool_slot(&self, b: &[u8]) -> Option<u32> {
         let pools = &self.pools;
         self.pool_table
-            .find(self.hasher.hash_one(b), |&i| {
+            .find(handle_hash(&self.hasher, b), |&i| {
                 pools[i as usize].as_ref().is_some_and(|p| p.key.is(b))
             })
             .copied()
@@ -981,9 +1005,9 @@ impl<R: RandomSource> Handlespace<R> {
             hasher,
             ..
         } = self;
-        pool_table.insert_unique(hasher.hash_one(handle.as_bytes()), idx, |&i| {
+        pool_table.insert_unique(handle_hash(hasher, handle.as_bytes()), idx, |&i| {
             let p = pools[i as usize].as_ref().expect("live pool");
-            hasher.hash_one(p.handle.as_bytes())
+            handle_hash(hasher, p.handle.as_bytes())
         });
         idx
     }
@@ -1160,7 +1184,7 @@ impl<R: RandomSource> Handlespace<R> {
             let b = pool.handle.as_bytes();
             if let Ok(e) = self
                 .pool_table
-                .find_entry(self.hasher.hash_one(b), |&i| i == pidx)
+                .find_entry(handle_hash(&self.hasher, b), |&i| i == pidx)
             {
                 e.remove();
             }

@@ -1349,3 +1349,28 @@ fn sorted_pools_resolve_in_key_order_across_stale_entries() {
     );
     assert_eq!(small_and_big, (true, true));
 }
+
+/// Pool handles of every length up to 32 bytes that differ in one byte only (wherever it is)
+/// are different pools: the lookup's word-wise comparison misses no byte.
+#[test]
+fn handles_differing_in_any_one_byte_are_different_pools() {
+    for len in 1..=32usize {
+        let mut h = hs();
+        let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        h.register(&PoolHandle::new(&base), reg(1, PolicyType::RoundRobin), 0)
+            .unwrap();
+        for at in 0..len {
+            let mut other = base.clone();
+            other[at] ^= 0x20;
+            let other = PoolHandle::new(&other);
+            assert!(h.get(&other, PeId(1)).is_none(), "len {len}, byte {at}");
+            h.register(&other, reg(2 + at as u32, PolicyType::RoundRobin), 0)
+                .unwrap();
+            assert_eq!(h.pool_count(), 2 + at, "len {len}, byte {at}");
+        }
+        assert!(h.get(&PoolHandle::new(&base), PeId(1)).is_some());
+        assert_eq!(h.pool(&PoolHandle::new(&base)).unwrap().len, 1, "len {len}");
+    }
+    assert!(same_bytes(b"0123456789", b"0123456789"));
+    assert!(!same_bytes(b"0123456789", b"0123456788"));
+}
