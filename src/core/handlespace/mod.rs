@@ -15,6 +15,7 @@ mod expiry;
 mod fenwick;
 mod idtable;
 mod owners;
+mod pes;
 pub mod policy;
 mod prefetch;
 pub mod rng;
@@ -44,6 +45,7 @@ use expiry::ExpiryQueue;
 use fenwick::Fenwick;
 use idtable::IdTable;
 use owners::{Owners, PoolOwners};
+use pes::Pes;
 use policy::{Engine, SelectionState};
 use rotation::Rotation;
 use slab::Slab;
@@ -131,7 +133,6 @@ pub struct PoolElement {
     /// The policy type and its wire values (values a policy does not use are not kept).
     policy_type: PolicyType,
     policy_values: [u32; 4],
-    state: SelectionState,
     user_transport: TransportAddress,
     registrator_transport: Option<Box<TransportAddress>>,
 }
@@ -149,7 +150,6 @@ impl slab::Vacant for PoolElement {
             unreachable_reports: 0,
             policy_type: PolicyType::RoundRobin,
             policy_values: [0; 4],
-            state: SelectionState::default(),
             user_transport: TransportAddress::new(TransportProtocol::Sctp, 0, Vec::new()),
             registrator_transport: None,
         }
@@ -193,6 +193,8 @@ impl PoolElement {
             .expect("enough values")
     }
 
+    /// Sets the policy values (only [`Pes::set_policy`] calls this: the PE's degradation step
+    /// beside it changes too).
     #[inline]
     fn set_policy(&mut self, info: &PolicyInfo) {
         self.policy_type = info.policy;
@@ -200,12 +202,6 @@ impl PoolElement {
         for (slot, v) in self.policy_values.iter_mut().zip(info.wire_values()) {
             *slot = v;
         }
-    }
-    /// Selection state: sequence number, degradation, WRR counters. (A round-robin pool of at
-    /// most 32 PEs keeps its order in its rotation alone; its PEs' sequence numbers are
-    /// assigned when it grows past that.)
-    pub fn selection_state(&self) -> &SelectionState {
-        &self.state
     }
     /// Endpoint Unreachable reports counted so far.
     pub fn unreachable_reports(&self) -> u32 {
@@ -364,8 +360,8 @@ impl SortEntry {
     }
 
     #[inline]
-    fn of(pe: &PoolElement, slot: u32) -> Self {
-        let k = policy::sort_key_of_wire(pe.policy_type, &pe.policy_values, &pe.state);
+    fn of(pe: &PoolElement, state: &SelectionState, slot: u32) -> Self {
+        let k = policy::sort_key_of_wire(pe.policy_type, &pe.policy_values, state);
         debug_assert!(k.primary <= u64::from(u32::MAX) && k.seq <= u64::from(u32::MAX));
         SortEntry {
             primary: k.primary.min(u64::from(u32::MAX)) as u32,
@@ -393,15 +389,15 @@ const ROUND_LIMIT: u64 = 1 << 6;
 /// Gives a sorted pool's PEs the sequence numbers 0, 1, … in the order of their old ones (so
 /// every order between them stays), and rebuilds its set from them. O(n log n), once per
 /// [`SEQ_LIMIT`] − n sequence numbers.
-fn renumber_seqs(set: &mut SortedSet<SortEntry>, next_seq: &mut u64, pes: &mut Slab<PoolElement>) {
+fn renumber_seqs(set: &mut SortedSet<SortEntry>, next_seq: &mut u64, pes: &mut Pes) {
     let mut by_seq: Vec<(u32, u32)> = set.iter().map(|e| (e.seq, e.slot)).collect();
     by_seq.sort_unstable();
     for (rank, &(_, slot)) in by_seq.iter().enumerate() {
-        pe_mut(pes, slot).state.seq = rank as u64;
+        pes.state_mut(slot).seq = rank as u64;
     }
     *next_seq = by_seq.len() as u64;
     // The keys' other parts are unchanged and equal keys keep their order: still sorted.
-    let renumbered = set.iter().map(|e| SortEntry::of(pes.get(e.slot), e.slot));
+    let renumbered = set.iter().map(|e| entry_of(pes, e.slot));
     *set = SortedSet::from_sorted(renumbered);
 }
 
@@ -413,7 +409,7 @@ fn make_room_for_seqs(
     set: &mut SortedSet<SortEntry>,
     (stale, pidx): (&mut u32, u32),
     next_seq: &mut u64,
-    pes: &mut Slab<PoolElement>,
+    pes: &mut Pes,
     k: usize,
 ) {
     if *next_seq + k as u64 >= SEQ_LIMIT {
@@ -423,17 +419,13 @@ fn make_room_for_seqs(
 }
 
 /// Lowers every round of a WRR pool by the lowest one (the head's), keeping their order.
-fn rebase_rounds(
-    set: &mut SortedSet<SortEntry>,
-    (stale, pidx): (&mut u32, u32),
-    pes: &mut Slab<PoolElement>,
-) {
+fn rebase_rounds(set: &mut SortedSet<SortEntry>, (stale, pidx): (&mut u32, u32), pes: &mut Pes) {
     stale::drop_stale(set, stale, pes, pidx);
     let Some(low) = set.first().map(|e| e.primary) else {
         return;
     };
     let rebased = set.iter().map(|e| {
-        pe_mut(pes, e.slot).state.round -= u64::from(low);
+        pes.state_mut(e.slot).round -= u64::from(low);
         SortEntry {
             primary: e.primary - low,
             ..*e
@@ -656,7 +648,7 @@ pub struct Handlespace<R = SplitMix64> {
     pool_index: BTreeMap<PoolHandle, u32>,
     /// The same, hashed: pool slots, compared against the pools' inline handles.
     pool_table: HashTable<u32>,
-    pes: Slab<PoolElement>,
+    pes: Pes,
     pe_count: usize,
     expiry: ExpiryQueue,
     owners: Owners,
@@ -704,14 +696,20 @@ fn pool_mut(pools: &mut [Option<Pool>], idx: u32) -> &mut Pool {
 }
 
 #[inline]
-fn pe_mut(pes: &mut Slab<PoolElement>, slot: u32) -> &mut PoolElement {
+fn pe_mut(pes: &mut Pes, slot: u32) -> &mut PoolElement {
     pes.get_mut(slot)
+}
+
+/// The sort entry of the live PE in `slot`.
+#[inline]
+fn entry_of(pes: &Pes, slot: u32) -> SortEntry {
+    SortEntry::of(pes.get(slot), pes.state(slot), slot)
 }
 
 /// Drops a pool's tombstones: live PEs keep their order and get their new places (and the
 /// value tree is rebuilt over them). O(length · log₈ length) at most, spread over the more than
 /// length / 2 removals that made the tombstones.
-fn compact(pool: &mut Pool, pes: &mut Slab<PoolElement>, generation: u64) {
+fn compact(pool: &mut Pool, pes: &mut Pes, generation: u64) {
     let mut tree = match &pool.selection {
         Selection::ValueTree(_) => Some(Fenwick::default()),
         _ => None,
@@ -761,7 +759,7 @@ impl<R: RandomSource> Handlespace<R> {
             free_pools: Vec::new(),
             pool_index: BTreeMap::new(),
             pool_table: HashTable::new(),
-            pes: Slab::new(),
+            pes: Pes::new(),
             pe_count: 0,
             expiry: ExpiryQueue::default(),
             owners: Owners::new(hasher.clone()),
@@ -842,6 +840,19 @@ impl<R: RandomSource> Handlespace<R> {
     /// The stored PE `(handle, id)`.
     pub fn get(&self, handle: &PoolHandle, id: PeId) -> Option<&PoolElement> {
         self.lookup(handle, id).map(|s| self.pe(PeRef(s)))
+    }
+
+    /// The selection state of a PE of this handlespace: sequence number, degradation, WRR
+    /// counters. (A round-robin pool of at most 32 PEs keeps its order in its rotation alone;
+    /// its PEs' sequence numbers are assigned when it grows past that.)
+    ///
+    /// Panics if `pe` is not a PE stored here.
+    pub fn selection_state(&self, pe: &PoolElement) -> SelectionState {
+        let slot = self.pools[pe.pool as usize]
+            .as_ref()
+            .and_then(|p| p.find(&self.hasher, pe.id))
+            .expect("a PE of this handlespace");
+        *self.pes.state(slot)
     }
 
     /// The PE behind a reference from [`Handlespace::select_into`].
@@ -1039,10 +1050,7 @@ impl<R: RandomSource> Handlespace<R> {
         let head_round = match &pool.selection {
             Selection::Sorted(set) if pool.policy == PolicyType::WeightedRoundRobin => {
                 let round = set.first().map_or(0, |e| u64::from(e.primary));
-                debug_assert_eq!(
-                    round,
-                    set.first().map_or(0, |e| pes.get(e.slot).state.round)
-                );
+                debug_assert_eq!(round, set.first().map_or(0, |e| pes.state(e.slot).round));
                 round
             }
             _ => 0,
@@ -1055,20 +1063,20 @@ impl<R: RandomSource> Handlespace<R> {
             expiry,
             pos: pool.log.len() as u32,
             unreachable_reports: 0,
-            state: policy::on_insert(&reg.policy, seq, head_round),
             policy_type: reg.policy.policy,
             policy_values: [0; 4],
             user_transport: reg.user_transport,
             registrator_transport: reg.registrator_transport.map(Box::new),
         };
         pe.set_policy(&reg.policy);
+        let state = policy::on_insert(&reg.policy, seq, head_round);
         match &mut pool.selection {
             // Once the PE is in the slab (below).
             Selection::Rotation(_) => {}
             Selection::Sorted(set) => {
-                set.insert(SortEntry::of(&pe, slot), cold);
+                set.insert(SortEntry::of(&pe, &state, slot), cold);
             }
-            Selection::ValueTree(tree) => tree.push(policy::weight_value(&reg.policy, &pe.state)),
+            Selection::ValueTree(tree) => tree.push(policy::weight_value(&reg.policy, &state)),
             Selection::Uniform => {}
         }
         pool.index_push(hasher, pe.id, slot);
@@ -1076,7 +1084,7 @@ impl<R: RandomSource> Handlespace<R> {
         let partial = pe_sum_of(pool.handle_sum, pe.id);
         owners.add(&mut pool.owners, &pool.handle, pidx, pe.home, partial);
         checksum.add_sum(partial);
-        let stored = pes.insert(pe);
+        let stored = pes.insert(pe, state);
         debug_assert_eq!(stored, slot);
         // The new PE has the pool's highest sequence number: it goes last.
         if let Selection::Rotation(r) = &mut pool.selection {
@@ -1094,10 +1102,10 @@ impl<R: RandomSource> Handlespace<R> {
             expiry: timers,
             ..
         } = self;
-        let pe = pe_mut(pes, slot);
+        let (pe, hot) = pes.both_mut(slot);
         let pool = pool_mut(pools, pe.pool);
         let old_entry = match &pool.selection {
-            Selection::Sorted(_) => Some(SortEntry::of(pe, slot)),
+            Selection::Sorted(_) => Some(SortEntry::of(pe, &hot.state, slot)),
             _ => None,
         };
         let rearmed = pe.expiry != expiry;
@@ -1111,8 +1119,8 @@ impl<R: RandomSource> Handlespace<R> {
             owners.add(&mut pool.owners, &pool.handle, pe.pool, reg.home, partial);
             pe.home = reg.home;
         }
-        policy::on_reregistration(&pe.policy(), &reg.policy, &mut pe.state);
-        pe.set_policy(&reg.policy);
+        policy::on_reregistration(&pe.policy(), &reg.policy, &mut hot.state);
+        hot.set_policy(pe, &reg.policy);
         pe.registration_life_ms = reg.registration_life_ms;
         pe.user_transport = reg.user_transport;
         pe.registrator_transport = reg.registrator_transport.map(Box::new);
@@ -1120,7 +1128,7 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::Sorted(set) => {
                 // Most updates keep the key (round robin keeps its place; a load that did not
                 // change): then the set is not touched.
-                let new_entry = SortEntry::of(pe, slot);
+                let new_entry = SortEntry::of(pe, &hot.state, slot);
                 let old_entry = old_entry.expect("sorted pool");
                 if new_entry != old_entry {
                     set.replace(&old_entry, new_entry, cold);
@@ -1129,7 +1137,7 @@ impl<R: RandomSource> Handlespace<R> {
             Selection::ValueTree(tree) => {
                 tree.set(
                     pe.pos as usize,
-                    policy::weight_value(&pe.policy(), &pe.state),
+                    policy::weight_value(&pe.policy(), &hot.state),
                 );
             }
             // A round-robin PE keeps its place (its sequence number) on re-registration.
@@ -1151,22 +1159,16 @@ impl<R: RandomSource> Handlespace<R> {
             hasher,
             ..
         } = self;
-        let pe = pes.remove(slot);
+        let (pe, state) = pes.remove(slot);
         let pidx = pe.pool;
         let pool = pool_mut(pools, pidx);
         let pos = pe.pos as usize;
         match &mut pool.selection {
             Selection::Rotation(r) => {
-                r.remove(
-                    slot,
-                    pe.state.seq,
-                    pool.live as usize - 1,
-                    pool.next_seq,
-                    pes,
-                );
+                r.remove(slot, state.seq, pool.live as usize - 1, pool.next_seq, pes);
             }
             Selection::Sorted(set) => {
-                let e = SortEntry::of(&pe, slot);
+                let e = SortEntry::of(&pe, &state, slot);
                 stale::remove(set, &mut pool.stale, pes, pidx, &e, cold);
             }
             Selection::ValueTree(tree) => tree.set(pos, 0),
@@ -1253,62 +1255,49 @@ impl<R: RandomSource> Handlespace<R> {
                 for &e in picked.iter().take(max_increment) {
                     let seq = pool.next_seq;
                     pool.next_seq += 1;
-                    let pe = pe_mut(pes, e.slot);
-                    // Where only the sequence number changes, the new entry follows from the
-                    // old one, and the PE gets a plain store (no read): the ring or tree moves
-                    // on without waiting for the PE's (cold) cache line.
+                    // The selection state and the degradation step lie beside the PE records
+                    // (see `pes.rs`): only WRR reads the PE's record here.
+                    let hot = pes.hot_mut(e.slot);
                     let moved = if renew_seq {
-                        #[cfg(debug_assertions)]
-                        let expected = {
-                            let mut st = pe.state;
-                            policy::on_selected(&pe.policy(), &mut st, seq);
-                            st
-                        };
-                        pe.state.seq = seq;
-                        #[cfg(debug_assertions)]
-                        debug_assert_eq!(pe.state, expected);
+                        // Only the sequence number changes: the new entry follows from the
+                        // old one.
+                        hot.state.seq = seq;
                         SortEntry {
                             seq: seq as u32,
                             ..e
                         }
                     } else if add_degradation {
                         // The degradation policies: the key's primary grows by the load
-                        // degradation (both saturate at u32::MAX), without decoding the PE's
-                        // policy values.
-                        let inc = pe.policy_values[policy::DEGRADATION_VALUE];
-                        #[cfg(debug_assertions)]
-                        let expected = {
-                            let mut st = pe.state;
-                            policy::on_selected(&pe.policy(), &mut st, seq);
-                            st
-                        };
-                        pe.state.seq = seq;
-                        pe.state.degradation = pe.state.degradation.saturating_add(inc);
-                        #[cfg(debug_assertions)]
-                        debug_assert_eq!(pe.state, expected);
+                        // degradation (both saturate at u32::MAX).
+                        let inc = hot.step;
+                        hot.state.seq = seq;
+                        hot.state.degradation = hot.state.degradation.saturating_add(inc);
                         SortEntry {
                             primary: e.primary.saturating_add(inc),
                             seq: seq as u32,
                             ..e
                         }
                     } else {
-                        policy::on_selected(&pe.policy(), &mut pe.state, seq);
-                        high_round |= pe.state.round >= ROUND_LIMIT;
-                        SortEntry::of(pe, e.slot)
+                        let (pe, hot) = pes.both_mut(e.slot);
+                        policy::on_selected(&pe.policy(), &mut hot.state, seq);
+                        high_round |= hot.state.round >= ROUND_LIMIT;
+                        SortEntry::of(pe, &hot.state, e.slot)
                     };
-                    debug_assert!(moved == SortEntry::of(pe, e.slot));
-                    set.replace_selected(&e, moved, cold);
-                }
-                if add_degradation {
-                    // The PE the pool's next resolution selects first in a large pool: its
-                    // degradation is read before its entry can move, so its cache line (cold in
-                    // a large handlespace) is asked for now, not waited for then.
-                    // (A stale entry's slot may be free: nothing to ask for then.)
-                    if let Some(next) = set.first_if_large().filter(|e| pes.is_live(e.slot)) {
-                        let pe = pes.get(next.slot);
-                        prefetch::prefetch(&pe.policy_values);
-                        prefetch::prefetch(std::slice::from_ref(&pe.state.degradation));
+                    #[cfg(debug_assertions)]
+                    {
+                        // The shortcuts above are `on_selected`'s update.
+                        let (pe, hot) = pes.both_mut(e.slot);
+                        debug_assert_eq!(
+                            hot.step,
+                            if add_degradation {
+                                pe.policy_values[policy::DEGRADATION_VALUE]
+                            } else {
+                                hot.step
+                            }
+                        );
+                        debug_assert!(moved == SortEntry::of(pe, &hot.state, e.slot));
                     }
+                    set.replace_selected(&e, moved, cold);
                 }
                 if high_round {
                     rebase_rounds(set, (&mut pool.stale, pidx), pes);
@@ -1338,8 +1327,8 @@ impl<R: RandomSource> Handlespace<R> {
                     }
                 }
                 for r in out.iter().take(max_increment) {
-                    let pe = pe_mut(pes, r.0);
-                    policy::on_selected(&pe.policy(), &mut pe.state, pool.next_seq);
+                    let (pe, hot) = pes.both_mut(r.0);
+                    policy::on_selected(&pe.policy(), &mut hot.state, pool.next_seq);
                     pool.next_seq += 1;
                 }
             }
@@ -1411,12 +1400,12 @@ impl<R: RandomSource> Handlespace<R> {
                     }
                 }
                 for r in out.iter().take(max_increment) {
-                    let pe = pe_mut(pes, r.0);
-                    policy::on_selected(&pe.policy(), &mut pe.state, pool.next_seq);
+                    let (pe, hot) = pes.both_mut(r.0);
+                    policy::on_selected(&pe.policy(), &mut hot.state, pool.next_seq);
                     pool.next_seq += 1;
                     tree.set(
                         pe.pos as usize,
-                        policy::weight_value(&pe.policy(), &pe.state),
+                        policy::weight_value(&pe.policy(), &hot.state),
                     );
                 }
             }

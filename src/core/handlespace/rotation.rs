@@ -24,8 +24,8 @@
 
 use std::collections::VecDeque;
 
-use super::slab::Slab;
-use super::{pe_mut, scan, PeRef, PoolElement, TOMB};
+use super::pes::Pes;
+use super::{scan, PeRef, TOMB};
 
 /// A rotation is indexed past this many PEs, and small again below a quarter of it. In pools
 /// of 100 PEs, a deregistration took a quarter longer with a scan and move of the ring than
@@ -62,13 +62,7 @@ impl Rotation {
     /// Appends a new PE (already in `pes`), which took the sequence number `next_seq − 1`;
     /// `live` counts it.
     #[inline]
-    pub(super) fn push(
-        &mut self,
-        slot: u32,
-        live: usize,
-        next_seq: u64,
-        pes: &mut Slab<PoolElement>,
-    ) {
+    pub(super) fn push(&mut self, slot: u32, live: usize, next_seq: u64, pes: &mut Pes) {
         self.ring.push_back(slot);
         if !self.indexed && live > INDEXED_MIN {
             self.renumber(next_seq, pes);
@@ -77,11 +71,11 @@ impl Rotation {
     }
 
     /// Drops the tombstones and gives the PEs sequence numbers by their places.
-    fn renumber(&mut self, next_seq: u64, pes: &mut Slab<PoolElement>) {
+    fn renumber(&mut self, next_seq: u64, pes: &mut Pes) {
         self.ring.retain(|&s| s != TOMB);
         let front = self.front_seq(next_seq);
         for (i, &s) in self.ring.iter().enumerate() {
-            pe_mut(pes, s).state.seq = front + i as u64;
+            pes.state_mut(s).seq = front + i as u64;
         }
     }
 
@@ -107,7 +101,7 @@ impl Rotation {
         seq: u64,
         live: usize,
         next_seq: u64,
-        pes: &mut Slab<PoolElement>,
+        pes: &mut Pes,
     ) {
         if !self.indexed {
             let i = self.place_of(slot);
@@ -144,7 +138,7 @@ impl Rotation {
         updated: usize,
         out: &mut Vec<PeRef>,
         next_seq: &mut u64,
-        pes: &mut Slab<PoolElement>,
+        pes: &mut Pes,
     ) {
         if !self.indexed {
             // The ring is the order: nothing is written into the PEs (their cache lines are
@@ -163,7 +157,7 @@ impl Rotation {
         for _ in 0..updated.min(out.len()) {
             let s = self.ring.pop_front().expect("picked from the ring");
             self.ring.push_back(s);
-            pe_mut(pes, s).state.seq = *next_seq;
+            pes.state_mut(s).seq = *next_seq;
             *next_seq += 1;
             self.drop_front_tombs();
         }

@@ -6,8 +6,8 @@
 //! with `Option<T>` slots, finding out that a slot is live read the value's own (cold) cache
 //! line first, and a selection that only stores a sequence number into a PE waited for it.
 
-const CHUNK_BITS: u32 = 8;
-const CHUNK: usize = 1 << CHUNK_BITS;
+pub(super) const CHUNK_BITS: u32 = 8;
+pub(super) const CHUNK: usize = 1 << CHUNK_BITS;
 
 pub(crate) struct Slab<T> {
     chunks: Vec<Box<[T]>>,

@@ -432,14 +432,6 @@ impl<T: Ord + Copy> SortedSet<T> {
         }
     }
 
-    /// The first entry of a large set (none for a small one).
-    pub(super) fn first_if_large(&self) -> Option<&T> {
-        match self {
-            SortedSet::Small(_) => None,
-            SortedSet::Big { head, .. } => head.front(),
-        }
-    }
-
     /// Every entry in order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.first_n(usize::MAX)

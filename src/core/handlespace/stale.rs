@@ -25,9 +25,9 @@
 
 use std::collections::VecDeque;
 
-use super::slab::Slab;
+use super::pes::Pes;
 use super::sorted::{shrink_ring, SortedSet};
-use super::{PoolElement, SortEntry};
+use super::SortEntry;
 
 /// The largest set that gains stale entries (see the module text).
 #[cfg(not(test))]
@@ -38,10 +38,10 @@ const STALE_SET_MAX: usize = 24;
 
 /// Whether `e`, an entry of pool `pidx`'s ring, belongs to a PE that is still there.
 #[inline]
-pub(super) fn is_current(pes: &Slab<PoolElement>, pidx: u32, e: &SortEntry) -> bool {
+pub(super) fn is_current(pes: &Pes, pidx: u32, e: &SortEntry) -> bool {
     pes.is_live(e.slot) && {
         let pe = pes.get(e.slot);
-        pe.pool == pidx && pe.state.seq == u64::from(e.seq)
+        pe.pool == pidx && pes.state(e.slot).seq == u64::from(e.seq)
     }
 }
 
@@ -53,7 +53,7 @@ pub(super) fn is_current(pes: &Slab<PoolElement>, pidx: u32, e: &SortEntry) -> b
 pub(super) fn remove(
     set: &mut SortedSet<SortEntry>,
     stale: &mut u32,
-    pes: &Slab<PoolElement>,
+    pes: &Pes,
     pidx: u32,
     e: &SortEntry,
     cold: bool,
@@ -85,19 +85,14 @@ pub(super) fn remove(
 }
 
 /// Drops every stale entry of a small ring.
-fn drop_all(ring: &mut VecDeque<SortEntry>, stale: &mut u32, pes: &Slab<PoolElement>, pidx: u32) {
+fn drop_all(ring: &mut VecDeque<SortEntry>, stale: &mut u32, pes: &Pes, pidx: u32) {
     ring.retain(|e| is_current(pes, pidx, e));
     *stale = 0;
     shrink_ring(ring);
 }
 
 /// Drops every stale entry (before the set is read whole, or becomes a large one).
-pub(super) fn drop_stale(
-    set: &mut SortedSet<SortEntry>,
-    stale: &mut u32,
-    pes: &Slab<PoolElement>,
-    pidx: u32,
-) {
+pub(super) fn drop_stale(set: &mut SortedSet<SortEntry>, stale: &mut u32, pes: &Pes, pidx: u32) {
     if *stale == 0 {
         return;
     }
@@ -120,7 +115,7 @@ pub(super) fn drop_stale(
 pub(super) fn drop_stale_first(
     set: &mut SortedSet<SortEntry>,
     stale: &mut u32,
-    pes: &Slab<PoolElement>,
+    pes: &Pes,
     pidx: u32,
     n: usize,
 ) {
@@ -147,7 +142,7 @@ pub(super) fn drop_stale_first(
 fn drop_stale_first_large(
     set: &mut SortedSet<SortEntry>,
     stale: &mut u32,
-    pes: &Slab<PoolElement>,
+    pes: &Pes,
     pidx: u32,
     n: usize,
 ) {

@@ -212,7 +212,7 @@ fn reregistration_updates_in_place() {
     );
     h.handle_resolution(&p, 1).unwrap();
     assert_eq!(
-        h.get(&p, PeId(1)).unwrap().selection_state().degradation,
+        h.selection_state(h.get(&p, PeId(1)).unwrap()).degradation,
         pct(10.0)
     );
     let mut r = reg_with(1, info);
@@ -221,7 +221,7 @@ fn reregistration_updates_in_place() {
     r.registration_life_ms = 1000;
     assert_eq!(h.register(&p, r, 5 * SEC), Ok(RegisterOutcome::Updated));
     let pe = h.get(&p, PeId(1)).unwrap();
-    assert_eq!(pe.selection_state().degradation, 0);
+    assert_eq!(h.selection_state(pe).degradation, 0);
     assert_eq!(pe.user_transport().port, 9999);
     assert_eq!(pe.home(), R2);
     assert_eq!(pe.expiry(), 6 * SEC);
@@ -566,7 +566,7 @@ fn sorted_pools_renumber_without_changing_their_order() {
         }
         assert!(h
             .pool_elements(&p)
-            .all(|pe| pe.selection_state().seq < SEQ_LIMIT));
+            .all(|pe| h.selection_state(pe).seq < SEQ_LIMIT));
 
         // WRR 1:2:7 (and more PEs of weight 1): every round of Σ weights selections gives
         // each PE its weight, across round rebases.
@@ -586,7 +586,7 @@ fn sorted_pools_renumber_without_changing_their_order() {
             assert!(weights.iter().all(|(id, w)| c[id] == *w as usize), "{c:?}");
         }
         assert!(h.pool_elements(&p).all(|pe| {
-            let st = pe.selection_state();
+            let st = h.selection_state(pe);
             st.seq < SEQ_LIMIT && st.round <= ROUND_LIMIT
         }));
     }
@@ -652,9 +652,7 @@ fn least_used_degradation_spreads_a_burst() {
         .collect();
     assert_eq!(burst, [1, 2, 3, 1, 2, 3]);
     assert_eq!(
-        lud.get(&ph("P"), PeId(1))
-            .unwrap()
-            .selection_state()
+        lud.selection_state(lud.get(&ph("P"), PeId(1)).unwrap())
             .degradation,
         2 * pct(10.0)
     );
@@ -752,7 +750,7 @@ fn weighted_random_matches_weights() {
     // of its insertion, 0..=3).
     assert!(h
         .pool_elements(&ph("W"))
-        .all(|pe| pe.selection_state().seq < 4));
+        .all(|pe| h.selection_state(pe).seq < 4));
 }
 
 #[test]
@@ -840,7 +838,7 @@ fn randomized_least_used_proportional_to_free_capacity() {
     // sequence number (the 3 PEs took 0..=2 on insertion, so the last update took n + 2).
     let last = h
         .pool_elements(&ph("W"))
-        .map(|pe| pe.selection_state().seq)
+        .map(|pe| h.selection_state(pe).seq)
         .max();
     assert_eq!(last, Some(n as u64 + 2));
 }
@@ -923,7 +921,9 @@ fn value_tree_survives_removals() {
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn entry_sizes() {
-    assert_eq!(std::mem::size_of::<Option<PoolElement>>(), 120);
+    assert_eq!(std::mem::size_of::<Option<PoolElement>>(), 96);
+    // Beside the record: the selection state and the degradation step (`pes.rs`).
+    assert_eq!(std::mem::size_of::<pes::Hot>(), 32);
     assert_eq!(std::mem::size_of::<SortEntry>(), 16);
 }
 
@@ -1307,7 +1307,7 @@ fn sorted_pools_resolve_in_key_order_across_stale_entries() {
                             let k = policy::sort_key_of_wire(
                                 pe.policy_type,
                                 &pe.policy_values,
-                                &pe.state,
+                                &h.selection_state(pe),
                             );
                             (k, pe.id().0)
                         })

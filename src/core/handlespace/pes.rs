@@ -1,0 +1,130 @@
+//! The stored PEs: their records in a [`Slab`], and beside them, in one dense array by slot,
+//! what a selection reads and writes ([`Hot`]: the selection state and the load degradation).
+//!
+//! A handle resolution changes the selected PEs' sequence numbers (and a degradation policy's
+//! accumulated degradation). Kept in the PE record, each of those stores went to a line of a
+//! ~120-byte record that a large handlespace mostly does not hold in cache: the store waited
+//! for the line, and the stores behind it for that one. Here 32 bytes a PE, two to a line, of
+//! an array a few times smaller than the records: mostly cached where the records are not.
+
+use std::ops::Deref;
+
+use super::policy::{self, SelectionState};
+use super::slab::{Slab, CHUNK, CHUNK_BITS};
+use super::PoolElement;
+use crate::core::types::PolicyInfo;
+
+/// A PE's selection state and the load degradation its selection adds.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Hot {
+    pub(super) state: SelectionState,
+    /// The policy's load degradation for a policy whose selection adds one
+    /// ([`policy::selection_adds_degradation`]), else 0.
+    pub(super) step: u32,
+}
+
+/// The PE records and their [`Hot`] parts, by slot. Reads of the records go through `Deref`.
+/// A record's policy changes with [`Hot::set_policy`], so that its step follows.
+pub(super) struct Pes {
+    slab: Slab<PoolElement>,
+    /// Chunks of [`CHUNK`] slots, as the slab's: growth copies nothing and leaves at most one
+    /// chunk unused.
+    hot: Vec<Box<[Hot]>>,
+}
+
+impl Deref for Pes {
+    type Target = Slab<PoolElement>;
+    fn deref(&self) -> &Slab<PoolElement> {
+        &self.slab
+    }
+}
+
+/// The load degradation a selection of a PE with `info` adds.
+fn step_of(info: &PolicyInfo) -> u32 {
+    if policy::selection_adds_degradation(info.policy) {
+        info.wire_values()
+            .nth(policy::DEGRADATION_VALUE)
+            .unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+impl Pes {
+    pub(super) const fn new() -> Self {
+        Pes {
+            slab: Slab::new(),
+            hot: Vec::new(),
+        }
+    }
+
+    /// Stores a PE with its selection state; its slot.
+    pub(super) fn insert(&mut self, pe: PoolElement, state: SelectionState) -> u32 {
+        let step = step_of(&pe.policy());
+        let slot = self.slab.insert(pe);
+        let chunk = (slot >> CHUNK_BITS) as usize;
+        while self.hot.len() <= chunk {
+            self.hot
+                .push(vec![Hot::default(); CHUNK].into_boxed_slice());
+        }
+        *self.at_mut(slot) = Hot { state, step };
+        slot
+    }
+
+    #[inline]
+    fn at(&self, slot: u32) -> &Hot {
+        &self.hot[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
+    }
+
+    #[inline]
+    fn at_mut(&mut self, slot: u32) -> &mut Hot {
+        &mut self.hot[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
+    }
+
+    /// Takes the PE out of `slot`, with its selection state.
+    pub(super) fn remove(&mut self, slot: u32) -> (PoolElement, SelectionState) {
+        let pe = self.slab.remove(slot);
+        let state = std::mem::take(self.at_mut(slot)).state;
+        (pe, state)
+    }
+
+    #[inline]
+    pub(super) fn get_mut(&mut self, slot: u32) -> &mut PoolElement {
+        self.slab.get_mut(slot)
+    }
+
+    /// The selection state of the live PE in `slot`.
+    #[inline]
+    pub(super) fn state(&self, slot: u32) -> &SelectionState {
+        debug_assert!(self.slab.is_live(slot));
+        &self.at(slot).state
+    }
+
+    #[inline]
+    pub(super) fn state_mut(&mut self, slot: u32) -> &mut SelectionState {
+        debug_assert!(self.slab.is_live(slot));
+        &mut self.at_mut(slot).state
+    }
+
+    /// The hot part of the live PE in `slot`, for a selection.
+    #[inline]
+    pub(super) fn hot_mut(&mut self, slot: u32) -> &mut Hot {
+        debug_assert!(self.slab.is_live(slot));
+        self.at_mut(slot)
+    }
+
+    /// The record and the hot part of the live PE in `slot`.
+    #[inline]
+    pub(super) fn both_mut(&mut self, slot: u32) -> (&mut PoolElement, &mut Hot) {
+        let hot = &mut self.hot[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)];
+        (self.slab.get_mut(slot), hot)
+    }
+}
+
+impl Hot {
+    /// Sets the policy of `pe`, whose hot part this is: its values and the degradation step.
+    pub(super) fn set_policy(&mut self, pe: &mut PoolElement, info: &PolicyInfo) {
+        pe.set_policy(info);
+        self.step = step_of(info);
+    }
+}
