@@ -193,8 +193,8 @@ impl PoolElement {
             .expect("enough values")
     }
 
-    /// Sets the policy values (only [`Pes::set_policy`] calls this: the PE's degradation step
-    /// beside it changes too).
+    /// Sets the policy values. (A stored PE's policy changes through [`pes::Hot::set_policy`],
+    /// so that its degradation step beside it follows.)
     #[inline]
     fn set_policy(&mut self, info: &PolicyInfo) {
         self.policy_type = info.policy;
@@ -1255,6 +1255,13 @@ impl<R: RandomSource> Handlespace<R> {
                 for &e in picked.iter().take(max_increment) {
                     let seq = pool.next_seq;
                     pool.next_seq += 1;
+                    // What `on_selected` makes of the state, for the shortcuts below.
+                    #[cfg(debug_assertions)]
+                    let expected = {
+                        let mut st = *pes.state(e.slot);
+                        policy::on_selected(&pes.get(e.slot).policy(), &mut st, seq);
+                        st
+                    };
                     // The selection state and the degradation step lie beside the PE records
                     // (see `pes.rs`): only WRR reads the PE's record here.
                     let hot = pes.hot_mut(e.slot);
@@ -1285,17 +1292,8 @@ impl<R: RandomSource> Handlespace<R> {
                     };
                     #[cfg(debug_assertions)]
                     {
-                        // The shortcuts above are `on_selected`'s update.
-                        let (pe, hot) = pes.both_mut(e.slot);
-                        debug_assert_eq!(
-                            hot.step,
-                            if add_degradation {
-                                pe.policy_values[policy::DEGRADATION_VALUE]
-                            } else {
-                                hot.step
-                            }
-                        );
-                        debug_assert!(moved == SortEntry::of(pe, &hot.state, e.slot));
+                        debug_assert_eq!(*pes.state(e.slot), expected);
+                        debug_assert!(moved == entry_of(pes, e.slot));
                     }
                     set.replace_selected(&e, moved, cold);
                 }
