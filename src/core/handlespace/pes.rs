@@ -1,11 +1,13 @@
-//! The stored PEs: their records in a [`Slab`], and beside them, in one dense array by slot,
+//! The stored PEs: their records in a [`Slab`], and beside them, in chunks of the same slots,
 //! what a selection reads and writes ([`Hot`]: the selection state and the load degradation).
 //!
 //! A handle resolution changes the selected PEs' sequence numbers (and a degradation policy's
-//! accumulated degradation). Kept in the PE record, each of those stores went to a line of a
-//! ~120-byte record that a large handlespace mostly does not hold in cache: the store waited
-//! for the line, and the stores behind it for that one. Here 32 bytes a PE, two to a line, of
-//! an array a few times smaller than the records: mostly cached where the records are not.
+//! accumulated degradation, after reading the PE's load degradation). Kept in the PE record,
+//! each of those went to a line of a ~120-byte record that a large handlespace mostly does not
+//! hold in cache. Here they take 32 bytes a PE, two to a line, in an array a third the size of
+//! the records, mostly cached where the records are not. Measured (handlespace bench, 10⁴ PEs
+//! in pools of 100, alternating runs on a noisy machine): least-used and LU-with-degradation
+//! resolution about 5 % faster; 8 bytes a PE more.
 
 use std::ops::Deref;
 
