@@ -23,6 +23,10 @@ pub(super) struct Hot {
     /// The policy's load degradation for a policy whose selection adds one
     /// ([`policy::selection_adds_degradation`]), else 0.
     pub(super) step: u32,
+    /// The PE's pool (as in its record; a PE never changes pools): a sorted pool tells its
+    /// stale entries from current ones by the pool and the sequence number (`stale.rs`)
+    /// without reading the record.
+    pub(super) pool: u32,
 }
 
 /// The PE records and their [`Hot`] parts, by slot. Reads of the records go through `Deref`.
@@ -41,12 +45,11 @@ impl Deref for Pes {
     }
 }
 
-/// The load degradation a selection of a PE with `info` adds.
-fn step_of(info: &PolicyInfo) -> u32 {
-    if policy::selection_adds_degradation(info.policy) {
-        info.wire_values()
-            .nth(policy::DEGRADATION_VALUE)
-            .unwrap_or(0)
+/// The load degradation a selection of `pe` adds (read from its policy values as stored).
+#[inline]
+fn step_of(pe: &PoolElement) -> u32 {
+    if policy::selection_adds_degradation(pe.policy_type) {
+        pe.policy_values[policy::DEGRADATION_VALUE]
     } else {
         0
     }
@@ -62,14 +65,15 @@ impl Pes {
 
     /// Stores a PE with its selection state; its slot.
     pub(super) fn insert(&mut self, pe: PoolElement, state: SelectionState) -> u32 {
-        let step = step_of(&pe.policy());
+        let step = step_of(&pe);
+        let pool = pe.pool;
         let slot = self.slab.insert(pe);
         let chunk = (slot >> CHUNK_BITS) as usize;
         while self.hot.len() <= chunk {
             self.hot
                 .push(vec![Hot::default(); CHUNK].into_boxed_slice());
         }
-        *self.at_mut(slot) = Hot { state, step };
+        *self.at_mut(slot) = Hot { state, step, pool };
         slot
     }
 
@@ -86,7 +90,8 @@ impl Pes {
     /// Takes the PE out of `slot`, with its selection state.
     pub(super) fn remove(&mut self, slot: u32) -> (PoolElement, SelectionState) {
         let pe = self.slab.remove(slot);
-        let state = std::mem::take(self.at_mut(slot)).state;
+        // A free slot's hot part is never read: it is left as it is.
+        let state = self.at(slot).state;
         (pe, state)
     }
 
@@ -108,6 +113,13 @@ impl Pes {
         &mut self.at_mut(slot).state
     }
 
+    /// The hot part of the live PE in `slot`.
+    #[inline]
+    pub(super) fn hot(&self, slot: u32) -> &Hot {
+        debug_assert!(self.slab.is_live(slot));
+        self.at(slot)
+    }
+
     /// The hot part of the live PE in `slot`, for a selection.
     #[inline]
     pub(super) fn hot_mut(&mut self, slot: u32) -> &mut Hot {
@@ -127,6 +139,6 @@ impl Hot {
     /// Sets the policy of `pe`, whose hot part this is: its values and the degradation step.
     pub(super) fn set_policy(&mut self, pe: &mut PoolElement, info: &PolicyInfo) {
         pe.set_policy(info);
-        self.step = step_of(info);
+        self.step = step_of(pe);
     }
 }

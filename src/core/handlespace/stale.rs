@@ -40,8 +40,9 @@ const STALE_SET_MAX: usize = 24;
 #[inline]
 pub(super) fn is_current(pes: &Pes, pidx: u32, e: &SortEntry) -> bool {
     pes.is_live(e.slot) && {
-        let pe = pes.get(e.slot);
-        pe.pool == pidx && pes.state(e.slot).seq == u64::from(e.seq)
+        let hot = pes.hot(e.slot);
+        debug_assert_eq!(hot.pool, pes.get(e.slot).pool);
+        hot.pool == pidx && hot.state.seq == u64::from(e.seq)
     }
 }
 
