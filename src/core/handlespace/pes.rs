@@ -1,5 +1,6 @@
 //! The stored PEs: their records in a [`Slab`], and beside them, in chunks of the same slots,
-//! what a selection reads and writes ([`Hot`]: the selection state and the load degradation).
+//! what a selection reads and writes ([`Hot`]: the selection state, the load degradation a
+//! selection adds, and the pool, which tells a sorted pool's stale entries).
 //!
 //! A handle resolution changes the selected PEs' sequence numbers (and a degradation policy's
 //! accumulated degradation, after reading the PE's load degradation). Kept in the PE record,
