@@ -17,7 +17,8 @@ use super::slab::{Slab, CHUNK, CHUNK_BITS};
 use super::PoolElement;
 use crate::core::types::PolicyInfo;
 
-/// A PE's selection state and the load degradation its selection adds.
+/// What a selection reads and writes of a PE: its selection state, the load degradation its
+/// selection adds, and its pool.
 #[derive(Clone, Copy, Default)]
 pub(super) struct Hot {
     pub(super) state: SelectionState,
