@@ -2,8 +2,10 @@
  * request and sending a 40-byte answer, over loopback TCP or over SCTP (a one-to-many socket
  * as the registrar uses, the client one-to-one). Client and server run in this one thread, so
  * nobody is woken, and every call is timed with the thread's CPU clock: the figure is a floor
- * no registrar on this kernel can go below (on one host the send also carries the peer's
- * receive processing, as it does for the registrar).
+ * for a registrar on this kernel (on one host the send also carries the peer's receive
+ * processing, as it does for the registrar). A registrar that hands the kernel many messages
+ * per call (recvmmsg, sendmmsg) shares only the cost of entering the kernel, not the
+ * protocol's work per message.
  *
  *   floor tcp|sctp ADDRESS [ROUNDS]
  */

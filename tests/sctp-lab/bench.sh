@@ -26,8 +26,8 @@ start() { # ours|rsplib: prints the pid
    echo $!
 }
 
-# What the kernel alone costs a registrar per resolution over SCTP here (no registrar can do
-# with less): benches/kernel-floor/floor.c, built by make.
+# What the kernel alone costs a registrar per resolution over SCTP here (one message per call;
+# batching calls shares only the kernel entry): benches/kernel-floor/floor.c, built by make.
 if [ -x "$BIN/kernel-floor" ]; then
    for i in 1 2; do "$BIN/kernel-floor" sctp $A 5000; done
 fi
