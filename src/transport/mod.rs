@@ -280,7 +280,7 @@ impl Server {
             ServerInner::Tcp(t) => t
                 .listener
                 .iter()
-                .filter_map(|l| l.local_addr().ok())
+                .filter_map(|(l, _)| l.local_addr().ok())
                 .collect(),
         }
     }
@@ -289,7 +289,7 @@ impl Server {
     pub fn owns(&self, token: Token) -> bool {
         match &self.inner {
             ServerInner::Sctp(s) => s.token == token,
-            ServerInner::Tcp(t) => t.listener_token == Some(token) || t.conns.contains_key(&token),
+            ServerInner::Tcp(t) => t.is_listener(token) || t.conns.contains_key(&token),
         }
     }
 

@@ -116,9 +116,9 @@ enum Pulled {
 }
 
 pub(super) struct TcpServer {
-    /// `None` for a server that only adopts streams accepted by another one (a shard).
-    pub(super) listener: Option<TcpListener>,
-    pub(super) listener_token: Option<Token>,
+    /// The listener and its token; `None` for a server that only adopts streams accepted by
+    /// another one (a shard).
+    pub(super) listener: Option<(TcpListener, Token)>,
     /// With shards: every accepted stream goes to the next in turn; `given` collects the
     /// ones for other shards until the caller takes them ([`TcpServer::take_handed_off`]).
     handoff: Option<HandOff>,
@@ -185,8 +185,7 @@ impl TcpServer {
         let listener_token = next_token();
         registry.register(&mut listener, listener_token, Interest::READABLE)?;
         let mut server = TcpServer::adopting(ppid);
-        server.listener = Some(listener);
-        server.listener_token = Some(listener_token);
+        server.listener = Some((listener, listener_token));
         // A backlog that filled before registration would raise no edge.
         server.accept_pending = true;
         server.reserve = open_reserve();
@@ -198,7 +197,6 @@ impl TcpServer {
     pub(super) fn adopting(ppid: u32) -> TcpServer {
         TcpServer {
             listener: None,
-            listener_token: None,
             handoff: None,
             ppid,
             limits: Limits::default(),
@@ -220,6 +218,11 @@ impl TcpServer {
             accept_log: LogLimiter::new(LOG_PERIOD, 1),
             refuse_log: LogLimiter::new(LOG_PERIOD, 1),
         }
+    }
+
+    /// True if `token` is this server's listener's.
+    pub(super) fn is_listener(&self, token: Token) -> bool {
+        self.listener.as_ref().is_some_and(|(_, t)| *t == token)
     }
 
     /// Deals the streams this server accepts out to `shards` shards in turn, itself being
@@ -252,7 +255,7 @@ impl TcpServer {
         ready: Readiness,
         out: &mut Vec<Event>,
     ) {
-        if Some(token) == self.listener_token {
+        if self.is_listener(token) {
             self.accept_pending = true;
             return;
         }
@@ -611,7 +614,7 @@ impl TcpServer {
 
     fn accept(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event>) {
         for _ in 0..ACCEPT_BATCH {
-            let Some(listener) = self.listener.as_ref() else {
+            let Some((listener, _)) = self.listener.as_ref() else {
                 self.accept_pending = false;
                 return;
             };
@@ -696,7 +699,7 @@ impl TcpServer {
             }
             return true;
         }
-        let Some(listener) = self.listener.as_ref() else {
+        let Some((listener, _)) = self.listener.as_ref() else {
             return false;
         };
         let result = listener.accept();
