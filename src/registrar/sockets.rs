@@ -218,9 +218,13 @@ impl Sockets {
         if events.is_empty() {
             return;
         }
-        let mut core = core.lock();
+        self.handle_each(idx, events, &mut core.lock());
+    }
+
+    /// Server `idx`'s `events` into the core, whose lock the caller holds.
+    fn handle_each(&mut self, idx: usize, events: &mut Vec<Event>, core: &mut Core) {
         for te in events.drain(..) {
-            self.handle(idx, te, &mut core);
+            self.handle(idx, te, core);
         }
     }
 
@@ -319,9 +323,7 @@ impl Sockets {
                     self.servers[0]
                         .0
                         .adopt(&self.registry, stream, peer, events);
-                    for te in events.drain(..) {
-                        self.handle(0, te, &mut core);
-                    }
+                    self.handle_each(0, events, &mut core);
                 }
                 Inbound::Output(out) => outputs.push(out),
             }
