@@ -86,7 +86,7 @@ impl Pes {
 
     #[inline]
     fn at_mut(&mut self, slot: u32) -> &mut Hot {
-        &mut self.hot[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
+        hot_at_mut(&mut self.hot, slot)
     }
 
     /// Takes the PE out of `slot`, with its selection state.
@@ -105,14 +105,12 @@ impl Pes {
     /// The selection state of the live PE in `slot`.
     #[inline]
     pub(super) fn state(&self, slot: u32) -> &SelectionState {
-        debug_assert!(self.slab.is_live(slot));
-        &self.at(slot).state
+        &self.hot(slot).state
     }
 
     #[inline]
     pub(super) fn state_mut(&mut self, slot: u32) -> &mut SelectionState {
-        debug_assert!(self.slab.is_live(slot));
-        &mut self.at_mut(slot).state
+        &mut self.hot_mut(slot).state
     }
 
     /// The hot part of the live PE in `slot`.
@@ -132,9 +130,15 @@ impl Pes {
     /// The record and the hot part of the live PE in `slot`.
     #[inline]
     pub(super) fn both_mut(&mut self, slot: u32) -> (&mut PoolElement, &mut Hot) {
-        let hot = &mut self.hot[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)];
-        (self.slab.get_mut(slot), hot)
+        (self.slab.get_mut(slot), hot_at_mut(&mut self.hot, slot))
     }
+}
+
+/// The hot part of `slot` in `chunks` (apart from `Pes`, so that the slab can be borrowed
+/// beside it).
+#[inline]
+fn hot_at_mut(chunks: &mut [Box<[Hot]>], slot: u32) -> &mut Hot {
+    &mut chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
 }
 
 impl Hot {
